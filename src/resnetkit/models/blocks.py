@@ -1,0 +1,164 @@
+"""Convolution helpers and the two residual blocks of the ResNet family.
+
+Attribute names and construction order follow torchvision's ``models/resnet.py`` exactly, because
+the state_dict keys and the order in which modules draw from the RNG are part of the drop-in
+contract.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from torch import Tensor, nn
+
+NormLayer = Callable[[int], nn.Module]
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    """3x3 convolution without bias; padding equals the dilation so stride 1 keeps the spatial size."""
+    return nn.Conv2d(
+        in_planes,
+        out_planes,
+        kernel_size=3,
+        stride=stride,
+        padding=dilation,
+        groups=groups,
+        bias=False,
+        dilation=dilation,
+    )
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution without bias (channel projection, optionally strided)."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual shortcut (ResNet-18/34).
+
+    Unlike torchvision, ``dilation > 1`` is supported: both 3x3 convolutions use it, which is what a
+    segmentation backbone at output stride 8/16 needs.
+    """
+
+    expansion: int = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Optional[NormLayer] = None,
+    ) -> None:
+        super().__init__()
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
+        if groups != 1 or base_width != 64:
+            raise ValueError(
+                f"BasicBlock only supports groups=1 and width_per_group=64 (got groups={groups}, "
+                f"width_per_group={base_width}): a BasicBlock has no inner bottleneck width to group "
+                "or widen. Use Bottleneck (e.g. resnext50_32x4d, wide_resnet50_2) for those options."
+            )
+        if dilation < 1:
+            raise ValueError(f"dilation must be >= 1, got {dilation}")
+        self.conv1 = conv3x3(inplanes, planes, stride, dilation=dilation)
+        self.bn1 = norm_layer(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes, dilation=dilation)
+        self.bn2 = norm_layer(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+
+        if self.downsample is not None:
+            identity = self.downsample(x)
+
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (strided, grouped, dilated), 1x1 expand by 4, plus the shortcut.
+
+    The stride sits on the 3x3 convolution ("ResNet v1.5"), as in torchvision. The inner width is
+    ``int(planes * base_width / 64) * groups``, which gives ResNeXt (groups > 1) and wide ResNets
+    (base_width > 64) from the same block.
+    """
+
+    expansion: int = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Optional[NormLayer] = None,
+    ) -> None:
+        super().__init__()
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
+        width = int(planes * (base_width / 64.0)) * groups
+        if width < 1:
+            raise ValueError(
+                f"Bottleneck inner width is 0 for planes={planes}, width_per_group={base_width}, "
+                f"groups={groups}; increase width_per_group"
+            )
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = norm_layer(width)
+        self.conv2 = conv3x3(width, width, stride, groups, dilation)
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+
+        out = self.conv3(out)
+        out = self.bn3(out)
+
+        if self.downsample is not None:
+            identity = self.downsample(x)
+
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+def last_norm(block: nn.Module) -> Optional[nn.Module]:
+    """The norm layer that closes a block's residual branch (zeroed by ``zero_init_residual``)."""
+    if isinstance(block, Bottleneck):
+        return block.bn3
+    if isinstance(block, BasicBlock):
+        return block.bn2
+    return None
+
+
+__all__ = ["conv3x3", "conv1x1", "BasicBlock", "Bottleneck", "last_norm", "NormLayer"]

@@ -7,9 +7,12 @@ import sys
 from typing import List, Optional
 
 from ..errors import ResnetkitError
+from . import eval as eval_cmd
 from . import models as models_cmd
+from . import predict as predict_cmd
+from . import train as train_cmd
 
-SUBCOMMANDS = [models_cmd]
+SUBCOMMANDS = [models_cmd, train_cmd, eval_cmd, predict_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,13 +15,16 @@ from .builders import (
     wide_resnet101_2,
 )
 from .registry import get_builder, get_model, list_models, register_model
+from .norm import FrozenBatchNorm2d, group_norm
 from .resnet import ResNet
 
 __all__ = [
     "ARCHITECTURES",
     "BasicBlock",
     "Bottleneck",
+    "FrozenBatchNorm2d",
     "ResNet",
+    "group_norm",
     "conv1x1",
     "conv3x3",
     "get_builder",

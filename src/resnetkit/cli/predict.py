@@ -1,0 +1,44 @@
+"""`resnetkit predict`: top-k classes for images; broken files are reported and the rest still predicted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..engine.predict import expand_inputs, predict_files
+from ..errors import ResnetkitError
+from .common import add_weights_args, load_for_inference
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify image files", description=__doc__)
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    add_weights_args(p)
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.topk < 1 or args.batch_size < 1:
+        raise ResnetkitError("--topk and --batch-size must be >= 1")
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise ResnetkitError(f"no files found in {' '.join(args.inputs)}")
+    model, _, preprocess, classes = load_for_inference(args)
+    failed = 0
+    for pred in predict_files(model, paths, preprocess, classes, topk=args.topk, batch_size=args.batch_size):
+        failed += pred.error is not None
+        if args.json:
+            print(json.dumps(pred.to_dict()), flush=True)
+        elif pred.error is not None:
+            print(f"{pred.path}: ERROR {pred.error.removeprefix(pred.path + ': ')}", flush=True)
+        else:
+            tops = "  ".join(f"{c} {p:.1%}" for c, p in pred.top)
+            print(f"{pred.path}: {tops}", flush=True)
+    if failed:
+        print(f"{failed} of {len(paths)} files could not be read", file=sys.stderr)
+        return 1
+    return 0

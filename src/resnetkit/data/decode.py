@@ -1,0 +1,82 @@
+"""Robust image decoding: every mode PIL can open becomes RGB, or a clear error naming the file."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from ..errors import ResnetkitError
+
+# 89 megapixels (PIL's own default). Anything above is refused as a possible decompression bomb
+# instead of PIL's mere warning, so a hostile file cannot exhaust memory.
+MAX_PIXELS = 89_478_485
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+class ImageDecodeError(ResnetkitError):
+    """An image file that cannot be used; the message names the file and the reason."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit grayscale: scale the actual range to 8 bits rather than clipping at 255.
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max()
+        arr = arr / hi * 255.0 if hi > 0 else arr
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+    elif mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = arr.min(), arr.max()
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        # Composite transparency onto white: what a viewer shows, and what web images assume.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_image(path: Union[str, os.PathLike]) -> Image.Image:
+    """Open ``path`` as an RGB PIL image with EXIF orientation applied.
+
+    Raises ImageDecodeError for a missing, empty, truncated, corrupt, non-image or oversized file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageDecodeError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageDecodeError(f"{path}: empty file (0 bytes); re-copy or remove it")
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    try:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageDecodeError(
+                        f"{path}: {img.width}x{img.height} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
+                        "(possible decompression bomb); downscale the image first"
+                    )
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"{path}: refused as a possible decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError(f"{path}: not an image file PIL can identify") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"{path}: corrupt or truncated image ({exc})") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous

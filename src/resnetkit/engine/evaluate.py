@@ -1,0 +1,99 @@
+"""Evaluation: top-1/top-5, loss, per-class accuracy and the confusion matrix (summed over ranks)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import distributed as D
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    acc1: float
+    acc5: float
+    count: int
+    confusion: torch.Tensor  # [true, predicted] counts
+    skipped: int = 0
+
+    @property
+    def per_class_acc(self) -> List[float]:
+        totals = self.confusion.sum(1).clamp(min=1)
+        return (100.0 * self.confusion.diag() / totals).tolist()
+
+    def to_dict(self, classes: Optional[List[str]] = None) -> dict:
+        names = classes or [str(i) for i in range(len(self.confusion))]
+        return {
+            "loss": self.loss,
+            "acc1": self.acc1,
+            "acc5": self.acc5,
+            "images": self.count,
+            "skipped": self.skipped,
+            "per_class_acc1": dict(zip(names, self.per_class_acc)),
+            "confusion": self.confusion.tolist(),
+        }
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable,
+    num_classes: int,
+    device: torch.device,
+    amp: str = "bf16",
+    channels_last: bool = True,
+    label_smoothing: float = 0.0,
+    dist_info: Optional[D.DistInfo] = None,
+    on_skipped: Optional[Callable[[list], None]] = None,
+) -> EvalResult:
+    """Run ``model`` over ``batches`` of (images, targets[, skipped messages])."""
+    info = dist_info or D.DistInfo()
+    was_training = model.training
+    model.eval()
+    loss_sum, top1, top5, n, skipped = 0.0, 0, 0, 0, 0
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+    ctx = (
+        torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+        if amp in ("bf16", "fp16") and (amp == "bf16" or device.type == "cuda")
+        else contextlib.nullcontext()
+    )
+    for batch in batches:
+        x, y = batch[0], batch[1]
+        if len(batch) > 2 and batch[2]:
+            skipped += len(batch[2])
+            if on_skipped is not None:
+                on_skipped(batch[2])
+        if len(y) == 0:
+            continue
+        x, y = x.to(device), y.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with ctx:
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += float(F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction="sum"))
+        k = min(5, logits.shape[1])
+        topk = logits.topk(k, dim=1).indices
+        top1 += int((topk[:, 0] == y).sum())
+        top5 += int((topk == y[:, None]).any(1).sum())
+        n += len(y)
+        confusion.index_put_((y.cpu(), topk[:, 0].cpu()), torch.ones(len(y), dtype=torch.float64), accumulate=True)
+    model.train(was_training)
+    loss_sum, top1, top5, n, skipped = D.all_sum([loss_sum, top1, top5, n, skipped], info)
+    if info.enabled:
+        confusion = torch.tensor(D.all_sum(confusion.flatten().tolist(), info)).reshape(num_classes, num_classes)
+    n = int(n)
+    return EvalResult(
+        loss=loss_sum / max(1, n),
+        acc1=100.0 * top1 / max(1, n),
+        acc5=100.0 * top5 / max(1, n),
+        count=n,
+        confusion=confusion.long(),
+        skipped=int(skipped),
+    )

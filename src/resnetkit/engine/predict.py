@@ -1,0 +1,81 @@
+"""Batch prediction over image files: every readable file gets its top-k, every other file an error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..data.decode import ImageDecodeError, load_image
+from ..data.transforms import Preprocess
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: List[Tuple[str, float]] = field(default_factory=list)  # (class name, probability)
+    error: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "top": [{"class": c, "prob": round(p, 6)} for c, p in self.top]}
+
+
+def expand_inputs(inputs: Sequence[str]) -> List[Path]:
+    """Files as given, plus the image files inside given directories (recursively, sorted).
+    Paths that do not exist are kept, so they are reported rather than silently dropped."""
+    paths: List[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            paths.extend(found)
+        else:
+            paths.append(p)
+    return paths
+
+
+def _chunks(items: List[Path], size: int) -> Iterator[List[Path]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@torch.no_grad()
+def predict_files(
+    model: nn.Module,
+    paths: Iterable[Path],
+    preprocess: Preprocess,
+    classes: Optional[Sequence[str]] = None,
+    topk: int = 5,
+    batch_size: int = 32,
+    device: Optional[torch.device] = None,
+) -> Iterator[Prediction]:
+    """Yield one Prediction per path, in order. Undecodable files yield an error, not an exception."""
+    device = device or torch.device("cpu")
+    model.eval().to(device)
+    transform = preprocess.transform()
+    for chunk in _chunks(list(paths), batch_size):
+        tensors, results = [], []
+        for path in chunk:
+            try:
+                tensors.append(transform(load_image(path)))
+                results.append(Prediction(str(path)))
+            except ImageDecodeError as exc:
+                results.append(Prediction(str(path), error=str(exc)))
+        if tensors:
+            probs = model(torch.stack(tensors).to(device)).float().softmax(dim=1)
+            k = min(topk, probs.shape[1])
+            values, indices = probs.topk(k, dim=1)
+            good = iter(range(len(tensors)))
+            for r in results:
+                if r.error is None:
+                    row = next(good)
+                    r.top = [
+                        (classes[i] if classes and i < len(classes) else str(i), float(v))
+                        for v, i in zip(values[row].tolist(), indices[row].tolist())
+                    ]
+        yield from results

@@ -1,0 +1,81 @@
+"""Run outputs: metrics.csv, training curves and confusion-matrix plots (PNG)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import List, Sequence
+
+import torch
+
+from ..weights.io import atomic_path
+
+
+def write_metrics_csv(history: List[dict], path: Path) -> None:
+    if not history:
+        return
+    fields = list(dict.fromkeys(k for row in history for k in row))
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            for row in history:
+                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_curves(history: List[dict], path: Path) -> None:
+    """Loss and accuracy per epoch, train and val side by side."""
+    if not history:
+        return
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
+    ax_loss.plot(epochs, [r["val_loss"] for r in history], marker="o", label="val")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.plot(epochs, [r["train_acc"] for r in history], marker="o", label="train")
+    ax_acc.plot(epochs, [r["val_acc1"] for r in history], marker="o", label="val acc@1")
+    if "ema_val_acc1" in history[0]:
+        ax_acc.plot(epochs, [r["ema_val_acc1"] for r in history], marker="o", label="EMA val acc@1")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_confusion(confusion: torch.Tensor, classes: Sequence[str], path: Path) -> None:
+    """Confusion matrix as a PNG heat map (rows: true class, columns: predicted), row-normalised."""
+    plt = _pyplot()
+    n = len(classes)
+    norm = confusion.double() / confusion.sum(1, keepdim=True).clamp(min=1)
+    size = min(20, max(5, 0.45 * n + 2))
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if n <= 50:
+        ax.set_xticks(range(n), labels=classes, rotation=90)
+        ax.set_yticks(range(n), labels=classes)
+        if n <= 20:
+            for i in range(n):
+                for j in range(n):
+                    if confusion[i, j]:
+                        ax.text(j, i, int(confusion[i, j]), ha="center", va="center",
+                                color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (row-normalised)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

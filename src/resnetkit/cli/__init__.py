@@ -10,9 +10,11 @@ from ..errors import ResnetkitError
 from . import eval as eval_cmd
 from . import models as models_cmd
 from . import predict as predict_cmd
+from . import summary as summary_cmd
 from . import train as train_cmd
+from . import weights as weights_cmd
 
-SUBCOMMANDS = [models_cmd, train_cmd, eval_cmd, predict_cmd]
+SUBCOMMANDS = [models_cmd, summary_cmd, weights_cmd, train_cmd, eval_cmd, predict_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +41,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ResnetkitError, ValueError, FileNotFoundError, PermissionError) as exc:
         print(f"resnetkit {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"resnetkit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -26,6 +26,7 @@ HELP = {
     "out": "run directory (default runs/<timestamp>-<arch>)",
     "deterministic": "deterministic algorithms: a killed and resumed run ends with identical weights",
     "quiet": "no progress bars, one line per epoch",
+    "pad_crop": "in-memory data (digits): pad by N pixels (edge) and randomly crop back, per sample",
 }
 
 
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     (result.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if result.config is not None and result.config.data is None:
         # A few validation digits as PNG files, to try `resnetkit predict` on real image files.
-        digits_val_images(result.run_dir / "samples", count=8, seed=result.config.seed)
+        digits_val_images(result.run_dir / "samples", count=8)
     print(
         f"done: val acc@1 {last['val_acc1']:.2f}% (best {result.best_acc1:.2f}%) in {result.train_seconds:.1f}s "
         f"of training; {result.skipped_images} unreadable images skipped; outputs in {result.run_dir}/"

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ResnetkitError
 from .decode import IMAGE_EXTENSIONS, ImageDecodeError, load_image
+from .sampling import sample_seed
 from .transforms import Preprocess
 
 
@@ -43,23 +44,30 @@ class TensorImages(Dataset):
 
 
 DIGITS_MEAN, DIGITS_STD = 0.3, 0.4  # of pixel/16 after upsampling, close to the measured 0.30 / 0.41
+# Train/val splits use a fixed seed, independent of the training seed, so runs stay comparable.
+SPLIT_SEED = 0
 
 
-def load_digits(image_size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Split:
+def _digits_split(targets: np.ndarray, val_fraction: float = 0.2) -> Tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    tr, va = train_test_split(
+        np.arange(len(targets)), test_size=val_fraction, stratify=targets, random_state=SPLIT_SEED
+    )
+    return np.sort(tr), np.sort(va)
+
+
+def load_digits(image_size: int = 32, val_fraction: float = 0.2) -> Split:
     """scikit-learn's bundled handwritten digits (1,797 8x8 images, 10 classes), split stratified
     80/20 with a fixed seed, upsampled bilinearly to ``image_size`` and repeated to 3 channels."""
     from sklearn.datasets import load_digits as sk_load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = sk_load_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
     x = ((x - DIGITS_MEAN) / DIGITS_STD).repeat(1, 3, 1, 1).contiguous()
     y = torch.from_numpy(bunch.target.astype(np.int64))
-    idx_train, idx_val = train_test_split(
-        np.arange(len(y)), test_size=val_fraction, stratify=bunch.target, random_state=seed
-    )
-    idx_train, idx_val = torch.from_numpy(np.sort(idx_train)), torch.from_numpy(np.sort(idx_val))
+    idx_train, idx_val = (torch.from_numpy(i) for i in _digits_split(bunch.target, val_fraction))
     preprocess = Preprocess(
         resize_size=image_size, crop_size=image_size, interpolation="bilinear",
         mean=(DIGITS_MEAN,) * 3, std=(DIGITS_STD,) * 3,
@@ -74,19 +82,16 @@ def load_digits(image_size: int = 32, val_fraction: float = 0.2, seed: int = 0) 
     )
 
 
-def digits_val_images(directory: Path, count: int = 8, seed: int = 0) -> List[Path]:
-    """Write ``count`` validation digits as PNG files (for trying ``predict`` on real files)."""
-    from sklearn.datasets import load_digits as sk_load_digits
-    from sklearn.model_selection import train_test_split
+def digits_val_images(directory: Path, count: int = 8) -> List[Path]:
+    """Write ``count`` validation digits as 32x32 PNG files (for trying ``predict`` on real files)."""
     from PIL import Image
+    from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()
-    _, idx_val = train_test_split(
-        np.arange(len(bunch.target)), test_size=0.2, stratify=bunch.target, random_state=seed
-    )
+    _, idx_val = _digits_split(bunch.target)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in np.sort(idx_val)[:count]:
+    for i in idx_val[:count]:
         img = Image.fromarray((bunch.images[i] * 255 / 16).astype(np.uint8), mode="L").resize((32, 32), Image.BILINEAR)
         path = directory / f"val{i:04d}_label{bunch.target[i]}.png"
         img.save(path)
@@ -135,11 +140,17 @@ class FolderImages(Dataset):
             image = load_image(path)
         except ImageDecodeError as exc:
             return None, str(exc)
-        if epoch is not None:
-            s = (self.seed * 1_000_003 + epoch) * 10_000_019 + i
-            torch.manual_seed(s)
-            random.seed(s)
-        return self.transform(image), target
+        if epoch is None:
+            return self.transform(image), target
+        s = sample_seed(self.seed, epoch, i)
+        py_state = random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(s)
+                random.seed(s)
+                return self.transform(image), target
+        finally:
+            random.setstate(py_state)
 
 
 def collate(items):
@@ -162,6 +173,7 @@ def load_folder(
     val_split: Optional[float] = None,
     seed: int = 0,
 ) -> Split:
+    # ``seed`` seeds augmentation; the train/val split itself always uses SPLIT_SEED.
     """ImageFolder layout: ``root/train/<class>/*`` and ``root/val/<class>/*``, or one folder of
     class folders split with ``val_split`` (stratified, fixed seed)."""
     root = Path(root)
@@ -188,9 +200,9 @@ def load_folder(
 
         labels = [t for _, t in samples]
         try:
-            tr, va = train_test_split(range(len(samples)), test_size=fraction, stratify=labels, random_state=seed)
+            tr, va = train_test_split(range(len(samples)), test_size=fraction, stratify=labels, random_state=SPLIT_SEED)
         except ValueError:
-            tr, va = train_test_split(range(len(samples)), test_size=fraction, random_state=seed)
+            tr, va = train_test_split(range(len(samples)), test_size=fraction, random_state=SPLIT_SEED)
         train_samples = [samples[i] for i in sorted(tr)]
         val_samples = [samples[i] for i in sorted(va)]
     if not train_samples:

@@ -75,6 +75,11 @@ class BatchOrder:
             yield [(self.epoch, i) for i in mine]
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """Seed for one sample's augmentation in one epoch."""
+    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63)
+
+
 def shard(n: int, rank: int, world: int) -> List[int]:
     """Evaluation split: every sample exactly once across ranks, no padding."""
     return list(range(rank, n, world))

@@ -47,12 +47,16 @@ class Preprocess:
         return cls(**{k: v for k, v in d.items() if k in keys})
 
     def transform(self) -> T.Compose:
-        """PIL image or uint8 tensor -> normalized float tensor (C, crop, crop)."""
+        """PIL image or uint8 tensor -> normalized float tensor (C, crop, crop).
+
+        A PIL image is resized and cropped by PIL before conversion, exactly as torchvision's
+        ``weights.transforms()`` does, so published accuracies reproduce bit for bit.
+        """
         return T.Compose(
             [
-                T.PILToTensor(),
                 T.Resize(self.resize_size, interpolation=INTERPOLATIONS[self.interpolation], antialias=True),
                 T.CenterCrop(self.crop_size),
+                T.ToImage(),
                 T.ToDtype(torch.float32, scale=True),
                 T.Normalize(self.mean, self.std),
             ]

@@ -21,6 +21,7 @@ class TrainConfig:
     data: Optional[str] = None  # None: the bundled sklearn digits
     val_split: Optional[float] = None
     image_size: int = 32  # digits only
+    pad_crop: int = 0  # digits only: random translation by up to this many pixels
     train_crop: int = 224
     eval_resize: int = 256
     eval_crop: int = 224
@@ -76,9 +77,9 @@ class TrainConfig:
 RECIPES: Dict[str, Dict[str, Any]] = {
     # The offline default: resnet18 on sklearn's digits at 32x32.
     "digits": dict(
-        arch="resnet18", epochs=20, batch_size=64, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True,
+        arch="resnet18", epochs=20, batch_size=64, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
         weight_decay=5e-4, schedule="onecycle", warmup_epochs=0, label_smoothing=0.1, amp="bf16",
-        channels_last=True,
+        channels_last=True, pad_crop=2,
     ),
     # torchvision's original ImageNet recipe.
     "tv-v1": dict(

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data.datasets import Split, TensorImages, collate, load_digits, load_folder
-from ..data.sampling import BatchOrder
+from ..data.sampling import BatchOrder, sample_seed
 from ..data.transforms import Preprocess, train_transform
 from ..errors import ResnetkitError
 from ..models import get_model
@@ -68,7 +68,7 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 def load_data(cfg: TrainConfig) -> Split:
     if cfg.data is None:
-        return load_digits(image_size=cfg.image_size, seed=cfg.seed)
+        return load_digits(image_size=cfg.image_size)
     preprocess = Preprocess(cfg.eval_resize, cfg.eval_crop, cfg.interpolation)
     return load_folder(
         Path(cfg.data),
@@ -292,8 +292,24 @@ class Trainer:
             yield from self.loader
             return
         data: TensorImages = self.data.train  # type: ignore[assignment]
+        shift = None
+        if self.cfg.pad_crop > 0:
+            from torchvision.transforms import v2 as T
+
+            size = data.images.shape[-2:]
+            shift = T.RandomCrop(size, padding=self.cfg.pad_crop, padding_mode="edge")
         for chunk in self.order:
-            x, y = data.batch([i for _, i in chunk])
+            indices = [i for _, i in chunk]
+            x, y = data.batch(indices)
+            if shift is not None:
+                # Per-sample random translation seeded by (seed, epoch, sample): the same whatever
+                # the batch split across ranks, and again after a resume.
+                with torch.random.fork_rng(devices=[]):
+                    shifted = []
+                    for img, i in zip(x, indices):
+                        torch.manual_seed(sample_seed(self.cfg.seed, self.epoch, i))
+                        shifted.append(shift(img))
+                    x = torch.stack(shifted)
             yield x, y, []
 
     def _set_lr(self) -> float:

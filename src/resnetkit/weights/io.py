@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple, Union
@@ -26,6 +27,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600; give the final file the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as f:
@@ -56,11 +61,16 @@ def load_torch(path: PathLike, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise ResnetkitError(
-            f"{path}: refused to load: the file holds more than tensors (weights_only=True rejected it: "
-            f"{first}); only load files you trust, or re-save the state_dict alone"
-        ) from None
+        text = str(exc)
+        # The rejected callable is named as "GLOBAL posix.system" or "Unsupported global: GLOBAL x.y".
+        detail = re.search(r"GLOBAL ([\w.]+)", text)
+        if detail or "global" in text.lower():
+            what = detail.group(1) if detail else "a Python object"
+            raise ResnetkitError(
+                f"{path}: refused to load: the file asks to call {what}, which could run code "
+                "(loading uses weights_only=True); only tensors are accepted: re-save the state_dict alone"
+            ) from None
+        raise ResnetkitError(f"{path}: not a readable PyTorch checkpoint (corrupt or not a torch.save file)") from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise ResnetkitError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
 

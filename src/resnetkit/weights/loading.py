@@ -105,7 +105,8 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], head: str = "
             for k in HEAD_KEYS:
                 state.pop(k, None)
     for k in list(state):
-        if k.endswith("num_batches_tracked") and k not in own:
+        # BatchNorm's counter has no place in a FrozenBatchNorm2d that is otherwise there.
+        if k.endswith(".num_batches_tracked") and k not in own and k[: -len("num_batches_tracked")] + "weight" in own:
             state.pop(k)
     problems = diagnose(model, state, source)
     if problems:

@@ -31,7 +31,14 @@ class LoadedWeights:
 
     @property
     def classes(self) -> Optional[List[str]]:
-        return self.meta.get("classes")
+        """Class names from the metadata; a bare 1000-way checkpoint is taken to be ImageNet-1k."""
+        if self.meta.get("classes"):
+            return self.meta["classes"]
+        if self.num_classes == 1000:
+            from .catalog import imagenet_classes
+
+            return imagenet_classes()
+        return None
 
     @property
     def num_classes(self) -> int:
@@ -53,8 +60,12 @@ def read_source(source: str, progress: bool = True) -> LoadedWeights:
     if path.is_file():
         state, meta = read_weights_file(path)
         return LoadedWeights(state, meta, str(path))
-    from .catalog import find_weights  # catalog names and URLs need the download machinery
+    from .catalog import find_weights
+    from .download import fetch_url
 
+    if source.startswith(("http://", "https://")):
+        state, meta = read_weights_file(fetch_url(source, progress=progress))
+        return LoadedWeights(state, meta, source)
     entry = find_weights(source)
     if entry is None:
         raise ResnetkitError(

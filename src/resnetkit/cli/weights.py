@@ -1,0 +1,78 @@
+"""`resnetkit weights list | download NAME... | verify`: the catalog and the local cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import ResnetkitError
+from ..weights.catalog import get_weights, list_weights
+from ..weights.download import cache_dir, sha256_of
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="list, download and verify published weights", description=__doc__)
+    wsub = p.add_subparsers(dest="action", metavar="ACTION")
+    wsub.required = True
+    ls = wsub.add_parser("list", help="the catalog, with what is cached")
+    ls.add_argument("--arch", help="only this architecture")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=run_list)
+    dl = wsub.add_parser("download", help="fetch weights into the cache ahead of time")
+    dl.add_argument("names", nargs="+", metavar="NAME", help="e.g. resnet50.IMAGENET1K_V2 (or 'all')")
+    dl.add_argument("--no-progress", action="store_true")
+    dl.set_defaults(handler=run_download)
+    vf = wsub.add_parser("verify", help="re-hash every cached catalog file")
+    vf.set_defaults(handler=run_verify)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    entries = list_weights(args.arch)
+    if args.arch and not entries:
+        raise ResnetkitError(f"no weights for --arch {args.arch}; see `resnetkit models`")
+    if args.json:
+        for e in entries:
+            cached = e.cached_path()
+            print(json.dumps({"name": e.name, "arch": e.arch, "tag": e.tag, "default": e.default, "acc1": e.acc1,
+                              "acc5": e.acc5, "params": e.num_params, "gflops": e.gflops, "size_mb": e.file_size_mb,
+                              "url": e.url, "cached": str(cached) if cached else None}))
+        return 0
+    print(f"{'weights':<34} {'acc@1':>7} {'acc@5':>7} {'params':>8} {'GFLOPS':>7} {'size':>9}  cached")
+    for e in entries:
+        cached = e.cached_path()
+        mark = "*" if e.default else " "
+        where = ("yes" + (f" ({cached.name})" if cached.name != e.file_name else "")) if cached else "no"
+        print(f"{e.name + mark:<34} {e.acc1:>7.3f} {e.acc5:>7.3f} {e.num_params / 1e6:>7.1f}M {e.gflops:>7.3f} "
+              f"{e.file_size_mb:>6.1f} MB  {where}")
+    print(f"* = DEFAULT; ImageNet-1k val accuracies as published; cache: {cache_dir()}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    names = [e.name for e in list_weights()] if args.names == ["all"] else args.names
+    entries = [get_weights(n) for n in names]  # fail on a typo before downloading anything
+    for e in entries:
+        path = e.fetch(progress=not args.no_progress)
+        print(f"{e.name}: {path}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    checked, bad = 0, 0
+    for e in list_weights():
+        candidates = [(e.file_name, e.sha256_prefix)] + [(f["file_name"], f["sha256_prefix"]) for f in e.legacy_files]
+        for file_name, prefix in candidates:
+            path = cache_dir() / file_name
+            if not path.is_file():
+                continue
+            checked += 1
+            digest = sha256_of(path)
+            if digest.startswith(prefix):
+                print(f"ok    {path}")
+            else:
+                bad += 1
+                print(f"BAD   {path}: sha256 {digest} does not start with {prefix}; delete it and run "
+                      f"`resnetkit weights download {e.name}`")
+    print(f"{checked} cached files checked in {cache_dir()}, {bad} bad", file=sys.stderr)
+    return 1 if bad else 0

@@ -1,0 +1,229 @@
+"""The architecture explained from the real model: He et al.'s Table 1, a per-block trace, params, MACs.
+
+Everything is measured on the model itself with forward hooks (on the meta device, so even
+wide_resnet101_2 costs no memory or time), never read from a table: custom configurations,
+odd input sizes and dilation come out right by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..models import BasicBlock, Bottleneck, ResNet
+
+COUNTED = (
+    "multiply-accumulates (MACs) of convolutions and fully connected layers, per image; "
+    "norm layers, ReLU, pooling and residual additions are not counted (they add under 1 %)"
+)
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class LayerCount:
+    name: str
+    kind: str
+    in_shape: List[int]
+    out_shape: List[int]
+    macs: int
+
+
+@dataclass
+class BlockRow:
+    name: str
+    block: str
+    in_shape: List[int]
+    out_shape: List[int]
+    stride: int
+    dilation: int
+    projection: bool
+    projection_reason: Optional[str]
+    params: int
+    macs: int
+
+
+@dataclass
+class StageRow:
+    name: str  # conv1, pool, conv2_x ... conv5_x, head
+    module: str  # conv1 / maxpool / layer1 ... / fc
+    output_size: List[int]  # [H, W], or [] for the head
+    spec: str
+    blocks: int
+    params: int
+    macs: int
+
+
+@dataclass
+class Summary:
+    arch: str
+    input_size: Tuple[int, int]
+    in_chans: int
+    num_classes: int
+    stages: List[StageRow]
+    blocks: List[BlockRow]
+    total_params: int
+    total_macs: int
+    counted: str = COUNTED
+    schema_version: int = SCHEMA_VERSION
+    config: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def gmacs(self) -> float:
+        return self.total_macs / 1e9
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["total_gmacs"] = round(self.gmacs, 6)
+        return d
+
+
+def _conv_macs(m: nn.Conv2d, out: torch.Tensor) -> int:
+    kh, kw = m.kernel_size
+    per_output = (m.in_channels // m.groups) * kh * kw
+    return int(out.shape[1] * out.shape[2] * out.shape[3] * per_output)
+
+
+def trace_layers(
+    model: nn.Module, input_size: Tuple[int, int], in_chans: int
+) -> Tuple[Dict[str, LayerCount], Dict[str, Tuple[List[int], List[int]]]]:
+    """One forward pass of one image: MACs and shapes of every conv and linear layer, and the
+    (input, output) shapes of every block and pooling layer, keyed by module name."""
+    counts: Dict[str, LayerCount] = {}
+    shapes: Dict[str, Tuple[List[int], List[int]]] = {}
+    handles = []
+
+    def hook(name):
+        def fn(module, inputs, output):
+            io = (list(inputs[0].shape[1:]), list(output.shape[1:]))
+            shapes[name] = io
+            if isinstance(module, nn.Conv2d):
+                counts[name] = LayerCount(name, "conv", *io, _conv_macs(module, output))
+            elif isinstance(module, nn.Linear):
+                counts[name] = LayerCount(name, "linear", *io, module.in_features * module.out_features)
+
+        return fn
+
+    traced = (nn.Conv2d, nn.Linear, nn.MaxPool2d, BasicBlock, Bottleneck)
+    for name, m in model.named_modules():
+        if isinstance(m, traced):
+            handles.append(m.register_forward_hook(hook(name)))
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, in_chans, *input_size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return counts, shapes
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _macs_under(counts: Dict[str, LayerCount], prefix: str) -> int:
+    return sum(c.macs for n, c in counts.items() if n == prefix or n.startswith(prefix + "."))
+
+
+def _conv_spec(conv: nn.Conv2d) -> str:
+    k = f"{conv.kernel_size[0]}x{conv.kernel_size[1]}, {conv.out_channels}"
+    if conv.groups > 1:
+        k += f", C={conv.groups}"
+    if conv.dilation[0] > 1:
+        k += f", d={conv.dilation[0]}"
+    return k
+
+
+def block_spec(block: nn.Module) -> str:
+    """The paper's notation for one block, e.g. ``1x1, 64 | 3x3, 64 | 1x1, 256``."""
+    if isinstance(block, Bottleneck):
+        convs = [block.conv1, block.conv2, block.conv3]
+    elif isinstance(block, BasicBlock):
+        convs = [block.conv1, block.conv2]
+    else:
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    return " | ".join(_conv_spec(c) for c in convs)
+
+
+def stage_spec(stage: nn.Sequential) -> str:
+    specs = [block_spec(b) for b in stage]
+    # Dilation may differ between the first block and the rest; show both when it does.
+    if all(s == specs[0] for s in specs):
+        return f"[{specs[0]}] x {len(specs)}"
+    rest = specs[1:]
+    tail = f" + [{rest[0]}] x {len(rest)}" if all(s == rest[0] for s in rest) else " + " + " + ".join(f"[{s}]" for s in rest)
+    return f"[{specs[0]}] x 1{tail}"
+
+
+def _projection_reason(block: nn.Module, in_shape: List[int], out_shape: List[int]) -> Optional[str]:
+    if getattr(block, "downsample", None) is None:
+        return None
+    strided = in_shape[1:] != out_shape[1:]
+    widened = in_shape[0] != out_shape[0]
+    if strided and widened:
+        return "stride and channels"
+    if strided:
+        return "stride"
+    if widened:
+        return "channels"
+    return "configured"
+
+
+def summarize(model: ResNet, input_size: Tuple[int, int] = (224, 224), arch: str = "custom",
+              config: Optional[dict] = None) -> Summary:
+    """Table 1 rows, per-block rows and totals for ``model`` at ``input_size`` (H, W)."""
+    counts, shapes = trace_layers(model, input_size, model.in_chans)
+    stem = counts["conv1"]
+    stages: List[StageRow] = [
+        StageRow("conv1", "conv1", stem.out_shape[1:], f"{_conv_spec(model.conv1)}, stride {model.conv1.stride[0]}",
+                 1, _params(model.conv1) + _params(model.bn1), stem.macs),
+    ]
+    mp = model.maxpool
+    stages.append(StageRow("pool", "maxpool", shapes["maxpool"][1][1:],
+                           f"{mp.kernel_size}x{mp.kernel_size} max pool, stride {mp.stride}", 1, 0, 0))
+    blocks: List[BlockRow] = []
+    for i in range(1, 5):
+        name = f"layer{i}"
+        stage = getattr(model, name)
+        for j, block in enumerate(stage):
+            bname = f"{name}.{j}"
+            in_shape, out_shape = shapes[bname]
+            spatial = block.conv2 if isinstance(block, Bottleneck) else block.conv1
+            blocks.append(BlockRow(
+                bname, type(block).__name__, in_shape, out_shape, int(block.stride), spatial.dilation[0],
+                block.downsample is not None, _projection_reason(block, in_shape, out_shape),
+                _params(block), _macs_under(counts, bname),
+            ))
+        out_size = shapes[f"{name}.{len(stage) - 1}"][1][1:]
+        stages.append(StageRow(f"conv{i + 1}_x", name, out_size, stage_spec(stage), len(stage), _params(stage),
+                               _macs_under(counts, name)))
+    fc = model.fc
+    if isinstance(fc, nn.Linear):
+        head_spec = f"average pool, {fc.in_features}-d fc, {fc.out_features} outputs"
+    else:
+        head_spec = f"average pool, {model.num_features}-d features (no classifier)"
+    stages.append(StageRow("head", "fc", [1, 1], head_spec, 1, _params(fc), _macs_under(counts, "fc")))
+    return Summary(
+        arch=arch,
+        input_size=tuple(input_size),
+        in_chans=model.in_chans,
+        num_classes=model.num_classes,
+        stages=stages,
+        blocks=blocks,
+        total_params=_params(model),
+        total_macs=sum(c.macs for c in counts.values()),
+        config=dict(config or {}),
+    )
+
+
+def summarize_arch(arch: str, input_size: Tuple[int, int] = (224, 224), **options) -> Summary:
+    """Build ``arch`` on the meta device (no memory, no init time) and summarize it."""
+    from ..models import get_model
+
+    with torch.device("meta"):
+        model = get_model(arch, **options)
+    return summarize(model, input_size, arch=arch, config=options)

@@ -1,0 +1,201 @@
+"""The catalog of published weights (data files), with enum-style access like torchvision's."""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from ..data.transforms import Preprocess
+from .download import cache_dir, download
+from .io import load_torch
+
+@lru_cache(maxsize=None)
+def imagenet_classes() -> List[str]:
+    """The 1000 ImageNet-1k class names, in the order of the published classifiers' outputs."""
+    text = resources.files("resnetkit.weights").joinpath("data/imagenet_classes.txt").read_text()
+    return text.strip().splitlines()
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One published set of weights: where it lives, how it was evaluated, how to preprocess for it."""
+
+    name: str
+    arch: str
+    tag: str
+    url: str
+    file_name: str
+    sha256_prefix: str
+    num_classes: int
+    num_params: int
+    acc1: float
+    acc5: float
+    gflops: float
+    file_size_mb: float
+    min_size: tuple
+    preprocess: dict
+    default: bool = False
+    legacy_files: tuple = field(default_factory=tuple)
+    recipe: Optional[str] = None
+    source: str = "torchvision"
+
+    @property
+    def meta(self) -> dict:
+        """The facts about these weights, torchvision-style (plus our preprocessing record)."""
+        return {
+            "categories": imagenet_classes() if self.num_classes == 1000 else None,
+            "num_params": self.num_params,
+            "min_size": self.min_size,
+            "metrics": {"ImageNet-1K": {"acc@1": self.acc1, "acc@5": self.acc5}},
+            "gflops": self.gflops,
+            "file_size_mb": self.file_size_mb,
+            "recipe": self.recipe,
+            "preprocess": dict(self.preprocess),
+        }
+
+    def preprocessing(self) -> Preprocess:
+        return Preprocess.from_dict(self.preprocess)
+
+    def transforms(self):
+        """The evaluation preprocessing these weights were measured with (PIL image or tensor in)."""
+        return self.preprocessing().transform()
+
+    def download_url(self) -> str:
+        """``url``, or the same file name under ``$RESNETKIT_WEIGHTS_MIRROR`` when that is set
+        (an internal mirror of the published files; hashes are checked all the same)."""
+        mirror = os.environ.get("RESNETKIT_WEIGHTS_MIRROR", "").strip()
+        return f"{mirror.rstrip('/')}/{self.file_name}" if mirror else self.url
+
+    def cache_path(self) -> Path:
+        return cache_dir() / self.file_name
+
+    def cached_path(self) -> Optional[Path]:
+        """The file in the cache under torchvision's current or first-release name, if present."""
+        for name in (self.file_name, *(f["file_name"] for f in self.legacy_files)):
+            p = cache_dir() / name
+            if p.is_file():
+                return p
+        return None
+
+    def fetch(self, progress: bool = True) -> Path:
+        """Path of the verified file, downloading it if the cache does not have it."""
+        found = self.cached_path()
+        if found is not None:
+            return found
+        return download(self.download_url(), self.cache_path(), self.sha256_prefix, progress=progress)
+
+    def get_state_dict(self, progress: bool = True) -> Dict[str, torch.Tensor]:
+        return load_torch(self.fetch(progress=progress))
+
+    def model_meta(self) -> dict:
+        return {
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "classes": imagenet_classes() if self.num_classes == 1000 else None,
+            "preprocess": dict(self.preprocess),
+            "in_chans": 3,
+        }
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@lru_cache(maxsize=None)
+def catalog() -> Dict[str, WeightsEntry]:
+    raw = json.loads(resources.files("resnetkit.weights").joinpath("data/catalog.json").read_text())
+    entries = {}
+    for r in raw:
+        r = dict(r, min_size=tuple(r["min_size"]), legacy_files=tuple(r.get("legacy_files", [])))
+        entries[r["name"]] = WeightsEntry(**r)
+    return entries
+
+
+def default_for(arch: str) -> Optional[WeightsEntry]:
+    for e in catalog().values():
+        if e.arch == arch and e.default:
+            return e
+    return None
+
+
+def find_weights(name: str, arch: Optional[str] = None) -> Optional[WeightsEntry]:
+    """Catalog entry for ``arch.TAG``, ``arch.DEFAULT``, or a bare ``TAG``/``DEFAULT`` when ``arch`` is given."""
+    if not isinstance(name, str):
+        return None
+    if "." not in name and arch is not None:
+        name = f"{arch}.{name}"
+    if name.endswith(".DEFAULT"):
+        return default_for(name[: -len(".DEFAULT")])
+    return catalog().get(name)
+
+
+def get_weights(name: str) -> WeightsEntry:
+    """Catalog entry by full name (``"resnet50.IMAGENET1K_V2"``); unknown names raise ValueError
+    listing the closest ones."""
+    entry = find_weights(name)
+    if entry is None:
+        close = difflib.get_close_matches(str(name), list(catalog()), n=3, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `resnetkit weights list`"
+        raise ValueError(f"unknown weights {name!r}: {hint}")
+    return entry
+
+
+def list_weights(arch: Optional[str] = None) -> List[WeightsEntry]:
+    return [e for e in catalog().values() if arch is None or e.arch == arch]
+
+
+class WeightsEnum(enum.Enum):
+    """Enum of an architecture's weights; members are WeightsEntry values (``.url``, ``.meta``,
+    ``.transforms()``), plus ``DEFAULT`` as an alias of the best one."""
+
+    @property
+    def entry(self) -> WeightsEntry:
+        return self.value
+
+    def __getattr__(self, item):
+        if item.startswith("_"):
+            raise AttributeError(item)
+        return getattr(self.value, item)
+
+    @classmethod
+    def verify(cls, obj):
+        if obj is None or isinstance(obj, cls):
+            return obj
+        if isinstance(obj, str):
+            return cls[obj.split(".")[-1]]
+        raise TypeError(f"expected {cls.__name__} or its member name, got {obj!r}")
+
+
+ENUM_NAMES = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+    "resnet101": "ResNet101_Weights",
+    "resnet152": "ResNet152_Weights",
+    "resnext50_32x4d": "ResNeXt50_32X4D_Weights",
+    "resnext101_32x8d": "ResNeXt101_32X8D_Weights",
+    "resnext101_64x4d": "ResNeXt101_64X4D_Weights",
+    "wide_resnet50_2": "Wide_ResNet50_2_Weights",
+    "wide_resnet101_2": "Wide_ResNet101_2_Weights",
+}
+
+
+def _make_enum(arch: str) -> type:
+    members = {e.tag: e for e in list_weights(arch)}
+    default = default_for(arch)
+    if default is not None:
+        members["DEFAULT"] = default  # same value: an alias, as in torchvision
+    return WeightsEnum(ENUM_NAMES[arch], members, module=__name__)
+
+
+WEIGHT_ENUMS = {arch: _make_enum(arch) for arch in ENUM_NAMES}
+globals().update({cls.__name__: cls for cls in WEIGHT_ENUMS.values()})
+

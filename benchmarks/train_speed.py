@@ -22,13 +22,14 @@ from resnetkit.engine.config import make_config
 from resnetkit.engine.trainer import autocast, make_optimizer
 
 
-def run_loop(arch: str, batch: int, size: int, steps: int, warmup: int, fast: bool) -> dict:
+def run_loop(arch: str, batch: int, size: int, steps: int, warmup: int, fast: bool, compile: bool = False) -> dict:
     torch.manual_seed(0)
     cfg = make_config("tv-v1", arch=arch, batch_size=batch, amp="bf16" if fast else "none", channels_last=fast)
     model = rk.get_model(arch)
     if fast:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
+    step_model = torch.compile(model) if compile else model
     images = torch.randint(0, 256, ((steps + warmup) * batch, 3, size, size), dtype=torch.uint8)
     labels = torch.randint(0, 1000, (len(images),))
     loader = DataLoader(TensorDataset(images, labels), batch_size=batch, num_workers=0)
@@ -43,7 +44,7 @@ def run_loop(arch: str, batch: int, size: int, steps: int, warmup: int, fast: bo
             x = x.contiguous(memory_format=torch.channels_last)
         t_data = time.perf_counter()
         with autocast(cfg, torch.device("cpu")):
-            loss = F.cross_entropy(model(x).float(), y)
+            loss = F.cross_entropy(step_model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -63,14 +64,20 @@ def main() -> None:
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="also measure resnetkit's loop with --compile")
     args = p.parse_args()
     plain = run_loop(args.arch, args.batch_size, args.input_size, args.steps, args.warmup, fast=False)
     ours = run_loop(args.arch, args.batch_size, args.input_size, args.steps, args.warmup, fast=True)
+    rows = [("plain eager fp32 NCHW", plain), ("resnetkit bf16 + channels_last", ours)]
+    if args.compile:
+        compiled = run_loop(args.arch, args.batch_size, args.input_size, args.steps, args.warmup + 2, fast=True,
+                            compile=True)
+        rows.append(("resnetkit bf16 + channels_last + --compile", compiled))
     print(f"\n{args.arch}, batch {args.batch_size}, {args.input_size}px, {torch.get_num_threads()} threads, "
           f"median of {args.steps} steps after {args.warmup} warm-up\n")
     print("| loop | images/s | step (s) | ratio | data-loading share |")
     print("|---|---|---|---|---|")
-    for name, r in (("plain eager fp32 NCHW", plain), ("resnetkit bf16 + channels_last", ours)):
+    for name, r in rows:
         print(f"| {name} | {r['img_s']:.1f} | {r['step_s']:.3f} | {r['img_s'] / plain['img_s']:.2f}x | "
               f"{100 * r['data_share']:.1f} % |")
 

@@ -7,14 +7,16 @@ import sys
 from typing import List, Optional
 
 from ..errors import ResnetkitError
+from . import bench as bench_cmd
 from . import eval as eval_cmd
+from . import export as export_cmd
 from . import models as models_cmd
 from . import predict as predict_cmd
 from . import summary as summary_cmd
 from . import train as train_cmd
 from . import weights as weights_cmd
 
-SUBCOMMANDS = [models_cmd, summary_cmd, weights_cmd, train_cmd, eval_cmd, predict_cmd]
+SUBCOMMANDS = [models_cmd, summary_cmd, weights_cmd, train_cmd, eval_cmd, predict_cmd, export_cmd, bench_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from ..engine.predict import expand_inputs, predict_files
+from ..data.decode import expand_inputs
+from ..engine.predict import predict_files
 from ..errors import ResnetkitError
 from .common import add_weights_args, load_for_inference
 

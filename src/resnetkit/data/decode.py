@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import List, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -80,3 +80,17 @@ def load_image(path: Union[str, os.PathLike]) -> Image.Image:
         raise ImageDecodeError(f"{path}: corrupt or truncated image ({exc})") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def expand_inputs(inputs: Sequence[str]) -> List[Path]:
+    """Files as given, plus the image files inside given directories (recursively, sorted).
+    Paths that do not exist are kept, so they are reported rather than silently dropped."""
+    paths: List[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            paths.extend(found)
+        else:
+            paths.append(p)
+    return paths

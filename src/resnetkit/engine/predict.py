@@ -25,20 +25,6 @@ class Prediction:
         return {"path": self.path, "top": [{"class": c, "prob": round(p, 6)} for c, p in self.top]}
 
 
-def expand_inputs(inputs: Sequence[str]) -> List[Path]:
-    """Files as given, plus the image files inside given directories (recursively, sorted).
-    Paths that do not exist are kept, so they are reported rather than silently dropped."""
-    paths: List[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-            paths.extend(found)
-        else:
-            paths.append(p)
-    return paths
-
-
 def _chunks(items: List[Path], size: int) -> Iterator[List[Path]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

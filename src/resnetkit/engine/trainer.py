@@ -366,7 +366,9 @@ class Trainer:
         cfg = self.cfg
         bar = tqdm(
             total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-            disable=cfg.quiet or not self.info.is_main, leave=False, dynamic_ncols=True, file=sys.stderr,
+            # None: shown on a terminal only, so logs and pipes get the per-epoch lines alone.
+            disable=True if (cfg.quiet or not self.info.is_main) else None, leave=False, dynamic_ncols=True,
+            file=sys.stderr,
         )
         t_data = time.perf_counter()
         for x, y, skipped in self._batches():

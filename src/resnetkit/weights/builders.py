@@ -11,7 +11,7 @@ from torch import nn
 
 from .. import models
 from ..errors import ResnetkitError
-from .catalog import WEIGHT_ENUMS, WeightsEntry, WeightsEnum, default_for, find_weights
+from .catalog import WEIGHT_ENUMS, WeightsEntry, WeightsEnum, find_weights
 from .download import fetch_url
 from .io import read_weights_file
 from .loading import load_weights
@@ -113,4 +113,4 @@ def get_model(name: str, weights: WeightsArg = None, progress: bool = True, **op
     return build(name, weights=weights, progress=progress, **options)
 
 
-__all__ = ["build", "get_model", "resolve_weights", "default_for"] + list(models.ARCHITECTURES)
+__all__ = ["build", "get_model", "resolve_weights"] + list(models.ARCHITECTURES)

@@ -1,0 +1,161 @@
+"""Inference benchmark: every mode side by side in one process, with the machine's fp32 peak."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ResnetkitError
+
+MODES = ("eager", "channels_last", "fused", "compile", "onnxruntime", "int8", "bf16")
+# Assumption behind the peak estimate: 2 FMA units per core, each FMA = 2 FLOPs per lane.
+FMA_UNITS = 2
+
+
+@dataclass
+class Peak:
+    cores: int
+    ghz: float
+    lanes: int  # fp32 lanes per vector register
+    gflops: float
+    assumptions: str
+
+
+def cpu_peak(cores: Optional[int] = None) -> Peak:
+    """Estimated fp32 peak of this CPU: cores x clock x vector lanes x 2 (FMA) x FMA units."""
+    cores = cores or torch.get_num_threads()
+    flags, mhz = "", 0.0
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"^flags\s*:\s*(.*)$", text, re.M)
+        flags = m.group(1) if m else ""
+        speeds = [float(v) for v in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)]
+        mhz = max(speeds) if speeds else 0.0
+    except OSError:
+        pass
+    max_file = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if max_file.is_file():
+        mhz = max(mhz, int(max_file.read_text()) / 1000)
+    ghz = mhz / 1000 if mhz else 2.0
+    lanes = 16 if "avx512f" in flags.split() else 8 if "avx2" in flags.split() else 4
+    gflops = cores * ghz * lanes * 2 * FMA_UNITS
+    assumptions = (f"{cores} cores x {ghz:.2f} GHz x {lanes} fp32 lanes "
+                   f"({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}) x 2 (FMA) x {FMA_UNITS} FMA units"
+                   f"{'' if mhz else ' (clock unknown: 2 GHz assumed)'}; turbo and AVX-512 down-clocking ignored")
+    return Peak(cores, ghz, lanes, gflops, assumptions)
+
+
+@dataclass
+class BenchRow:
+    arch: str
+    mode: str
+    batch: int
+    p50_ms: float
+    p95_ms: float
+    images_per_s: float
+    ratio_to_eager: float
+    pct_of_fp32_peak: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_runner(mode: str, model: nn.Module, input_size: int, calibration: Optional[torch.Tensor],
+                 workdir: Path) -> Callable:
+    from .fold import fold_batchnorm
+    from .optimize import ChannelsLast, optimize
+
+    if mode == "eager":
+        return model
+    if mode == "channels_last":
+        return ChannelsLast(model)
+    if mode == "fused":
+        return ChannelsLast(fold_batchnorm(model))
+    if mode == "bf16":
+        return optimize(model, "bf16")
+    if mode == "compile":
+        return torch.compile(ChannelsLast(fold_batchnorm(model)))
+    if mode == "onnxruntime":
+        return optimize(model, "fp32", backend="onnxruntime", input_size=input_size,
+                        onnx_path=workdir / "model.onnx")
+    if mode == "int8":
+        return optimize(model, "int8", calibration=calibration.split(16))
+    raise ResnetkitError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+
+
+def benchmark(arch: str, batch_sizes: Sequence[int] = (1, 16), input_size: int = 224,
+              modes: Sequence[str] = ("eager", "channels_last", "fused", "onnxruntime", "int8"),
+              threads: Optional[int] = None, runs: int = 10, warmup: int = 3, model: Optional[nn.Module] = None,
+              workdir: Optional[Path] = None, log: Callable[[str], None] = lambda s: None) -> Dict:
+    """Measure each mode at each batch size (warm-up, then ``runs`` timed calls; median and p95)."""
+    import tempfile
+
+    from ..inspect.summary import summarize
+    from ..models import get_model
+
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ResnetkitError(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    if threads:
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.manual_seed(0)
+    model = (model or get_model(arch)).eval()
+    macs = summarize(model, (input_size, input_size)).total_macs
+    peak = cpu_peak()
+    peak_img_s = peak.gflops * 1e9 / (2 * macs)
+    gen = torch.Generator().manual_seed(0)
+    calibration = torch.randn(32, model.in_chans, input_size, input_size, generator=gen) if "int8" in modes else None
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="resnetkit-bench-"))
+    rows: List[BenchRow] = []
+    runners = {}
+    for mode in modes:
+        log(f"preparing {mode}")
+        runners[mode] = build_runner(mode, model, input_size, calibration, workdir)
+    for batch in batch_sizes:
+        x = torch.randn(batch, model.in_chans, input_size, input_size, generator=gen)
+        times: Dict[str, List[float]] = {m: [] for m in modes}
+        with torch.no_grad():
+            for mode in modes:
+                log(f"warming up {mode} at batch {batch}")
+                for _ in range(warmup):
+                    runners[mode](x)
+            # Interleaved rounds: a machine whose speed drifts (shared VMs, turbo) affects every
+            # mode alike, so the ratios stay fair.
+            for _ in range(runs):
+                for mode in modes:
+                    t = time.perf_counter()
+                    runners[mode](x)
+                    times[mode].append(time.perf_counter() - t)
+        eager_rate = batch / statistics.median(times["eager"]) if "eager" in times else None
+        for mode in modes:
+            ts = sorted(times[mode])
+            p50 = statistics.median(ts)
+            p95 = ts[min(len(ts) - 1, int(round(0.95 * (len(ts) - 1))))]
+            rate = batch / p50
+            rows.append(BenchRow(arch, mode, batch, 1000 * p50, 1000 * p95, rate,
+                                 rate / eager_rate if eager_rate else float("nan"), 100 * rate / peak_img_s))
+    return {"arch": arch, "input_size": input_size, "threads": torch.get_num_threads(), "gmacs": macs / 1e9,
+            "peak": asdict(peak), "peak_img_s": peak_img_s, "rows": [r.to_dict() for r in rows]}
+
+
+def markdown_table(results: Sequence[Dict]) -> str:
+    lines = ["| model | batch | mode | p50 ms | p95 ms | images/s | x eager | % of fp32 peak |",
+             "|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        for r in res["rows"]:
+            lines.append(f"| {r['arch']} | {r['batch']} | {r['mode']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+                         f"{r['images_per_s']:.1f} | {r['ratio_to_eager']:.2f}x | {r['pct_of_fp32_peak']:.0f} % |")
+    peak = results[0]["peak"]
+    lines.append("")
+    lines.append(f"fp32 peak estimate: {peak['gflops']:.0f} GFLOPS = {peak['assumptions']}; "
+                 + "; ".join(f"{r['arch']}: {r['gmacs']:.3f} GMACs -> peak {r['peak_img_s']:.1f} img/s" for r in results))
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""Post-training static int8 quantization for x86 CPUs (per-channel weights, calibrated activations)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Iterable, List, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..data.decode import ImageDecodeError, expand_inputs, load_image
+from ..data.transforms import Preprocess
+from ..errors import ResnetkitError
+
+MIN_CALIBRATION_IMAGES = 32
+
+
+def supported_engines() -> List[str]:
+    return list(torch.backends.quantized.supported_engines)
+
+
+def int8_backend() -> str:
+    """The quantized engine to use here, or a clear error when the machine has none for x86."""
+    engines = supported_engines()
+    for name in ("x86", "fbgemm"):
+        if name in engines:
+            return name
+    raise ResnetkitError(
+        f"int8 needs PyTorch's x86 (fbgemm) quantized engine; this machine/build offers {engines}: "
+        "use precision fp32 or bf16"
+    )
+
+
+def calibration_batches(source: Union[str, Path, torch.Tensor, Sequence[torch.Tensor]], preprocess: Preprocess,
+                        batch_size: int = 16) -> List[torch.Tensor]:
+    """Calibration images as batches: from a tensor (N, C, H, W), a list of tensors, or a folder of
+    image files (decoded with the model's preprocessing; unreadable files are skipped)."""
+    if isinstance(source, torch.Tensor):
+        images = list(source)
+    elif isinstance(source, (list, tuple)) and source and isinstance(source[0], torch.Tensor):
+        images = [t for batch in source for t in (batch if batch.dim() == 4 else [batch])]
+    else:
+        folder = Path(source)
+        if not folder.exists():
+            raise ResnetkitError(f"calibration folder {folder} does not exist")
+        transform = preprocess.transform()
+        images = []
+        for path in expand_inputs([str(folder)]):
+            try:
+                images.append(transform(load_image(path)))
+            except ImageDecodeError:
+                continue
+    if len(images) < MIN_CALIBRATION_IMAGES:
+        raise ResnetkitError(
+            f"calibration needs at least {MIN_CALIBRATION_IMAGES} readable images, got {len(images)} from {source}; "
+            "add representative images from your data"
+        )
+    return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+
+
+def quantize_int8(model: nn.Module, calibration: Iterable[torch.Tensor]) -> nn.Module:
+    """An int8 copy of ``model`` (FX graph mode, x86 qconfig: per-channel symmetric weights,
+    histogram-calibrated activations; conv+BN+ReLU and add+ReLU fused). The original is untouched."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    if model.training:
+        raise ResnetkitError("int8 quantization needs the model in eval mode: call model.eval() first")
+    backend = int8_backend()
+    torch.backends.quantized.engine = backend
+    batches = list(calibration)
+    float_model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its own deprecation
+        prepared = prepare_fx(float_model, get_default_qconfig_mapping(backend), example_inputs=(batches[0],))
+        with torch.no_grad():
+            for batch in batches:
+                prepared(batch.contiguous())
+        quantized = convert_fx(prepared)
+    quantized.eval()
+    return quantized

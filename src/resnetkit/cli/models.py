@@ -21,14 +21,14 @@ def describe(name: str) -> dict:
     device, so even the 127M-parameter models cost no memory or init time)."""
     with torch.device("meta"):
         model = get_model(name)
-    depths = [len(getattr(model, f"layer{i}")) for i in range(1, 5)]
+    depths = [len(getattr(model, f["module"])) for f in model.feature_info]
     block = type(model.layer1[0]).__name__
     return {
         "name": name,
         "block": block,
         "layers": depths,
-        "groups": model.groups,
-        "width_per_group": model.base_width,
+        "groups": getattr(model, "groups", 1),
+        "width_per_group": getattr(model, "base_width", 64),
         "params": sum(p.numel() for p in model.parameters()),
     }
 

@@ -25,6 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dl.set_defaults(handler=run_download)
     vf = wsub.add_parser("verify", help="re-hash every cached catalog file")
     vf.set_defaults(handler=run_verify)
+    cv = wsub.add_parser("convert", help="any supported weights file -> safetensors with metadata")
+    cv.add_argument("src", help="a .pth/.pt/.safetensors file (torchvision, timm, a training checkpoint, ...)")
+    cv.add_argument("dst", help="output .safetensors file")
+    cv.add_argument("--arch", help="architecture, when it cannot be recognised from the keys")
+    cv.set_defaults(handler=run_convert)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -76,3 +81,24 @@ def run_verify(args: argparse.Namespace) -> int:
                       f"`resnetkit weights download {e.name}`")
     print(f"{checked} cached files checked in {cache_dir()}, {bad} bad", file=sys.stderr)
     return 1 if bad else 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from ..weights.io import read_weights_file, save_safetensors
+    from ..weights.loading import identify_architecture
+
+    if not args.dst.endswith(".safetensors"):
+        raise ResnetkitError(f"{args.dst}: the output must be a .safetensors file")
+    state, meta = read_weights_file(args.src)
+    arch = args.arch or meta.get("arch") or identify_architecture(state)
+    if arch is None:
+        raise ResnetkitError(f"{args.src}: not recognised as any resnetkit architecture; pass --arch if it is one")
+    # Loading into the architecture validates the file before anything is written.
+    from ..weights.resolve import LoadedWeights, build_model
+
+    build_model(LoadedWeights(state, dict(meta, arch=arch), args.src))
+    fc = state.get("fc.weight")
+    out_meta = {**meta, "arch": arch, "num_classes": int(fc.shape[0]) if fc is not None else 0, "source": args.src}
+    save_safetensors(state, args.dst, out_meta)
+    print(f"{args.src} ({arch}, {len(state)} tensors) -> {args.dst}")
+    return 0

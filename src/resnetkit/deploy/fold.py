@@ -8,23 +8,35 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..models import BasicBlock, Bottleneck, ResNet
+from ..models.cifar import CifarResNet
 
 # (conv, norm) attribute pairs inside each module type.
 _PAIRS = {
     ResNet: [("conv1", "bn1")],
+    CifarResNet: [("conv1", "bn1")],
     BasicBlock: [("conv1", "bn1"), ("conv2", "bn2")],
     Bottleneck: [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")],
 }
 
 
-def _fold_pair(owner: nn.Module, conv_name: str, norm_name: str) -> bool:
-    """Fuse ``owner.<norm_name>`` into ``owner.<conv_name>`` (names may be Sequential indices)."""
-    conv, norm = getattr(owner, conv_name), getattr(owner, norm_name)
+def _fuse(conv_owner: nn.Module, conv_name: str, norm_owner: nn.Module, norm_name: str) -> bool:
+    """Fuse ``norm_owner.<norm_name>`` into ``conv_owner.<conv_name>`` (names may be Sequential
+    indices); the norm becomes an Identity. False if the pair is not (Conv2d, BatchNorm2d)."""
+    conv, norm = getattr(conv_owner, conv_name), getattr(norm_owner, norm_name)
     if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats):
         return False
-    setattr(owner, conv_name, fuse_conv_bn_eval(conv, norm))
-    setattr(owner, norm_name, nn.Identity())
+    setattr(conv_owner, conv_name, fuse_conv_bn_eval(conv, norm))
+    setattr(norm_owner, norm_name, nn.Identity())
     return True
+
+
+def _last_conv(owner: nn.Module, name: str):
+    """(module, attribute) of the conv feeding a norm: the attribute itself, or the last layer of
+    a Sequential such as the deep stem."""
+    target = getattr(owner, name)
+    if isinstance(target, nn.Sequential) and len(target):
+        return target, str(len(target) - 1)
+    return owner, name
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -36,12 +48,14 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """
     folded = copy.deepcopy(model).eval()
     count = 0
-    for module in folded.modules():
+    for module in list(folded.modules()):
+        if isinstance(module, nn.Sequential):
+            # Shortcuts (conv, norm) or (pool, conv, norm), and a deep stem (conv, norm, relu, ...).
+            for i in range(len(module) - 1):
+                count += _fuse(module, str(i), module, str(i + 1))
         for kind, pairs in _PAIRS.items():
             if isinstance(module, kind):
-                count += sum(_fold_pair(module, c, n) for c, n in pairs)
-        downsample = getattr(module, "downsample", None)
-        if isinstance(downsample, nn.Sequential) and len(downsample) == 2:
-            count += _fold_pair(downsample, "0", "1")
+                for conv_name, norm_name in pairs:
+                    count += _fuse(*_last_conv(module, conv_name), module, norm_name)
     folded.folded_batchnorms = count
     return folded

@@ -26,7 +26,8 @@ def draw(summary: Summary, path: Path) -> Path:
     if fmt not in ("svg", "png", "pdf"):
         raise ValueError(f"--diagram {path}: use a .svg, .png or .pdf file name")
 
-    stem, pool, *stages, head = summary.stages
+    stem, *stages, head = summary.stages
+    pool = stages.pop(0) if stages[0].module == "maxpool" else None
     blocks_by_stage = {st.module: [b for b in summary.blocks if b.name.startswith(st.module + ".")] for st in stages}
     h, w = summary.input_size
 
@@ -34,7 +35,8 @@ def draw(summary: Summary, path: Path) -> Path:
     nodes = [("input", [f"{summary.in_chans} x {h} x {w} image"], "#eeeeee", [summary.in_chans, h, w], None)]
     stem_c = blocks_by_stage[stages[0].module][0].in_shape[0]  # channels entering stage 1
     nodes.append(("conv1 (stem)", [stem.spec, "norm, ReLU"], "#e6e6e6", [stem_c, *stem.output_size], None))
-    nodes.append(("pool", [pool.spec], "#e6e6e6", [stem_c, *pool.output_size], None))
+    if pool is not None:
+        nodes.append(("pool", [pool.spec], "#e6e6e6", [stem_c, *pool.output_size], None))
     for k, st in enumerate(stages):
         blocks = blocks_by_stage[st.module]
         first = blocks[0]

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..models import BasicBlock, Bottleneck, ResNet
+from ..models import BasicBlock, Bottleneck
 
 COUNTED = (
     "multiply-accumulates (MACs) of convolutions and fully connected layers, per image; "
@@ -160,7 +160,8 @@ def stage_spec(stage: nn.Sequential) -> str:
 
 
 def _projection_reason(block: nn.Module, in_shape: List[int], out_shape: List[int]) -> Optional[str]:
-    if getattr(block, "downsample", None) is None:
+    downsample = getattr(block, "downsample", None)
+    if downsample is None:
         return None
     strided = in_shape[1:] != out_shape[1:]
     widened = in_shape[0] != out_shape[0]
@@ -173,21 +174,25 @@ def _projection_reason(block: nn.Module, in_shape: List[int], out_shape: List[in
     return "configured"
 
 
-def summarize(model: ResNet, input_size: Tuple[int, int] = (224, 224), arch: str = "custom",
+def summarize(model: nn.Module, input_size: Tuple[int, int] = (224, 224), arch: str = "custom",
               config: Optional[dict] = None) -> Summary:
     """Table 1 rows, per-block rows and totals for ``model`` at ``input_size`` (H, W)."""
     counts, shapes = trace_layers(model, input_size, model.in_chans)
-    stem = counts["conv1"]
+    stem_convs = [m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)]
+    stem_spec = " | ".join(f"{_conv_spec(c)}, stride {c.stride[0]}" if c.stride[0] > 1 else _conv_spec(c)
+                           for c in stem_convs)
+    stem_out = shapes["layer1.0"][0][1:] if isinstance(model.maxpool, nn.Identity) else shapes["maxpool"][0][1:]
     stages: List[StageRow] = [
-        StageRow("conv1", "conv1", stem.out_shape[1:], f"{_conv_spec(model.conv1)}, stride {model.conv1.stride[0]}",
-                 1, _params(model.conv1) + _params(model.bn1), stem.macs),
+        StageRow("conv1", "conv1", stem_out, stem_spec, 1, _params(model.conv1) + _params(model.bn1),
+                 _macs_under(counts, "conv1")),
     ]
     mp = model.maxpool
-    stages.append(StageRow("pool", "maxpool", shapes["maxpool"][1][1:],
-                           f"{mp.kernel_size}x{mp.kernel_size} max pool, stride {mp.stride}", 1, 0, 0))
+    if isinstance(mp, nn.MaxPool2d):
+        stages.append(StageRow("pool", "maxpool", shapes["maxpool"][1][1:],
+                               f"{mp.kernel_size}x{mp.kernel_size} max pool, stride {mp.stride}", 1, 0, 0))
     blocks: List[BlockRow] = []
-    for i in range(1, 5):
-        name = f"layer{i}"
+    for i, info in enumerate(model.feature_info, start=1):
+        name = info["module"]
         stage = getattr(model, name)
         for j, block in enumerate(stage):
             bname = f"{name}.{j}"

@@ -11,6 +11,8 @@ from typing import Callable, Optional
 
 from torch import Tensor, nn
 
+from .layers import DropPath, SqueezeExcite
+
 NormLayer = Callable[[int], nn.Module]
 
 
@@ -52,6 +54,8 @@ class BasicBlock(nn.Module):
         base_width: int = 64,
         dilation: int = 1,
         norm_layer: Optional[NormLayer] = None,
+        se: bool = False,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         if norm_layer is None:
@@ -69,8 +73,12 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes, dilation=dilation)
         self.bn2 = norm_layer(planes)
+        # Variant options: absent (None) by default, so torchvision's modules, keys and RNG order
+        # are untouched; when present, registered before ``downsample`` as timm does (same key order).
+        self.se = SqueezeExcite(planes) if se else None
         self.downsample = downsample
         self.stride = stride
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else None
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x
@@ -81,6 +89,10 @@ class BasicBlock(nn.Module):
 
         out = self.conv2(out)
         out = self.bn2(out)
+        if self.se is not None:
+            out = self.se(out)
+        if self.drop_path is not None:
+            out = self.drop_path(out)
 
         if self.downsample is not None:
             identity = self.downsample(x)
@@ -110,6 +122,8 @@ class Bottleneck(nn.Module):
         base_width: int = 64,
         dilation: int = 1,
         norm_layer: Optional[NormLayer] = None,
+        se: bool = False,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         if norm_layer is None:
@@ -126,9 +140,11 @@ class Bottleneck(nn.Module):
         self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
+        self.se = SqueezeExcite(planes * self.expansion) if se else None
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else None
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x
@@ -143,6 +159,10 @@ class Bottleneck(nn.Module):
 
         out = self.conv3(out)
         out = self.bn3(out)
+        if self.se is not None:
+            out = self.se(out)
+        if self.drop_path is not None:
+            out = self.drop_path(out)
 
         if self.downsample is not None:
             identity = self.downsample(x)

@@ -31,6 +31,23 @@ def get_builder(name: str) -> Callable[..., nn.Module]:
         raise ValueError(f"unknown model {name!r}: {hint} (known: {', '.join(_BUILDERS)})") from None
 
 
-def get_model(name: str, **options) -> nn.Module:
-    """Build architecture ``name`` with the given constructor options (num_classes, in_chans, ...)."""
-    return get_builder(name)(**options)
+def get_model(name: str, features_only: bool = False, out_indices=None, output_stride=None,
+              **options) -> nn.Module:
+    """Build architecture ``name`` with the given constructor options (num_classes, in_chans, ...).
+
+    ``output_stride`` 16 or 8 replaces the stride of the last stage(s) with dilation;
+    ``features_only=True`` returns the backbone, whose forward gives the feature maps at
+    ``out_indices`` (0 = stem, 1.. = stages; default all stages) as a list.
+    """
+    from .features import as_features, dilation_for
+
+    builder = get_builder(name)
+    if output_stride is not None:
+        if options.get("replace_stride_with_dilation") is not None:
+            raise ValueError("pass output_stride or replace_stride_with_dilation, not both")
+        if output_stride != 32:
+            options["replace_stride_with_dilation"] = dilation_for(output_stride)
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices needs features_only=True (or use model.forward_intermediates)")
+    model = builder(**options)
+    return as_features(model, out_indices) if features_only else model

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, List, Optional, Sequence, Type, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 from torch import Tensor, nn
 
-from .blocks import BasicBlock, Bottleneck, NormLayer, conv1x1, last_norm
+from .blocks import BasicBlock, Bottleneck, NormLayer, conv1x1, conv3x3, last_norm
+from .layers import avg_down_pool
 
 Block = Type[Union[BasicBlock, Bottleneck]]
 
 STAGE_WIDTHS = (64, 128, 256, 512)
+STEM_TYPES = ("", "deep", "small")
 
 
 @torch.fx.wrap
@@ -121,29 +123,57 @@ class ResNet(nn.Module):
         replace_stride_with_dilation: Optional[Sequence[bool]] = None,
         norm_layer: Optional[NormLayer] = None,
         in_chans: int = 3,
+        stem_type: str = "",
+        stem_width: int = 32,
+        avg_down: bool = False,
+        se: bool = False,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         dilate = _validate(
             block, layers, num_classes, groups, width_per_group, replace_stride_with_dilation, norm_layer, in_chans
         )
+        if stem_type not in STEM_TYPES:
+            raise ValueError(f"stem_type {stem_type!r} is not one of {', '.join(map(repr, STEM_TYPES))}")
+        if not _is_int(stem_width) or stem_width < 1:
+            raise ValueError(f"stem_width must be an integer >= 1, got {stem_width!r}")
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
         if norm_layer is None:
             norm_layer = nn.BatchNorm2d
         self._norm_layer = norm_layer
+        self.avg_down, self.se = bool(avg_down), bool(se)
+        self.stem_type = stem_type
 
-        self.inplanes = 64
+        self.inplanes = 2 * stem_width if stem_type == "deep" else 64
         self.dilation = 1
         self.groups = groups
         self.base_width = width_per_group
         self.in_chans = int(in_chans)
-        self.conv1 = nn.Conv2d(self.in_chans, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        if stem_type == "deep":
+            # ResNet-C (He et al. 2019): three 3x3 convs replace the 7x7 (timm's layout and key names).
+            self.conv1 = nn.Sequential(
+                conv3x3(self.in_chans, stem_width, stride=2), norm_layer(stem_width), nn.ReLU(inplace=True),
+                conv3x3(stem_width, stem_width), norm_layer(stem_width), nn.ReLU(inplace=True),
+                conv3x3(stem_width, self.inplanes),
+            )
+        elif stem_type == "small":
+            # Small inputs (CIFAR-sized): a 3x3 stride-1 stem and no max-pool keep the resolution.
+            self.conv1 = conv3x3(self.in_chans, self.inplanes)
+        else:
+            self.conv1 = nn.Conv2d(self.in_chans, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool = (
+            nn.Identity() if stem_type == "small" else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        )
+        self.stem_reduction = 1 if stem_type == "small" else 2
 
+        self._block_index, self._num_blocks, self._drop_path_rate = 0, sum(int(n) for n in layers), drop_path_rate
         strides = [1, 2, 2, 2]
         stage_dilate = [False] + dilate
         self.feature_info = []
-        reduction = 4
+        reduction = self.stem_reduction * (1 if stem_type == "small" else 2)  # the max-pool halves again
         for index, (width, depth, stride, dil) in enumerate(zip(STAGE_WIDTHS, layers, strides, stage_dilate)):
             name = f"layer{index + 1}"
             setattr(self, name, self._make_layer(block, width, int(depth), stride=stride, dilate=dil))
@@ -179,14 +209,23 @@ class ResNet(nn.Module):
         # The projection shortcut is needed exactly when the residual cannot be added as is:
         # the block changes resolution or channel count.
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                conv1x1(self.inplanes, planes * block.expansion, stride),
-                norm_layer(planes * block.expansion),
-            )
+            if self.avg_down:
+                # ResNet-D: average-pool first, then a stride-1 projection, so no input is skipped.
+                downsample = nn.Sequential(
+                    avg_down_pool(stride, self.dilation),
+                    conv1x1(self.inplanes, planes * block.expansion),
+                    norm_layer(planes * block.expansion),
+                )
+            else:
+                downsample = nn.Sequential(
+                    conv1x1(self.inplanes, planes * block.expansion, stride),
+                    norm_layer(planes * block.expansion),
+                )
 
         layers = [
             block(
-                self.inplanes, planes, stride, downsample, self.groups, self.base_width, previous_dilation, norm_layer
+                self.inplanes, planes, stride, downsample, self.groups, self.base_width, previous_dilation, norm_layer,
+                **self._variant_options(),
             )
         ]
         self.inplanes = planes * block.expansion
@@ -199,9 +238,21 @@ class ResNet(nn.Module):
                     base_width=self.base_width,
                     dilation=self.dilation,
                     norm_layer=norm_layer,
+                    **self._variant_options(),
                 )
             )
         return nn.Sequential(*layers)
+
+    def _variant_options(self) -> Dict[str, Any]:
+        """SE and stochastic depth for the next block (drop rate rising linearly with depth);
+        empty for a plain ResNet, so torchvision's block signature is all that is used."""
+        options: Dict[str, Any] = {}
+        if self.se:
+            options["se"] = True
+        if self._drop_path_rate > 0:
+            options["drop_path"] = self._drop_path_rate * self._block_index / max(1, self._num_blocks - 1)
+        self._block_index += 1
+        return options
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Stem and the four stages: the last feature map, (N, num_features, H/32, W/32) without dilation."""
@@ -216,6 +267,31 @@ class ResNet(nn.Module):
         x = self.layer3(x)
         x = self.layer4(x)
         return x
+
+    def forward_intermediates(self, x: Tensor, indices: Optional[List[int]] = None) -> Tuple[Tensor, List[Tensor]]:
+        """One pass that also returns intermediate feature maps: index 0 is the stem (after its
+        ReLU, before the max-pool), 1-4 are the stage outputs. Returns (last feature map, the
+        selected maps); ``forward_head`` of the first gives the logits."""
+        wanted = [0, 1, 2, 3, 4] if indices is None else indices
+        feats: List[Tensor] = []
+        x = check_input(x, self.in_chans)
+        x = self.relu(self.bn1(self.conv1(x)))
+        if 0 in wanted:
+            feats.append(x)
+        x = self.maxpool(x)
+        x = self.layer1(x)
+        if 1 in wanted:
+            feats.append(x)
+        x = self.layer2(x)
+        if 2 in wanted:
+            feats.append(x)
+        x = self.layer3(x)
+        if 3 in wanted:
+            feats.append(x)
+        x = self.layer4(x)
+        if 4 in wanted:
+            feats.append(x)
+        return x, feats
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Global average pool and classifier; ``pre_logits=True`` returns the pooled features."""

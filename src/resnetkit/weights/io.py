@@ -113,7 +113,8 @@ def read_weights_file(path: PathLike) -> Tuple[Dict[str, torch.Tensor], dict]:
     """(state_dict, metadata) from a .safetensors file or a torch checkpoint (.pt/.pth).
 
     A training checkpoint (a dict with a ``model`` entry) gives its model weights and its saved
-    metadata; DDP's ``module.`` and wrappers' ``model.`` prefixes are stripped.
+    metadata; DDP's ``module.`` and wrappers' ``model.`` prefixes are stripped; a Hugging Face
+    transformers ResNet checkpoint is renamed to resnetkit's keys.
     """
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -129,6 +130,11 @@ def read_weights_file(path: PathLike) -> Tuple[Dict[str, torch.Tensor], dict]:
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise ResnetkitError(f"{path}: does not contain a state_dict (a mapping of names to tensors)")
         state = obj
+    from .convert import from_hf_transformers, is_hf_resnet
+
+    if is_hf_resnet(state):  # a Hugging Face transformers ResNet: rename to our keys
+        state = from_hf_transformers(state)
+        meta.setdefault("source_format", "transformers")
     return strip_prefixes(state), meta
 
 

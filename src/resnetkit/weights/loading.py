@@ -95,15 +95,16 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], head: str = "
     if stem is not None and "conv1.weight" in own and stem.dim() == 4 and stem.shape[1] != own["conv1.weight"].shape[1]:
         if stem.shape[1] == 3 and stem.shape[0] == own["conv1.weight"].shape[0]:
             state["conv1.weight"] = adapt_stem(stem, own["conv1.weight"].shape[1])
+    # A backbone (features_only) skips the head and any stages after its last output.
+    dropped = tuple(m + "." for m in getattr(model, "dropped_modules", ()))
+    if dropped:
+        state = {k: v for k, v in state.items() if not k.startswith(dropped)}
     if head == "reset":
         for k in HEAD_KEYS:
             if k in state and (k not in own or state[k].shape != own[k].shape):
                 state.pop(k)
                 if k in own:
                     state[k] = own[k]
-        if not any(k in own for k in HEAD_KEYS):  # identity head: drop classifier weights
-            for k in HEAD_KEYS:
-                state.pop(k, None)
     for k in list(state):
         # BatchNorm's counter has no place in a FrozenBatchNorm2d that is otherwise there.
         if k.endswith(".num_batches_tracked") and k not in own and k[: -len("num_batches_tracked")] + "weight" in own:

@@ -1,0 +1,73 @@
+"""The CIFAR-10 ResNets of He et al. 2015, Section 4.2 / Table 6: 6n+2 layers, three stages of
+16/32/64 channels on 32x32 inputs, a 3x3 stem, and option-A (parameter-free) shortcuts."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import BasicBlock, conv3x3
+from .layers import ShortcutA
+from .resnet import _is_int, check_input
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for 32x32 images; ``n`` blocks per stage."""
+
+    def __init__(self, n: int, num_classes: int = 10, in_chans: int = 3, norm_layer: Optional[type] = None) -> None:
+        super().__init__()
+        if not _is_int(n) or n < 1:
+            raise ValueError(f"n (blocks per stage) must be a positive integer, got {n!r}")
+        if not _is_int(num_classes) or num_classes < 0:
+            raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}")
+        if not _is_int(in_chans) or in_chans < 1:
+            raise ValueError(f"in_chans must be an integer >= 1, got {in_chans!r}")
+        norm_layer = norm_layer or nn.BatchNorm2d
+        self.in_chans = in_chans
+        self.conv1 = conv3x3(in_chans, 16)
+        self.bn1 = norm_layer(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity()
+        self.stem_reduction = 1
+        self.feature_info = []
+        inplanes, reduction = 16, 1
+        for i, (width, stride) in enumerate(zip((16, 32, 64), (1, 2, 2))):
+            blocks = []
+            for j in range(n):
+                s = stride if j == 0 else 1
+                shortcut = ShortcutA(width, s) if (s != 1 or inplanes != width) else None
+                blocks.append(BasicBlock(inplanes, width, s, shortcut, norm_layer=norm_layer))
+                inplanes = width
+            reduction *= stride
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            self.feature_info.append({"num_chs": width, "reduction": reduction, "module": f"layer{i + 1}"})
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.num_features = 64
+        self.num_classes = num_classes
+        self.fc = nn.Linear(64, num_classes) if num_classes > 0 else nn.Identity()
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = check_input(x, self.in_chans)
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        if not _is_int(num_classes) or num_classes < 0:
+            raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.fc = nn.Linear(64, num_classes) if num_classes > 0 else nn.Identity()

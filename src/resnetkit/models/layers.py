@@ -1,0 +1,84 @@
+"""Building blocks of the ResNet variants: squeeze-and-excitation, stochastic depth, shortcuts."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor`` (at least ``divisor``)."""
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018): global average -> 1x1 conv reduce (ratio 1/16,
+    rounded to a multiple of 8) -> ReLU -> 1x1 conv expand -> sigmoid gate on the channels.
+    Key names (``fc1``, ``fc2``) match timm's SEModule."""
+
+    def __init__(self, channels: int, rd_ratio: float = 1.0 / 16) -> None:
+        super().__init__()
+        rd = make_divisible(channels * rd_ratio)
+        self.fc1 = nn.Conv2d(channels, rd, kernel_size=1, bias=True)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(rd, channels, kernel_size=1, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        s = self.fc2(self.act(self.fc1(s)))
+        return x * torch.sigmoid(s)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): in training, drop the whole residual branch of a
+    sample with probability ``p`` and scale survivors by 1/(1-p); identity at eval."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop path probability must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:.3f}"
+
+
+class AvgPoolSame(nn.Module):
+    """2x2 average pool with stride 1 and 'same' size (zero pad right/bottom), used in the ResNet-D
+    shortcut of a dilated stage; matches timm's AvgPool2dSame for that case."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 2, 1)
+
+
+def avg_down_pool(stride: int, dilation: int) -> nn.Module:
+    """The pooling step of a ResNet-D shortcut (He et al. 2019, "Bag of Tricks")."""
+    if stride == 1 and dilation == 1:
+        return nn.Identity()
+    if stride == 1:
+        return AvgPoolSame()
+    return nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+
+
+class ShortcutA(nn.Module):
+    """Option A of He et al. 2015 (CIFAR): subsample spatially, zero-pad the new channels. No parameters."""
+
+    def __init__(self, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.out_channels, self.stride = out_channels, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        extra = self.out_channels - x.shape[1]
+        if extra > 0:
+            x = F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+        return x

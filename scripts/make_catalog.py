@@ -24,7 +24,40 @@ LEGACY_FILES = {
     "resnet152": "resnet152-b121ed2d.pth",
 }
 
+# Stronger ResNet weights published outside torchvision, with timm's evaluation settings.
+# acc@1 at 224 px from "ResNet strikes back" (Wightman et al. 2021, Table 1: A1 80.4 %);
+# the URL, file hash and preprocessing come from timm's pretrained config.
+TIMM_EXTRA = [
+    {"arch": "resnet50", "timm_name": "resnet50.a1_in1k", "tag": "TIMM_A1_IN1K", "acc1": 80.4, "acc5": None,
+     "recipe": "https://arxiv.org/abs/2110.00476 (ResNet strikes back, procedure A1)"},
+]
+
 OUT = Path(__file__).resolve().parents[1] / "src" / "resnetkit" / "weights" / "data"
+
+
+def timm_entries(categories) -> list:
+    import math
+
+    import timm
+
+    out = []
+    for extra in TIMM_EXTRA:
+        cfg = timm.models.get_pretrained_cfg(extra["timm_name"]).to_dict()
+        file_name = cfg["url"].rsplit("/", 1)[1]
+        crop = cfg["input_size"][-1]
+        tv = next(e for e in tvm.get_model_weights(extra["arch"]))
+        out.append({
+            "name": f"{extra['arch']}.{extra['tag']}", "arch": extra["arch"], "tag": extra["tag"], "default": False,
+            "url": cfg["url"], "file_name": file_name,
+            "sha256_prefix": re.search(r"-([a-f0-9]+)\.", file_name).group(1), "legacy_files": [],
+            "num_classes": cfg["num_classes"], "num_params": tv.meta["num_params"],
+            "acc1": extra["acc1"], "acc5": extra["acc5"], "gflops": tv.meta["_ops"], "file_size_mb": None,
+            "min_size": [1, 1], "recipe": extra["recipe"],
+            "preprocess": {"resize_size": math.floor(crop / cfg["crop_pct"]), "crop_size": crop,
+                           "interpolation": cfg["interpolation"], "mean": list(cfg["mean"]), "std": list(cfg["std"])},
+            "source": "timm",
+        })
+    return out
 
 
 def main() -> None:
@@ -70,6 +103,7 @@ def main() -> None:
                     {"file_name": legacy, "sha256_prefix": re.search(r"-([a-f0-9]+)\.", legacy).group(1)}
                 )
             entries.append(entry)
+    entries += timm_entries(categories)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "catalog.json").write_text(json.dumps(entries, indent=1) + "\n")
     (OUT / "imagenet_classes.txt").write_text("\n".join(categories) + "\n")

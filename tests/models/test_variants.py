@@ -150,3 +150,28 @@ def test_weights_convert_cli(tmp_path):
     state, meta = rk.load_safetensors(tmp_path / "out.safetensors")
     assert meta["arch"] == "seresnet50" and meta["num_classes"] == 1000
     rk.get_model("seresnet50", weights=str(tmp_path / "out.safetensors"))
+
+
+@pytest.mark.parametrize("arch,layer_type,depths,hidden", [
+    ("resnet50", "bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048]),
+    ("resnet18", "basic", [2, 2, 2, 2], [64, 128, 256, 512]),
+])
+def test_hf_transformers_conversion(tmp_path, arch, layer_type, depths, hidden):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ResNetConfig(depths=depths, hidden_sizes=hidden, layer_type=layer_type, num_labels=7)
+    torch.manual_seed(0)
+    hf = transformers.ResNetForImageClassification(cfg).eval()
+    randomize_norm_stats(hf)
+    hf.save_pretrained(tmp_path / "hf")
+    # A transformers checkpoint file loads directly (keys renamed on read) ...
+    ours = rk.get_model(arch, weights=str(tmp_path / "hf" / "model.safetensors")).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert max_abs_diff(hf(x).logits, ours(x)) <= 1e-5
+    # ... and `weights convert` writes it in resnetkit's layout.
+    proc = subprocess.run([sys.executable, "-m", "resnetkit", "weights", "convert",
+                           str(tmp_path / "hf" / "model.safetensors"), str(tmp_path / "ours.safetensors")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and arch in proc.stdout, proc.stderr
+    state, meta = rk.load_safetensors(tmp_path / "ours.safetensors")
+    assert meta["arch"] == arch and meta["num_classes"] == 7 and "conv1.weight" in state

@@ -169,4 +169,4 @@ def test_mirror_and_cli_download_and_verify(served, cache):
     proc = subprocess.run([sys.executable, "-m", "resnetkit", "weights", "list", "--json"], capture_output=True,
                           text=True, env=env, timeout=120)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert len(rows) == 17 and sum(r["cached"] is not None for r in rows) == 1
+    assert len(rows) == 18 and sum(r["cached"] is not None for r in rows) == 1

@@ -156,3 +156,19 @@ def test_runtime_never_imports_torchvision_models():
             if any(n.startswith("torchvision.models") or n == "torchvision.models" for n in names):
                 offenders.append(str(path))
     assert not offenders
+
+
+def test_timm_rsb_entry_and_its_preprocessing():
+    timm = pytest.importorskip("timm")
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    entry = rk.get_weights("resnet50.a1_in1k")  # timm's spelling works too
+    assert entry is rk.get_weights("resnet50.TIMM_A1_IN1K") and entry.source == "timm"
+    assert entry.acc1 == 80.4 and entry.sha256_prefix == "14fe96d1" and entry.url.startswith("https://")
+    assert rk.ResNet50_Weights.TIMM_A1_IN1K.value is entry
+    assert rk.get_weights("resnet50.DEFAULT").tag == "IMAGENET1K_V2"  # still the best published one
+    cfg = timm.data.resolve_data_config({}, pretrained_cfg=timm.models.get_pretrained_cfg("resnet50.a1_in1k").to_dict())
+    theirs = timm.data.create_transform(**cfg)
+    img = Image.fromarray(load_sample_images().images[0])
+    assert (entry.transforms()(img) - theirs(img)).abs().max() < 1e-5

@@ -48,9 +48,11 @@ def run_list(args: argparse.Namespace) -> int:
         cached = e.cached_path()
         mark = "*" if e.default else " "
         where = ("yes" + (f" ({cached.name})" if cached.name != e.file_name else "")) if cached else "no"
-        print(f"{e.name + mark:<34} {e.acc1:>7.3f} {e.acc5:>7.3f} {e.num_params / 1e6:>7.1f}M {e.gflops:>7.3f} "
-              f"{e.file_size_mb:>6.1f} MB  {where}")
-    print(f"* = DEFAULT; ImageNet-1k val accuracies as published; cache: {cache_dir()}")
+        acc5 = f"{e.acc5:>7.3f}" if e.acc5 is not None else f"{'-':>7}"
+        size = f"{e.file_size_mb:>6.1f} MB" if e.file_size_mb is not None else f"{'-':>6}   "
+        print(f"{e.name + mark:<34} {e.acc1:>7.3f} {acc5} {e.num_params / 1e6:>7.1f}M {e.gflops:>7.3f} "
+              f"{size}  {where}")
+    print(f"* = DEFAULT; ImageNet-1k val accuracies as published (- = not published); cache: {cache_dir()}")
     return 0
 
 

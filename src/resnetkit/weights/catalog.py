@@ -38,9 +38,9 @@ class WeightsEntry:
     num_classes: int
     num_params: int
     acc1: float
-    acc5: float
+    acc5: Optional[float]
     gflops: float
-    file_size_mb: float
+    file_size_mb: Optional[float]
     min_size: tuple
     preprocess: dict
     default: bool = False
@@ -134,7 +134,20 @@ def find_weights(name: str, arch: Optional[str] = None) -> Optional[WeightsEntry
         name = f"{arch}.{name}"
     if name.endswith(".DEFAULT"):
         return default_for(name[: -len(".DEFAULT")])
-    return catalog().get(name)
+    if name in catalog():
+        return catalog()[name]
+    return _aliases().get(name.lower())
+
+
+@lru_cache(maxsize=None)
+def _aliases() -> Dict[str, WeightsEntry]:
+    """Lower-case names, plus timm's own spelling of timm weights ("resnet50.a1_in1k")."""
+    table = {}
+    for key, entry in catalog().items():
+        table[key.lower()] = entry
+        if entry.source == "timm":
+            table[f"{entry.arch}.{entry.tag.lower().removeprefix('timm_')}"] = entry
+    return table
 
 
 def get_weights(name: str) -> WeightsEntry:

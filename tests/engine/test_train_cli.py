@@ -107,6 +107,8 @@ def test_predict_dir_with_broken_files(folder_run, tmp_path):
 def test_bad_flags_give_one_line(tmp_path):
     proc = cli("train", "--optimizer", "adam", check=False)
     assert proc.returncode == 2 and "invalid choice: 'adam'" in proc.stderr
+    proc = cli("train", "--epoch", "3", check=False)  # no silent prefix matching; a suggestion instead
+    assert proc.returncode == 2 and "did you mean: --epoch -> --epochs?" in proc.stderr
     proc = cli("train", "--data", tmp_path / "nope", check=False)
     assert proc.returncode == 1 and "does not exist" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from typing import List, Optional
 
@@ -19,11 +20,31 @@ from . import weights as weights_cmd
 SUBCOMMANDS = [models_cmd, summary_cmd, weights_cmd, train_cmd, eval_cmd, predict_cmd, export_cmd, bench_cmd]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with exact flags only (no silent prefix matching) and a suggestion for a typo."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments:"):
+            known = [o for a in self._actions for o in a.option_strings]
+            hints = []
+            for arg in message.split(":", 1)[1].split():
+                flag = arg.split("=", 1)[0]
+                close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6) if flag.startswith("-") else []
+                if close:
+                    hints.append(f"{flag} -> {close[0]}")
+            if hints:
+                message += f" (did you mean: {', '.join(hints)}?)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="resnetkit",
         description="The ResNet family: build, inspect, train, evaluate, predict, deploy.",
-        allow_abbrev=False,
     )
     from .. import __version__
 
@@ -37,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # let the subcommand's own parser report it, so the suggestion knows its flags
+        command_parser = parser._subparsers._group_actions[0].choices[args.command]
+        command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.handler(args) or 0)
     except (ResnetkitError, ValueError, FileNotFoundError, PermissionError) as exc:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .blocks import BasicBlock, conv3x3
 from .layers import ShortcutA
-from .resnet import _is_int, check_input
+from .resnet import _is_int, check_input, init_weights, validate_io
 
 
 class CifarResNet(nn.Module):
@@ -20,10 +20,7 @@ class CifarResNet(nn.Module):
         super().__init__()
         if not _is_int(n) or n < 1:
             raise ValueError(f"n (blocks per stage) must be a positive integer, got {n!r}")
-        if not _is_int(num_classes) or num_classes < 0:
-            raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}")
-        if not _is_int(in_chans) or in_chans < 1:
-            raise ValueError(f"in_chans must be an integer >= 1, got {in_chans!r}")
+        validate_io(num_classes, in_chans)
         norm_layer = norm_layer or nn.BatchNorm2d
         self.in_chans = in_chans
         self.conv1 = conv3x3(in_chans, 16)
@@ -47,12 +44,7 @@ class CifarResNet(nn.Module):
         self.num_features = 64
         self.num_classes = num_classes
         self.fc = nn.Linear(64, num_classes) if num_classes > 0 else nn.Identity()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = check_input(x, self.in_chans)

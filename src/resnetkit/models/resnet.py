@@ -41,6 +41,25 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def validate_io(num_classes: Any, in_chans: Any) -> None:
+    """The checks every classifier in the family shares."""
+    if not _is_int(num_classes) or num_classes < 0:
+        raise ValueError(f"num_classes must be an integer >= 0 (0 gives a head without classifier), got {num_classes!r}")
+    if not _is_int(in_chans) or in_chans < 1:
+        raise ValueError(f"in_chans must be an integer >= 1 (1 for grayscale, 3 for RGB, ...), got {in_chans!r}")
+
+
+def init_weights(model: nn.Module) -> None:
+    """He et al.'s initialisation, in torchvision's order: Kaiming-normal (fan_out, ReLU) for every
+    conv, weight 1 / bias 0 for BatchNorm and GroupNorm; linear layers keep their default init."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
 def _validate(
     block: Any,
     layers: Any,
@@ -62,10 +81,7 @@ def _validate(
         raise ValueError(
             f"layers must be 4 positive integers (blocks per stage, e.g. [3, 4, 6, 3]), got {layers!r}"
         )
-    if not _is_int(num_classes) or num_classes < 0:
-        raise ValueError(f"num_classes must be an integer >= 0 (0 gives a head without classifier), got {num_classes!r}")
-    if not _is_int(in_chans) or in_chans < 1:
-        raise ValueError(f"in_chans must be an integer >= 1 (1 for grayscale, 3 for RGB, ...), got {in_chans!r}")
+    validate_io(num_classes, in_chans)
     if not _is_int(groups) or groups < 1:
         raise ValueError(f"groups must be an integer >= 1, got {groups!r}")
     if not _is_int(width_per_group) or width_per_group < 1:
@@ -186,12 +202,7 @@ class ResNet(nn.Module):
         self.num_classes = int(num_classes)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_weights(self)
 
         if zero_init_residual:
             for m in self.modules():

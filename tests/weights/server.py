@@ -24,7 +24,7 @@ class WeightsHost:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
-                pass
+                """Keep the test output free of access logs."""
 
             def do_GET(self):
                 name = self.path.lstrip("/")

@@ -13,6 +13,17 @@ from torch import nn
 from . import distributed as D
 
 
+def autocast_context(amp: str, device: torch.device):
+    """Mixed precision for ``amp`` in bf16 | fp16 | none; fp16 exists on GPUs only."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        from ..errors import ResnetkitError
+
+        raise ResnetkitError("--amp fp16 needs a GPU; use --amp bf16 on CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
 @dataclass
 class EvalResult:
     loss: float
@@ -58,11 +69,7 @@ def evaluate(
     model.eval()
     loss_sum, top1, top5, n, skipped = 0.0, 0, 0, 0, 0
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
-    ctx = (
-        torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-        if amp in ("bf16", "fp16") and (amp == "bf16" or device.type == "cuda")
-        else contextlib.nullcontext()
-    )
+    ctx = autocast_context(amp, device)
     for batch in batches:
         x, y = batch[0], batch[1]
         if len(batch) > 2 and batch[2]:

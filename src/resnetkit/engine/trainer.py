@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import sys
@@ -30,7 +29,7 @@ from ..weights.resolve import NORM_LAYERS, read_source
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .config import TrainConfig
-from .evaluate import EvalResult, evaluate
+from .evaluate import EvalResult, autocast_context, evaluate
 from .report import write_curves, write_metrics_csv
 from .schedule import lr_factor
 
@@ -122,11 +121,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.amp == "none":
-        return contextlib.nullcontext()
-    if cfg.amp == "fp16" and device.type != "cuda":
-        raise ResnetkitError("--amp fp16 needs a GPU; use --amp bf16 on CPU")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+    return autocast_context(cfg.amp, device)
 
 
 def _mixer(cfg: TrainConfig, num_classes: int) -> Optional[Callable]:

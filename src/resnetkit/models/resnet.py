@@ -290,18 +290,10 @@ class ResNet(nn.Module):
         if 0 in wanted:
             feats.append(x)
         x = self.maxpool(x)
-        x = self.layer1(x)
-        if 1 in wanted:
-            feats.append(x)
-        x = self.layer2(x)
-        if 2 in wanted:
-            feats.append(x)
-        x = self.layer3(x)
-        if 3 in wanted:
-            feats.append(x)
-        x = self.layer4(x)
-        if 4 in wanted:
-            feats.append(x)
+        for i, stage in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), start=1):
+            x = stage(x)
+            if i in wanted:
+                feats.append(x)
         return x, feats
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:

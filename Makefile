@@ -3,18 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+SOURCES := src tests benchmarks scripts hubconf.py
 
-.PHONY: install test run bench clean
+.PHONY: install test lint run bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,deploy]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,deploy,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Lint, format, types and the layer contract of DESIGN.md (CI runs this before the tests).
+lint: $(STAMP)
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 RUN_DIR := runs/digits
 
@@ -28,9 +36,11 @@ run: $(STAMP)
 	@echo "Outputs in $(RUN_DIR)/:"
 	@echo "  model.safetensors  final weights + metadata (arch, classes, preprocessing)"
 	@echo "  best.pt, last.pt   checkpoints (resume: resnetkit train --resume $(RUN_DIR))"
-	@echo "  metrics.csv, curves.png, summary.json   per-epoch metrics and plots"
-	@echo "  eval.json, confusion.png                evaluation of the final model"
-	@echo "  samples/           validation digits as PNG files used for the prediction above"
+	@echo "  metrics.csv, curves.png   per-epoch metrics and the training curves"
+	@echo "  summary.json       final and best accuracy, training time, skipped images"
+	@echo "  config.json, classes.json the run's settings and class names"
+	@echo "  eval.json, confusion.png  evaluation of the final model"
+	@echo "  samples/           validation digits as PNG files, used for the prediction above"
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -38,9 +38,11 @@ def int8_accuracy(run_dir: Path) -> str:
         iq = q(x).argmax(1)
     acc_fp, acc_q = (fp == y).float().mean().item() * 100, (iq == y).float().mean().item() * 100
     agree = (fp == iq).float().mean().item() * 100
-    return (f"int8 accuracy on the trained digits model ({run_dir}, 360 val images, 64 calibration images): "
-            f"fp32 {acc_fp:.2f} %, int8 {acc_q:.2f} % (drop {acc_fp - acc_q:.2f} points), "
-            f"top-1 agreement {agree:.2f} %")
+    return (
+        f"int8 accuracy on the trained digits model ({run_dir}, 360 val images, 64 calibration images): "
+        f"fp32 {acc_fp:.2f} %, int8 {acc_q:.2f} % (drop {acc_fp - acc_q:.2f} points), "
+        f"top-1 agreement {agree:.2f} %"
+    )
 
 
 def main() -> None:
@@ -54,8 +56,10 @@ def main() -> None:
     args = p.parse_args()
     batches = [int(b) for b in args.batch_size.split(",")]
     modes = args.modes.split(",")
-    results = [benchmark(a, batches, 224, modes, runs=args.runs, log=lambda s: print(s, file=sys.stderr))
-               for a in args.archs.split(",")]
+    results = [
+        benchmark(a, batches, 224, modes, runs=args.runs, log=lambda s: print(s, file=sys.stderr))
+        for a in args.archs.split(",")
+    ]
     text = markdown_table(results) + "\n\n" + int8_accuracy(Path(args.digits_run)) + "\n"
     Path(args.out).write_text(text)
     print(text)

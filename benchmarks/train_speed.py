@@ -33,8 +33,7 @@ class Loop:
     def __init__(self, name: str, arch: str, batch: int, size: int, n_batches: int, fast: bool, compile: bool):
         torch.manual_seed(0)
         self.name, self.fast = name, fast
-        self.cfg = make_config("tv-v1", arch=arch, batch_size=batch, amp="bf16" if fast else "none",
-                               channels_last=fast)
+        self.cfg = make_config("tv-v1", arch=arch, batch_size=batch, amp="bf16" if fast else "none", channels_last=fast)
         model = rk.get_model(arch)
         if fast:
             model = model.to(memory_format=torch.channels_last)
@@ -74,24 +73,33 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also measure resnetkit's loop with --compile")
     args = p.parse_args()
     n = args.steps + args.warmup
-    loops = [Loop("plain eager fp32 NCHW", args.arch, args.batch_size, args.input_size, n, False, False),
-             Loop("resnetkit bf16 + channels_last", args.arch, args.batch_size, args.input_size, n, True, False)]
+    loops = [
+        Loop("plain eager fp32 NCHW", args.arch, args.batch_size, args.input_size, n, False, False),
+        Loop("resnetkit bf16 + channels_last", args.arch, args.batch_size, args.input_size, n, True, False),
+    ]
     if args.compile:
-        loops.append(Loop("resnetkit bf16 + channels_last + --compile", args.arch, args.batch_size,
-                          args.input_size, n, True, True))
+        loops.append(
+            Loop(
+                "resnetkit bf16 + channels_last + --compile", args.arch, args.batch_size, args.input_size, n, True, True
+            )
+        )
     for i in range(n):
         for loop in loops:
             loop.step(record=i >= args.warmup)
     base = args.batch_size / statistics.median(loops[0].step_times)
-    print(f"\n{args.arch}, batch {args.batch_size}, {args.input_size}px, {torch.get_num_threads()} threads, "
-          f"median of {args.steps} interleaved steps after {args.warmup} warm-up\n")
+    print(
+        f"\n{args.arch}, batch {args.batch_size}, {args.input_size}px, {torch.get_num_threads()} threads, "
+        f"median of {args.steps} interleaved steps after {args.warmup} warm-up\n"
+    )
     print("| loop | images/s | step (s) | ratio | data-loading share |")
     print("|---|---|---|---|---|")
     for loop in loops:
         step = statistics.median(loop.step_times)
         share = sum(loop.data_times) / sum(loop.step_times)
-        print(f"| {loop.name} | {args.batch_size / step:.1f} | {step:.3f} | {args.batch_size / step / base:.2f}x | "
-              f"{100 * share:.1f} % |")
+        print(
+            f"| {loop.name} | {args.batch_size / step:.1f} | {step:.3f} | {args.batch_size / step / base:.2f}x | "
+            f"{100 * share:.1f} % |"
+        )
 
 
 if __name__ == "__main__":

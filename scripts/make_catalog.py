@@ -11,8 +11,18 @@ from pathlib import Path
 
 import torchvision.models as tvm
 
-ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
-         "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
+ARCHS = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+]
 
 # File names of torchvision's first release: the same V1 weights serialised earlier, with their own
 # sha256 prefixes. A cache that holds one of these is used without a download.
@@ -28,8 +38,14 @@ LEGACY_FILES = {
 # acc@1 at 224 px from "ResNet strikes back" (Wightman et al. 2021, Table 1: A1 80.4 %);
 # the URL, file hash and preprocessing come from timm's pretrained config.
 TIMM_EXTRA = [
-    {"arch": "resnet50", "timm_name": "resnet50.a1_in1k", "tag": "TIMM_A1_IN1K", "acc1": 80.4, "acc5": None,
-     "recipe": "https://arxiv.org/abs/2110.00476 (ResNet strikes back, procedure A1)"},
+    {
+        "arch": "resnet50",
+        "timm_name": "resnet50.a1_in1k",
+        "tag": "TIMM_A1_IN1K",
+        "acc1": 80.4,
+        "acc5": None,
+        "recipe": "https://arxiv.org/abs/2110.00476 (ResNet strikes back, procedure A1)",
+    },
 ]
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "resnetkit" / "weights" / "data"
@@ -46,17 +62,34 @@ def timm_entries(categories) -> list:
         file_name = cfg["url"].rsplit("/", 1)[1]
         crop = cfg["input_size"][-1]
         tv = next(e for e in tvm.get_model_weights(extra["arch"]))
-        out.append({
-            "name": f"{extra['arch']}.{extra['tag']}", "arch": extra["arch"], "tag": extra["tag"], "default": False,
-            "url": cfg["url"], "file_name": file_name,
-            "sha256_prefix": re.search(r"-([a-f0-9]+)\.", file_name).group(1), "legacy_files": [],
-            "num_classes": cfg["num_classes"], "num_params": tv.meta["num_params"],
-            "acc1": extra["acc1"], "acc5": extra["acc5"], "gflops": tv.meta["_ops"], "file_size_mb": None,
-            "min_size": [1, 1], "recipe": extra["recipe"],
-            "preprocess": {"resize_size": math.floor(crop / cfg["crop_pct"]), "crop_size": crop,
-                           "interpolation": cfg["interpolation"], "mean": list(cfg["mean"]), "std": list(cfg["std"])},
-            "source": "timm",
-        })
+        out.append(
+            {
+                "name": f"{extra['arch']}.{extra['tag']}",
+                "arch": extra["arch"],
+                "tag": extra["tag"],
+                "default": False,
+                "url": cfg["url"],
+                "file_name": file_name,
+                "sha256_prefix": re.search(r"-([a-f0-9]+)\.", file_name).group(1),
+                "legacy_files": [],
+                "num_classes": cfg["num_classes"],
+                "num_params": tv.meta["num_params"],
+                "acc1": extra["acc1"],
+                "acc5": extra["acc5"],
+                "gflops": tv.meta["_ops"],
+                "file_size_mb": None,
+                "min_size": [1, 1],
+                "recipe": extra["recipe"],
+                "preprocess": {
+                    "resize_size": math.floor(crop / cfg["crop_pct"]),
+                    "crop_size": crop,
+                    "interpolation": cfg["interpolation"],
+                    "mean": list(cfg["mean"]),
+                    "std": list(cfg["std"]),
+                },
+                "source": "timm",
+            }
+        )
     return out
 
 

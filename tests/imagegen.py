@@ -33,8 +33,9 @@ def write_broken_files(directory: Path) -> list:
     return [empty, text, truncated]
 
 
-def make_image_folder(root: Path, classes: int = 3, train_per_class: int = 12, val_per_class: int = 4,
-                      broken: bool = False) -> Path:
+def make_image_folder(
+    root: Path, classes: int = 3, train_per_class: int = 12, val_per_class: int = 4, broken: bool = False
+) -> Path:
     for split, count in (("train", train_per_class), ("val", val_per_class)):
         for c in range(classes):
             d = root / split / f"class_{c}"

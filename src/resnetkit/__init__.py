@@ -1,20 +1,20 @@
-"""resnetkit: the torchvision-exact ResNet family and everything around it."""
+"""resnetkit: the torchvision-exact ResNet family and everything around it.
 
-from .errors import ResnetkitError
-from .models import BasicBlock, Bottleneck, FrozenBatchNorm2d, ResNet, conv1x1, conv3x3, list_models
-from .weights.builders import (
-    get_model,
-    resnet18,
-    resnet34,
-    resnet50,
-    resnet101,
-    resnet152,
-    resnext50_32x4d,
-    resnext101_32x8d,
-    resnext101_64x4d,
-    wide_resnet50_2,
-    wide_resnet101_2,
+Importing resnetkit imports torch, not torchvision (which the data transforms, the model
+variants' layers and the CLI load when they are used)."""
+
+from .errors import BadFile, InvalidOption, MissingDependency, ResnetkitError
+from .models import (
+    BasicBlock,
+    Bottleneck,
+    FeatureInfo,
+    ResNet,
+    ResNetBase,
+    conv1x1,
+    conv3x3,
+    list_models,
 )
+from .version import __version__
 from .weights.catalog import (
     ResNet18_Weights,
     ResNet34_Weights,
@@ -29,32 +29,37 @@ from .weights.catalog import (
     get_weights,
     list_weights,
 )
+from .weights.factory import (
+    create_model,
+    get_model,
+    load_weights,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+    resnext50_32x4d,
+    resnext101_32x8d,
+    resnext101_64x4d,
+    wide_resnet50_2,
+    wide_resnet101_2,
+)
 from .weights.io import load_safetensors, save_safetensors
-from .weights.loading import load_weights as _load_state
-
-__version__ = "0.1.0"
-
-
-def load_weights(model, src, head: str = "keep", progress: bool = True):
-    """Load weights into ``model`` from a state_dict, a file (.pt/.pth/.safetensors), a training run
-    directory or a catalog name. ``head="reset"`` keeps the model's own classifier when the class
-    count differs; a mismatch otherwise raises ResnetkitError with a diagnosis."""
-    if isinstance(src, dict):
-        return _load_state(model, src, head=head, source="the state_dict")
-    from .weights.resolve import read_source
-
-    loaded = read_source(str(src), progress=progress)
-    return _load_state(model, loaded.state, head=head, source=loaded.source)
-
 
 __all__ = [
+    "__version__",
+    "BadFile",
     "BasicBlock",
     "Bottleneck",
-    "FrozenBatchNorm2d",
+    "FeatureInfo",
+    "InvalidOption",
+    "MissingDependency",
     "ResNet",
+    "ResNetBase",
     "ResnetkitError",
     "conv1x1",
     "conv3x3",
+    "create_model",
     "get_model",
     "get_weights",
     "list_models",

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,12 +11,14 @@ from PIL import Image
 
 from resnetkit.weights.catalog import get_weights
 
+from ..clirun import cli
 from ..imagegen import class_image, write_broken_files
 
 
-def run(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "resnetkit", *map(str, args)], capture_output=True, text=True,
-                          env=env or dict(os.environ), timeout=300)
+def run(*args, env=None, monkeypatch=None):
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    return cli(*args)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def images(tmp_path_factory):
     class_image(2, 0, size=64).convert("RGBA").save(d / "alpha.png")
     class_image(3, 0, size=64).convert("P").save(d / "palette.gif")
     class_image(0, 1, size=64).convert("CMYK").save(d / "cmyk.jpg")
-    Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)).save(d / "deep16.png")
+    Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).save(d / "deep16.png")
     exif = Image.Exif()
     exif[0x0112] = 6
     class_image(1, 1, size=64).save(d / "rotated.jpg", exif=exif)
@@ -46,10 +46,22 @@ def catalog_cache(tmp_path_factory):
     return home
 
 
-def test_predict_catalog_weights_mixed_directory(images, catalog_cache):
-    env = dict(os.environ, RESNETKIT_HOME=str(catalog_cache), RESNETKIT_OFFLINE="1")
-    proc = run("predict", images, images / "missing.jpg", "--weights", "resnet18.IMAGENET1K_V1", "--json",
-               "--topk", "3", "--batch-size", "4", env=env)
+def test_predict_catalog_weights_mixed_directory(images, catalog_cache, monkeypatch):
+    env = dict(RESNETKIT_HOME=str(catalog_cache), RESNETKIT_OFFLINE="1")
+    proc = run(
+        "predict",
+        images,
+        images / "missing.jpg",
+        "--weights",
+        "resnet18.IMAGENET1K_V1",
+        "--json",
+        "--topk",
+        "3",
+        "--batch-size",
+        "4",
+        env=env,
+        monkeypatch=monkeypatch,
+    )
     assert proc.returncode == 1
     rows = {os.path.basename(r["path"]): r for r in map(json.loads, proc.stdout.splitlines())}
     good = ["rgb.jpg", "gray.png", "alpha.png", "palette.gif", "cmyk.jpg", "deep16.png", "rotated.jpg"]
@@ -57,8 +69,12 @@ def test_predict_catalog_weights_mixed_directory(images, catalog_cache):
         assert len(rows[name]["top"]) == 3, rows[name]
         probs = [t["prob"] for t in rows[name]["top"]]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
-    for name, why in [("empty.jpg", "empty file"), ("notes.png", "not an image"), ("truncated.png", "truncated"),
-                      ("missing.jpg", "no such file")]:
+    for name, why in [
+        ("empty.jpg", "empty file"),
+        ("notes.png", "not an image"),
+        ("truncated.png", "truncated"),
+        ("missing.jpg", "no such file"),
+    ]:
         assert why in rows[name]["error"]
     assert "4 of 11 files could not be read" in proc.stderr
 
@@ -79,4 +95,4 @@ def test_predict_bad_weights_one_line(images, tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage")
     proc = run("predict", images / "rgb.jpg", "--weights", bad)
-    assert proc.returncode == 1 and "not a readable PyTorch checkpoint" in proc.stderr
+    assert proc.returncode == 1 and "not a weights file" in proc.stderr

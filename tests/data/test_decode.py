@@ -1,6 +1,5 @@
 """Robust decoding of every image mode users throw at us, and clear errors for broken files."""
 
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -27,7 +26,7 @@ def test_rgba_transparency_composites_on_white(tmp_path):
 
 
 def test_16bit_png_scales_range(tmp_path):
-    arr = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    arr = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     Image.fromarray(arr).save(tmp_path / "deep.png")
     out = np.asarray(load_image(tmp_path / "deep.png"))
     assert out.max() == 255 and out.min() == 0

@@ -1,21 +1,19 @@
 """BN folding, int8, export and bench."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import resnetkit as rk
 from resnetkit.data.datasets import load_digits
+from resnetkit.data.transforms import Preprocess
 from resnetkit.deploy import calibration_batches, export, fold_batchnorm, optimize, quantize_int8
 from resnetkit.deploy.optimize import OnnxRuntimeModel
-from resnetkit.data.transforms import Preprocess
 from resnetkit.errors import ResnetkitError
 from resnetkit.weights.io import load_safetensors
 
+from ..clirun import cli
 from ..imagegen import write_broken_files
 from ..models.helpers import randomize_norm_stats
 
@@ -24,7 +22,25 @@ def rel_err(a, b):
     return ((a - b).abs().max() / a.abs().max()).item()
 
 
-@pytest.mark.parametrize("arch", rk.list_models())
+# One of each structure (the deeper names repeat the same blocks): plain, bottleneck, grouped,
+# wide, deep stem + average-pool shortcut, SE, CIFAR option-A.
+FOLD_ARCHS = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "resnet18d",
+    "resnet50c",
+    "resnet50d",
+    "seresnet50",
+    "seresnext50_32x4d",
+    "resnet20",
+    "resnet56",
+]
+
+
+@pytest.mark.parametrize("arch", FOLD_ARCHS)
 def test_fold_exact_for_every_builder(arch):
     torch.manual_seed(0)
     model = rk.get_model(arch).eval()
@@ -55,7 +71,8 @@ def test_fold_with_dilation_and_groups():
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory):
     """A small trained model: resnet18 on 16px digits, 3 epochs (a few seconds)."""
-    from resnetkit.engine import make_config, train
+    from resnetkit.engine.config import make_config
+    from resnetkit.engine.trainer import train
 
     out = tmp_path_factory.mktemp("run")
     cfg = make_config("digits", image_size=16, epochs=3, amp="none", quiet=True, workers=0, out=str(out))
@@ -155,17 +172,29 @@ def test_optimize_fp32_and_bf16():
 def test_cli_export_and_bench(tmp_path, digits_model):
     model, _ = digits_model
     path = tmp_path / "w.safetensors"
-    rk.save_safetensors(model.state_dict(), path, {"arch": "resnet18", "num_classes": 10,
-                                                   "preprocess": Preprocess(16, 16).to_dict()})
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "resnetkit", *map(str, a)], capture_output=True,  # noqa
-                                    text=True, env=env, timeout=300)
+    rk.save_safetensors(
+        model.state_dict(), path, {"arch": "resnet18", "num_classes": 10, "preprocess": Preprocess(16, 16).to_dict()}
+    )
+    run = cli
     proc = run("export", "--weights", path, "--format", "onnx", "--out", tmp_path / "w.onnx")
     assert proc.returncode == 0 and "max abs diff vs PyTorch" in proc.stdout, proc.stderr
     proc = run("export", "--weights", path, "--format", "onnx", "--out", tmp_path / "w.pt")
     assert proc.returncode == 1 and "must end in .onnx" in proc.stderr
-    proc = run("bench", "resnet18", "--batch-size", "1,2", "--input-size", "32", "--modes", "fused,onnxruntime,int8",
-               "--runs", "2", "--warmup", "1", "--json")
+    proc = run(
+        "bench",
+        "resnet18",
+        "--batch-size",
+        "1,2",
+        "--input-size",
+        "32",
+        "--modes",
+        "fused,onnxruntime,int8",
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     assert {r["mode"] for r in res["rows"]} == {"eager", "fused", "onnxruntime", "int8"}

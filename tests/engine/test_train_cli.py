@@ -1,4 +1,6 @@
-"""End-to-end training through the CLI: outputs, bad images, exact resume, Ctrl-C, DDP, eval."""
+"""Training end to end: outputs, bad images, the run-directory policy, exact resume after SIGKILL
+and after an interrupt, DDP, eval. CLI behaviour runs in-process; real processes only where a
+signal or torchrun is what is tested."""
 
 import json
 import os
@@ -12,22 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnetkit.engine.config import make_config
+from resnetkit.engine.trainer import train
 from resnetkit.weights.io import load_safetensors
 
-from ..imagegen import make_image_folder
+from ..clirun import cli
+from ..imagegen import make_image_folder, write_broken_files
 
 # 16px digits train in fp32 (bf16 is refused below 32px on CPU), about 0.5 s an epoch.
 FAST_DIGITS = ["--image-size", "16", "--batch-size", "32", "--quiet", "--workers", "0", "--amp", "none"]
-
-
-def cli(*args, check=True, env_extra=None, **kw):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    env.update(env_extra or {})
-    proc = subprocess.run([sys.executable, "-m", "resnetkit", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
-    return proc
 
 
 def weights(run: Path) -> dict:
@@ -43,44 +38,92 @@ def assert_same_weights(a: dict, b: dict, atol=0.0):
             assert torch.allclose(a[k].float(), b[k].float(), atol=atol, rtol=atol), (k, (a[k] - b[k]).abs().max())
 
 
+def ok(*args):
+    result = cli(*args)
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:{result.stdout}\nstderr:{result.stderr}"
+    return result
+
+
+def one_line_error(result, code=1):
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory):
     root = make_image_folder(tmp_path_factory.mktemp("data"), broken=True)
     run = tmp_path_factory.mktemp("runs") / "folder"
-    proc = cli("train", "--data", root, "--epochs", "2", "--batch-size", "8", "--train-crop", "32",
-               "--eval-resize", "36", "--eval-crop", "32", "--lr", "0.05", "--schedule", "cosine", "--workers", "1",
-               "--quiet", "--out", run)
-    return root, run, proc
+    result = ok(
+        "train",
+        "--data",
+        root,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--train-crop",
+        "32",
+        "--eval-resize",
+        "36",
+        "--eval-crop",
+        "32",
+        "--lr",
+        "0.05",
+        "--schedule",
+        "cosine",
+        "--workers",
+        "0",
+        "--quiet",
+        "--out",
+        run,
+    )
+    return root, run, result
 
 
 def test_folder_training_writes_every_output(folder_run):
-    root, run, proc = folder_run
-    for name in ("config.json", "metrics.csv", "curves.png", "last.pt", "best.pt", "classes.json",
-                 "model.safetensors", "summary.json"):
+    root, run, _ = folder_run
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "curves.png",
+        "last.pt",
+        "best.pt",
+        "classes.json",
+        "model.safetensors",
+        "summary.json",
+    ):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     rows = (run / "metrics.csv").read_text().strip().splitlines()
     assert rows[0].startswith("epoch,train_loss,train_acc,val_loss,val_acc1,val_acc5,lr,images_per_s")
-    assert len(rows) == 3
-    _, meta = load_safetensors(run / "model.safetensors")
-    assert meta["arch"] == "resnet18" and meta["classes"] == ["class_0", "class_1", "class_2"]
-    assert meta["preprocess"]["crop_size"] == 32 and meta["num_classes"] == 3
     config = json.loads((run / "config.json").read_text())
-    assert config["data"] == str(root) and config["epochs"] == 2
+    assert len(rows) == 1 + config["epochs"]
+    _, meta = load_safetensors(run / "model.safetensors")
+    classes = sorted(p.name for p in (root / "train").iterdir())
+    assert meta["arch"] == "resnet18" and meta["classes"] == classes and meta["num_classes"] == len(classes)
+    assert meta["preprocess"]["crop_size"] == config["eval_crop"]
+    assert config["data"] == str(root)
 
 
-def test_corrupt_images_skipped_and_counted(folder_run):
-    _, run, proc = folder_run
+def test_corrupt_images_skipped_counted_one_line_each(folder_run):
+    _, run, result = folder_run
     summary = json.loads((run / "summary.json").read_text())
     assert summary["skipped_images"] == 3
-    assert "3 unreadable images skipped" in proc.stdout
+    assert "3 unreadable images skipped" in result.stdout
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("skipped unreadable image:")]
+    assert len(skipped) == 3 and "Warning" not in result.stderr
 
 
-def test_eval_cli_on_folder(folder_run, tmp_path):
+def test_eval_cli_on_folder(folder_run):
     root, run, _ = folder_run
-    proc = cli("eval", "--weights", run, "--data", root, "--json", "--workers", "0")
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["images"] == 12 and 0 <= report["acc1"] <= 100 and report["acc5"] == 100.0
-    assert set(report["per_class_acc1"]) == {"class_0", "class_1", "class_2"}
+    result = ok("eval", "--weights", run, "--data", root, "--json", "--workers", "0")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    val_images = sum(1 for _ in (root / "val").rglob("*.png"))
+    assert report["images"] == val_images
+    assert sum(sum(row) for row in report["confusion"]) == val_images
+    correct = sum(report["confusion"][i][i] for i in range(len(report["confusion"])))
+    assert report["acc1"] == pytest.approx(100.0 * correct / val_images)
+    assert set(report["per_class_acc1"]) == {p.name for p in (root / "val").iterdir()}
     assert Path(report["confusion_png"]).stat().st_size > 0
     assert (run / "eval.json").is_file()
 
@@ -88,86 +131,258 @@ def test_eval_cli_on_folder(folder_run, tmp_path):
 def test_eval_refuses_mismatched_classes(folder_run, tmp_path):
     _, run, _ = folder_run
     other = make_image_folder(tmp_path / "other", classes=2, train_per_class=1, val_per_class=1)
-    proc = cli("eval", "--weights", run, "--data", other, check=False)
-    assert proc.returncode == 1
-    assert "3 classes" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "3 classes" in one_line_error(cli("eval", "--weights", run, "--data", other))
 
 
-def test_predict_dir_with_broken_files(folder_run, tmp_path):
+def test_predict_dir_with_broken_files(folder_run):
     root, run, _ = folder_run
-    proc = cli("predict", root / "train" / "class_0", "--weights", run, "--json", "--topk", "2", check=False)
-    assert proc.returncode == 1  # some files failed
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    result = cli("predict", root / "train" / "class_0", "--weights", run, "--json", "--topk", "2")
+    assert result.returncode == 1  # some files failed
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    files = sorted((root / "train" / "class_0").iterdir())
     errors = [r for r in rows if "error" in r]
-    assert len(errors) == 3 and len(rows) == 15
+    assert len(rows) == len(files) and len(errors) == 3
     good = [r for r in rows if "top" in r]
     assert all(len(r["top"]) == 2 and r["top"][0]["class"].startswith("class_") for r in good)
 
 
 def test_bad_flags_give_one_line(tmp_path):
-    proc = cli("train", "--optimizer", "adam", check=False)
-    assert proc.returncode == 2 and "invalid choice: 'adam'" in proc.stderr
-    proc = cli("train", "--epoch", "3", check=False)  # no silent prefix matching; a suggestion instead
-    assert proc.returncode == 2 and "did you mean: --epoch -> --epochs?" in proc.stderr
-    proc = cli("train", "--data", tmp_path / "nope", check=False)
-    assert proc.returncode == 1 and "does not exist" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    proc = cli("train", "--resume", tmp_path, check=False)
-    assert proc.returncode == 1 and "no last.pt" in proc.stderr
+    result = cli("train", "--optimizer", "adam")
+    assert result.returncode == 2 and "invalid choice: 'adam'" in result.stderr and "'sgd', 'adamw'" in result.stderr
+    result = cli("train", "--epoch", "3")  # no silent prefix matching; a suggestion instead
+    assert result.returncode == 2 and "did you mean: --epoch -> --epochs?" in result.stderr
+    assert "does not exist" in one_line_error(cli("train", "--data", tmp_path / "nope"))
+    (tmp_path / "file.txt").write_text("x")
+    assert "is a file, not a folder" in one_line_error(cli("train", "--data", tmp_path / "file.txt"))
+    assert "no last.pt" in one_line_error(cli("train", "--resume", tmp_path))
+
+
+def test_familiar_flag_names_are_aliases(tmp_path):
+    run = tmp_path / "run"
+    ok(
+        "train",
+        "--model",
+        "resnet18",
+        "-b",
+        "32",
+        "-j",
+        "0",
+        "--lr-scheduler",
+        "constant",
+        "--opt",
+        "sgd",
+        "--output-dir",
+        run,
+        "--image-size",
+        "16",
+        "--amp",
+        "none",
+        "--quiet",
+        "--max-steps",
+        "2",
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert (config["arch"], config["batch_size"], config["workers"], config["schedule"]) == (
+        "resnet18",
+        32,
+        0,
+        "constant",
+    )
+
+
+def test_run_directory_is_never_silently_overwritten(tmp_path):
+    run = tmp_path / "run"
+    ok("train", *FAST_DIGITS, "--max-steps", "3", "--out", run)
+    before = (run / "last.pt").read_bytes()
+    err = one_line_error(cli("train", *FAST_DIGITS, "--max-steps", "3", "--out", run))
+    assert "--resume" in err and "--exist-ok" in err and f"{run}2" in err
+    assert (run / "last.pt").read_bytes() == before  # the old run is untouched
+    result = ok("train", *FAST_DIGITS, "--max-steps", "2", "--out", run, "--exist-ok")
+    assert "removed the previous run's" in result.stdout
+    assert torch.load(run / "last.pt", weights_only=True)["global_step"] == 2
+
+
+def test_run_directory_paths_that_cannot_be_used(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    assert "is an existing file" in one_line_error(cli("train", *FAST_DIGITS, "--out", tmp_path / "afile"))
+    assert "is a file, not a directory" in one_line_error(
+        cli("train", *FAST_DIGITS, "--out", tmp_path / "afile" / "run")
+    )
+
+
+def test_max_steps_stops_resumably(tmp_path):
+    run = tmp_path / "run"
+    result = ok("train", *FAST_DIGITS, "--epochs", "2", "--max-steps", "5", "--out", run)
+    assert "continue with: resnetkit train --resume" in result.stdout
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert (ckpt["global_step"], ckpt["batch"], ckpt["epoch"]) == (5, 5, 0)
+    assert not (run / "model.safetensors").exists()
+
+
+def test_interrupt_then_resume_is_bit_exact(tmp_path):
+    """Ctrl-C (SIGINT, raised from a step hook at an exact step: no timing) stops between steps; the
+    resumed run ends with the weights and BatchNorm statistics of an uninterrupted one."""
+    common = dict(
+        image_size=16, batch_size=32, epochs=1, amp="none", quiet=True, workers=0, deterministic=True, pad_crop=2
+    )
+    ref = tmp_path / "ref"
+    train(make_config("digits", out=str(ref), **common), log=lambda s: None)
+
+    stopped = tmp_path / "stopped"
+
+    def hook(trainer):
+        if trainer.global_step == 20:  # mid-epoch (44 steps per epoch)
+            signal.raise_signal(signal.SIGINT)
+
+    result = train(make_config("digits", out=str(stopped), **common), log=lambda s: None, on_step=hook)
+    assert result.interrupted and result.stop_reason == "signal"
+    ckpt = torch.load(stopped / "last.pt", weights_only=True)
+    assert ckpt["global_step"] == 20
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was restored
+    resumed = ok("train", "--resume", stopped, "--quiet")
+    assert "resumed" in resumed.stdout
+    assert_same_weights(weights(ref), weights(stopped))
+    again = ok("train", "--resume", stopped)
+    assert "finished all 1 epochs" in again.stdout + again.stderr
+
+
+def start_training_until_checkpoint(args, run, threads=1, capture=False):
+    """A real training process, returned once its first checkpoint exists (an event polled for,
+    not a clock raced); it runs far more epochs than it will get to."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    pipe = subprocess.PIPE if capture else subprocess.DEVNULL
+    command = [sys.executable, "-m", "resnetkit", "train", *args, "--epochs", "50", "--out", str(run)]
+    proc = subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True)
+    deadline = time.monotonic() + 300
+    while not (run / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before its first checkpoint"
+    return proc
+
+
+def test_sigint_in_a_real_process_saves_and_exits_130(tmp_path):
+    run = tmp_path / "run"
+    proc = start_training_until_checkpoint([*FAST_DIGITS, "--save-every-steps", "5"], run, capture=True)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resnetkit train --resume" in out and "Traceback" not in err
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["global_step"] >= 5 and ckpt["epoch"] < 50
 
 
 def test_resume_after_sigkill_gives_identical_weights(tmp_path):
-    # The default path: 32px, bf16 autocast, channels_last.
-    args = ["train", "--image-size", "32", "--batch-size", "64", "--quiet", "--workers", "0", "--epochs", "3",
-            "--deterministic", "--save-every-steps", "7"]
+    # The default path: 32px, bf16 autocast, channels_last; constant lr so the killed run (started
+    # with more epochs, then resumed with --epochs 1) follows the same schedule as the reference.
+    args = [
+        "--image-size",
+        "32",
+        "--batch-size",
+        "64",
+        "--quiet",
+        "--workers",
+        "0",
+        "--deterministic",
+        "--schedule",
+        "constant",
+        "--lr",
+        "0.05",
+    ]
     ref = tmp_path / "ref"
-    cli(*args, "--out", ref)
+    ok("train", *args, "--epochs", "1", "--out", ref)
 
     killed = tmp_path / "killed"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, "-m", "resnetkit", *args, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (killed / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # let it get past the first checkpoint, into the middle of some epoch
-    assert proc.poll() is None, "run finished before it could be killed"
+    # The same thread count as this process: float rounding depends on it.
+    proc = start_training_until_checkpoint([*args, "--save-every-steps", "7"], killed, threads=torch.get_num_threads())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "model.safetensors").exists()
     ckpt = torch.load(killed / "last.pt", weights_only=True)
-    assert ckpt["global_step"] > 0
-    cli("train", "--resume", killed, "--quiet")
+    assert 0 < ckpt["global_step"] < 22 and ckpt["epoch"] == 0  # killed mid-epoch (22 steps per epoch)
+    ok("train", "--resume", killed, "--quiet", "--epochs", "1")
     assert_same_weights(weights(ref), weights(killed))
-    assert (killed / "metrics.csv").read_text() .count("\n") == 4
-
-
-def test_ctrl_c_saves_and_resumes(tmp_path):
-    run = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, "-m", "resnetkit", "train", *FAST_DIGITS, "--epochs", "3",
-                             "--out", str(run)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not (run / "config.json").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "resnetkit train --resume" in out
-    assert (run / "last.pt").is_file()
-    cli("train", "--resume", run, "--quiet")
-    assert (run / "model.safetensors").is_file()
+    assert (killed / "metrics.csv").read_text().count("\n") == 2
 
 
 def test_resume_refuses_result_changing_flags(tmp_path):
     run = tmp_path / "run"
-    cli("train", *FAST_DIGITS, "--epochs", "1", "--out", run)
-    proc = cli("train", "--resume", run, "--lr", "0.5", check=False)
-    assert proc.returncode == 1 and "cannot change on --resume" in proc.stderr
-    # Extending a finished run by an epoch is allowed.
-    cli("train", "--resume", run, "--epochs", "2", "--quiet")
+    ok("train", *FAST_DIGITS, "--epochs", "1", "--out", run)
+    assert "cannot change on --resume" in one_line_error(cli("train", "--resume", run, "--lr", "0.5"))
+    ok("train", "--resume", run, "--epochs", "2", "--quiet")  # extending a finished run is allowed
     assert (run / "metrics.csv").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--weight-decay", "-1"], ["--weight-decay", "[0, inf]"]),
+        (["--mixup-alpha", "-1"], ["--mixup-alpha"]),
+        (["--cutmix-alpha", "-0.5"], ["--cutmix-alpha"]),
+        (["--save-every-steps", "-1"], ["--save-every-steps", ">= 0"]),
+        (["--warmup-epochs", "-1"], ["--warmup-epochs"]),
+        (["--warmup", "-1"], ["--warmup-epochs"]),
+        (["--eval-crop", "300", "--eval-resize", "256"], ["--eval-crop", "--eval-resize"]),
+        (["--random-erase", "2"], ["--random-erase", "[0, 1]"]),
+        (["--momentum", "-1"], ["--momentum", "[0, 1)"]),
+        (["--schedule", "step", "--step-size", "0"], ["--step-size", ">= 1"]),
+        (["--label-smoothing", "1"], ["--label-smoothing"]),
+        (["--lr", "0"], ["--lr"]),
+        (["--batch-size", "1"], ["BatchNorm", "--norm group"]),
+    ],
+)
+def test_nonsense_values_are_refused_by_name(tmp_path, flags, words):
+    err = one_line_error(cli("train", *FAST_DIGITS, *flags, "--out", tmp_path / "run"))
+    assert all(w in err for w in words), err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_config_object_validates_itself():
+    from resnetkit.engine.config import TrainConfig
+
+    with pytest.raises(ValueError, match="--optimizer 'adam' is not one of sgd, adamw"):
+        TrainConfig(optimizer="adam")
+
+
+def test_single_class_and_empty_class_folders_are_refused(tmp_path):
+    one = make_image_folder(tmp_path / "one", classes=1, train_per_class=4, val_per_class=2)
+    assert "single class" in one_line_error(cli("train", "--data", one, "--out", tmp_path / "r1"))
+    empty = make_image_folder(tmp_path / "empty", classes=3, train_per_class=4, val_per_class=2)
+    for p in (empty / "train" / "class_1").iterdir():
+        p.unlink()
+    assert "class_1" in one_line_error(cli("train", "--data", empty, "--out", tmp_path / "r2"))
+
+
+def test_a_batch_left_with_one_image_is_dropped_not_a_crash(tmp_path):
+    """3 readable images in batches of 2: some batch ends with one image once the corrupt files
+    are skipped, which BatchNorm cannot train on."""
+    root = make_image_folder(tmp_path / "data", classes=2, train_per_class=2, val_per_class=2)
+    (root / "train" / "class_1" / "001.png").unlink()
+    write_broken_files(tmp_path / "junk")
+    for i, p in enumerate(sorted((tmp_path / "junk").iterdir())):
+        shutil.copy(p, root / "train" / f"class_{i % 2}" / f"broken{i}{p.suffix}")
+    run = tmp_path / "run"
+    ok(
+        "train",
+        "--data",
+        root,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--train-crop",
+        "32",
+        "--eval-resize",
+        "32",
+        "--eval-crop",
+        "32",
+        "--workers",
+        "0",
+        "--quiet",
+        "--out",
+        run,
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["dropped_single_image_batches"] >= 1 and summary["skipped_images"] == 3
 
 
 def test_two_process_ddp_matches_single_process(tmp_path):
@@ -175,14 +390,34 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert torchrun, "torchrun is installed with torch"
     # 11 steps of batch 128, with per-sample augmentation (pad-crop) that must not depend on the rank.
     # Few steps: float rounding alone (e.g. 1 vs 2 threads) drifts ~1e-3 apart over a whole epoch.
-    common = ["train", *FAST_DIGITS, "--batch-size", "128", "--epochs", "1", "--norm", "group", "--lr", "0.1",
-              "--schedule", "cosine", "--no-channels-last", "--pad-crop", "2"]
+    common = [
+        "train",
+        *FAST_DIGITS,
+        "--batch-size",
+        "128",
+        "--epochs",
+        "1",
+        "--norm",
+        "group",
+        "--lr",
+        "0.1",
+        "--schedule",
+        "cosine",
+        "--no-channels-last",
+        "--pad-crop",
+        "2",
+    ]
     single = tmp_path / "single"
-    cli(*common, "--out", single)
+    ok(*common, "--out", single)
     ddp = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "resnetkit",
-                           *common, "--out", str(ddp)], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "resnetkit", *common, "--out", str(ddp)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_weights(weights(single), weights(ddp), atol=1e-4)
     # Only rank 0 wrote files, and metrics were reduced over both ranks (same val accuracy).

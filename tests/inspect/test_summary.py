@@ -1,9 +1,6 @@
 """`resnetkit summary`: values computed from the real model, checked against the paper and torchvision."""
 
 import json
-import os
-import subprocess
-import sys
 from functools import partial
 
 import pytest
@@ -13,12 +10,22 @@ import resnetkit as rk
 from resnetkit.inspect.diagram import draw
 from resnetkit.inspect.render import to_json, to_markdown, to_table
 from resnetkit.inspect.summary import summarize, summarize_arch
+from resnetkit.models import frozen_batch_norm
+
+from ..clirun import cli
 
 # torchvision's published `_ops` (GFLOPS as it reports them, i.e. conv + linear MACs).
 PUBLISHED_GMACS = {
-    "resnet18": 1.814, "resnet34": 3.664, "resnet50": 4.089, "resnet101": 7.801, "resnet152": 11.514,
-    "resnext50_32x4d": 4.23, "resnext101_32x8d": 16.41, "resnext101_64x4d": 15.46,
-    "wide_resnet50_2": 11.398, "wide_resnet101_2": 22.753,
+    "resnet18": 1.814,
+    "resnet34": 3.664,
+    "resnet50": 4.089,
+    "resnet101": 7.801,
+    "resnet152": 11.514,
+    "resnext50_32x4d": 4.23,
+    "resnext101_32x8d": 16.41,
+    "resnext101_64x4d": 15.46,
+    "wide_resnet50_2": 11.398,
+    "wide_resnet101_2": 22.753,
 }
 
 
@@ -49,8 +56,11 @@ def test_resnet18_rows_and_blocks():
     assert [r.output_size for r in s.stages[1:6]] == [[56, 56], [56, 56], [28, 28], [14, 14], [7, 7]]
     proj = {b.name: b.projection_reason for b in s.blocks if b.projection}
     # Only the first block of stages 2-4 needs a projection; resnet18's stage 1 keeps 64 channels.
-    assert proj == {"layer2.0": "stride and channels", "layer3.0": "stride and channels",
-                    "layer4.0": "stride and channels"}
+    assert proj == {
+        "layer2.0": "stride and channels",
+        "layer3.0": "stride and channels",
+        "layer4.0": "stride and channels",
+    }
     assert s.blocks[2].in_shape == [64, 56, 56] and s.blocks[2].out_shape == [128, 28, 28] and s.blocks[2].stride == 2
 
 
@@ -80,7 +90,7 @@ def test_custom_norm_layer_counts():
     model = rk.resnet50(norm_layer=partial(torch.nn.GroupNorm, 32))
     s = summarize(model, (64, 64), arch="resnet50-gn")
     assert s.total_params == sum(p.numel() for p in model.parameters())
-    frozen = rk.resnet18(norm_layer=rk.FrozenBatchNorm2d)
+    frozen = rk.resnet18(norm_layer=frozen_batch_norm)
     s = summarize(frozen, (64, 64))
     assert s.total_params == sum(p.numel() for p in frozen.parameters())
 
@@ -92,12 +102,34 @@ def test_renderings_and_json_schema():
     md = to_markdown(s)
     assert md.count("\n|") >= 8 and "\\|" in md
     d = json.loads(to_json(s))
-    assert set(d) == {"arch", "input_size", "in_chans", "num_classes", "stages", "blocks", "total_params",
-                      "total_macs", "total_gmacs", "counted", "schema_version", "config"}
+    assert set(d) == {
+        "arch",
+        "input_size",
+        "in_chans",
+        "num_classes",
+        "stages",
+        "blocks",
+        "total_params",
+        "total_macs",
+        "total_gmacs",
+        "counted",
+        "schema_version",
+        "config",
+    }
     assert d["schema_version"] == 1 and len(d["blocks"]) == 16
     assert set(d["stages"][0]) == {"name", "module", "output_size", "spec", "blocks", "params", "macs"}
-    assert set(d["blocks"][0]) == {"name", "block", "in_shape", "out_shape", "stride", "dilation", "projection",
-                                   "projection_reason", "params", "macs"}
+    assert set(d["blocks"][0]) == {
+        "name",
+        "block",
+        "in_shape",
+        "out_shape",
+        "stride",
+        "dilation",
+        "projection",
+        "projection_reason",
+        "params",
+        "macs",
+    }
 
 
 @pytest.mark.parametrize("ext", ["svg", "png"])
@@ -110,9 +142,9 @@ def test_diagram_files(tmp_path, arch, ext):
 
 
 def test_cli(tmp_path):
-    env = dict(os.environ)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "resnetkit", "summary", *a], capture_output=True,  # noqa
-                                    text=True, env=env, timeout=120)
+    def run(*args):
+        return cli("summary", *args)
+
     proc = run("resnet50", "--input-size", "97x131", "--format", "json", "--diagram", str(tmp_path / "d.svg"))
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)

@@ -25,7 +25,14 @@ def test_public_names_at_top_level():
 
 def test_conv_helpers():
     c = rk.conv3x3(8, 16, stride=2, groups=4, dilation=2)
-    assert (c.kernel_size, c.stride, c.padding, c.dilation, c.groups, c.bias) == ((3, 3), (2, 2), (2, 2), (2, 2), 4, None)
+    assert (c.kernel_size, c.stride, c.padding, c.dilation, c.groups, c.bias) == (
+        (3, 3),
+        (2, 2),
+        (2, 2),
+        (2, 2),
+        4,
+        None,
+    )
     c = rk.conv1x1(8, 16, stride=2)
     assert (c.kernel_size, c.stride, c.bias) == ((1, 1), (2, 2), None)
 
@@ -60,11 +67,13 @@ def test_num_classes_zero_gives_pooled_features():
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_feature_info(name):
-    m = rk.get_model(name)
+    with torch.device("meta"):
+        m = rk.get_model(name)
     expansion = 1 if name in ("resnet18", "resnet34") else 4
-    assert [f["num_chs"] for f in m.feature_info] == [w * expansion for w in (64, 128, 256, 512)]
-    assert [f["reduction"] for f in m.feature_info] == [4, 8, 16, 32]
-    assert [f["module"] for f in m.feature_info] == ["layer1", "layer2", "layer3", "layer4"]
+    # The stem (after its ReLU) first, as timm's feature_info; then the four stages.
+    assert m.feature_info.channels() == [64] + [w * expansion for w in (64, 128, 256, 512)]
+    assert m.feature_info.reduction() == [2, 4, 8, 16, 32]
+    assert m.feature_info.module_name() == ["relu", "layer1", "layer2", "layer3", "layer4"]
 
 
 @pytest.mark.parametrize(
@@ -79,7 +88,7 @@ def test_feature_info(name):
 @pytest.mark.parametrize("name", ["resnet18", "resnet34"])
 def test_basicblock_dilation(name, dilate, reductions, last):
     m = rk.get_model(name, replace_stride_with_dilation=dilate).eval()
-    assert [f["reduction"] for f in m.feature_info] == reductions
+    assert m.feature_info.reduction()[1:] == reductions
     with torch.no_grad():
         out = m.forward_features(torch.randn(1, 3, 224, 224))
     assert out.shape[-2:] == (last, last)
@@ -207,7 +216,7 @@ def test_builder_fixed_options_cannot_be_overridden():
 def test_unknown_model_lists_close_names():
     with pytest.raises(ValueError, match="resnet50"):
         rk.get_model("resnet05")
-    with pytest.raises(ValueError, match="known:"):
+    with pytest.raises(ValueError, match="list_models"):
         rk.get_model("vgg16")
 
 

@@ -7,10 +7,9 @@ import torch
 import torchvision.models as tvm
 
 import resnetkit as rk
+from resnetkit.models import ARCHITECTURES
 
 from .helpers import max_abs_diff, randomize_norm_stats
-
-from resnetkit.models import ARCHITECTURES
 
 ARCHS = list(ARCHITECTURES)  # the ten torchvision builders
 # Heavy models run the 224x224 comparison at batch 1; the rest at batch 2.

@@ -8,7 +8,8 @@ from pathlib import Path
 
 class WeightsHost:
     """Serves files from a directory on 127.0.0.1. ``mode`` per file name: 'ok', 'truncate'
-    (announce the full length, send half), 'flaky:N' (HTTP 503 for the first N requests)."""
+    (announce the full length, send half), 'flaky:N' (HTTP 503 for the first N requests),
+    'html' / 'text' (status 200 with a page instead of the file)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -40,6 +41,10 @@ class WeightsHost:
                     self.send_error(503, "busy")
                     return
                 data = path.read_bytes()
+                if mode == "html":  # a login or error page served with status 200
+                    data = b"<!DOCTYPE html><html><body>Please sign in</body></html>"
+                elif mode == "text":
+                    data = b"rate limit exceeded, try again later"
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -1,13 +1,19 @@
-"""`resnetkit` command line: one module per subcommand, each thin over the library layers."""
+"""`resnetkit` command line: one module per subcommand, each thin over the library layers.
+
+Errors a user can cause are ``ResnetkitError``s and print as one line; anything else prints one
+line too, with a pointer to ``--debug`` for the traceback. Library warnings print as one line each.
+"""
 
 from __future__ import annotations
 
 import argparse
 import difflib
 import sys
+import warnings
 from typing import List, Optional
 
 from ..errors import ResnetkitError
+from ..version import __version__
 from . import bench as bench_cmd
 from . import eval as eval_cmd
 from . import export as export_cmd
@@ -25,6 +31,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
@@ -46,33 +53,61 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resnetkit",
         description="The ResNet family: build, inspect, train, evaluate, predict, deploy.",
     )
-    from .. import __version__
-
     parser.add_argument("--version", action="version", version=f"resnetkit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for module in SUBCOMMANDS:
         module.add_parser(sub)
     return parser
 
 
+def _one_line_warning(command: str):
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"resnetkit {command}: warning: {text}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug works anywhere on the line (before or after the subcommand).
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.debug = debug
     if extra:  # let the subcommand's own parser report it, so the suggestion knows its flags
-        command_parser = parser._subparsers._group_actions[0].choices[args.command]
+        command_parser = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr,index]
         command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return int(args.handler(args) or 0)
-    except (ResnetkitError, ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"resnetkit {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:  # output piped into `head` and friends
-        sys.stderr.close()
-        return 0
-    except KeyboardInterrupt:
-        print(f"resnetkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _one_line_warning(args.command)
+        try:
+            return int(args.handler(args) or 0)
+        except ResnetkitError as exc:
+            if args.debug:
+                raise
+            print(f"resnetkit {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        except BrokenPipeError:  # output piped into `head` and friends
+            sys.stderr.close()
+            return 0
+        except KeyboardInterrupt:
+            print(f"resnetkit {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # the last resort: never a raw traceback unless asked for
+            if args.debug:
+                raise
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            print(
+                f"resnetkit {args.command}: unexpected error: {type(exc).__name__}"
+                + (f": {detail}" if detail else "")
+                + "; run with --debug for the traceback",
+                file=sys.stderr,
+            )
+            return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

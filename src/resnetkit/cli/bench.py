@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from ..deploy.bench import MODES, benchmark, markdown_table
+from ..deploy.modes import MODES
+from .common import int_at_least
 
 
 def _int_list(text: str):
@@ -30,23 +31,50 @@ def _modes(text: str):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("bench", help="measure inference speed of every deployment mode side by side",
-                       description="Warm-up, then the median and p95 of N runs for each mode, in one process.")
-    b.add_argument("arch")
-    b.add_argument("--batch-size", type=_int_list, default=[1, 16], metavar="1,16")
-    b.add_argument("--input-size", type=int, default=224)
-    b.add_argument("--modes", type=_modes, default=["eager", "channels_last", "fused", "onnxruntime", "int8"],
-                   metavar=",".join(MODES))
-    b.add_argument("--threads", type=int)
-    b.add_argument("--runs", type=int, default=10)
-    b.add_argument("--warmup", type=int, default=3)
-    b.add_argument("--json", action="store_true")
+    b = sub.add_parser(
+        "bench",
+        help="measure inference speed of every deployment mode side by side",
+        description="Warm-up, then the median and p95 of N runs for each mode, in one process.",
+    )
+    b.add_argument("arch", help="architecture (random weights: speed does not depend on them)")
+    b.add_argument(
+        "-b",
+        "--batch-size",
+        type=_int_list,
+        default=[1, 16],
+        metavar="1,16",
+        help="comma-separated batch sizes (default 1,16)",
+    )
+    b.add_argument("--input-size", type=int_at_least(32), default=224, help="image side in pixels (default 224)")
+    b.add_argument(
+        "--modes",
+        type=_modes,
+        default=["eager", "channels_last", "fused", "onnxruntime", "int8"],
+        metavar=",".join(MODES),
+        help="modes to compare (eager is always included; default: eager,channels_last,fused,onnxruntime,int8)",
+    )
+    b.add_argument("--threads", type=int_at_least(1), help="intra-op threads (default: PyTorch's)")
+    b.add_argument("--runs", type=int_at_least(1), default=10, help="timed calls per mode (default 10)")
+    b.add_argument("--warmup", type=int_at_least(0), default=3, help="untimed calls first (default 3)")
+    b.add_argument("--json", action="store_true", help="print the results as JSON")
     b.set_defaults(handler=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    results = benchmark(args.arch, args.batch_size, args.input_size, args.modes, args.threads, args.runs,
-                        args.warmup, log=lambda s: print(s, file=sys.stderr) if not args.json else None)
+    from ..deploy.bench import benchmark, markdown_table
+    from ..models import get_constructor
+
+    get_constructor(args.arch)
+    results = benchmark(
+        args.arch,
+        args.batch_size,
+        args.input_size,
+        args.modes,
+        args.threads,
+        args.runs,
+        args.warmup,
+        log=lambda s: print(s, file=sys.stderr) if not args.json else None,
+    )
     if args.json:
         print(json.dumps(results))
     else:

@@ -1,27 +1,63 @@
-"""Argument groups and loading shared by several subcommands."""
+"""Argument groups, validators and loading shared by several subcommands."""
 
 from __future__ import annotations
 
 import argparse
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
-from torch import nn
+if TYPE_CHECKING:
+    from ..data.transforms import Preprocess
+    from ..models import ResNetBase
+    from ..weights.resolve import LoadedWeights
 
-from ..data.transforms import Preprocess
-from ..weights.resolve import LoadedWeights, build_model, read_source
+
+def int_at_least(low: int, flag_hint: str = ""):
+    """argparse type: an integer >= ``low`` (the error names the range)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer{flag_hint}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}{flag_hint}")
+        return value
+
+    return parse
 
 
 def add_weights_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, metavar="SRC",
-                   help="training run directory, .safetensors/.pt/.pth file, or catalog name (resnet50.IMAGENET1K_V2)")
-    p.add_argument("--arch", default=None, help="architecture, when the weights file does not say")
+    p.add_argument(
+        "--weights",
+        required=True,
+        metavar="SRC",
+        help="training run directory, .safetensors/.pt/.pth file, Hugging Face save_pretrained folder, "
+        "http(s) URL, or catalog name (resnet50.IMAGENET1K_V2)",
+    )
+    p.add_argument(
+        "--arch",
+        "--model",
+        dest="arch",
+        default=None,
+        help="architecture, when the weights do not say (see `resnetkit models`)",
+    )
+    p.add_argument(
+        "--hf-config",
+        metavar="CONFIG_JSON",
+        default=None,
+        help="a Hugging Face config.json to check transformers weights against (found beside them by default)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no download progress bar")
 
 
-def load_for_inference(args: argparse.Namespace) -> Tuple[nn.Module, LoadedWeights, Preprocess, Optional[List[str]]]:
-    """The model with its weights, its evaluation preprocessing and its class names."""
-    loaded = read_source(args.weights, progress=not args.no_progress)
-    model = build_model(loaded, arch=args.arch, norm=loaded.meta.get("norm", "batch")).eval()
-    pre = loaded.meta.get("preprocess")
-    preprocess = Preprocess.from_dict(pre) if isinstance(pre, dict) else Preprocess()
-    return model, loaded, preprocess, loaded.classes
+def load_for_inference(args: argparse.Namespace) -> Tuple[ResNetBase, LoadedWeights, Preprocess, Optional[List[str]]]:
+    """The model with its weights (in eval mode), its evaluation preprocessing and its class
+    names, all read from the model's ``pretrained_cfg``."""
+    from ..data.transforms import Preprocess
+    from ..weights.factory import model_from_weights
+    from ..weights.resolve import resolve
+
+    loaded = resolve(args.weights, arch=args.arch, progress=not args.no_progress, config=args.hf_config)
+    model = model_from_weights(loaded, arch=args.arch).eval()
+    cfg = model.pretrained_cfg
+    return model, loaded, Preprocess.from_dict(cfg["preprocess"]), cfg.get("classes")

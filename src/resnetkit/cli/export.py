@@ -5,18 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..deploy.export import export
-from ..deploy.quantize import calibration_batches, quantize_int8
-from ..errors import ResnetkitError
+from ..errors import InvalidOption
 from .common import add_weights_args, load_for_inference
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a model to ONNX, TorchScript or safetensors",
-                       description="Export a model; ONNX and TorchScript files are verified against PyTorch.")
+    p = sub.add_parser(
+        "export",
+        help="export a model to ONNX, TorchScript or safetensors",
+        description="Export a model; ONNX and TorchScript files are verified against PyTorch.",
+    )
     add_weights_args(p)
-    p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"], required=True)
-    p.add_argument("--out", required=True, help="output file (.onnx, .pt or .safetensors)")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "torchscript", "safetensors"],
+        required=True,
+        help="onnx (verified in onnxruntime), torchscript (legacy), safetensors (weights + metadata)",
+    )
+    p.add_argument("--out", "-o", required=True, help="output file (.onnx, .pt or .safetensors)")
     p.add_argument("--int8", action="store_true", help="post-training int8 quantization first (torchscript only)")
     p.add_argument("--calibration", metavar="DIR", help="folder of >= 32 representative images for --int8")
     p.set_defaults(handler=run_export)
@@ -26,21 +32,39 @@ EXTENSIONS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensor
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from torch import nn
+
+    from ..deploy.export import export
+    from ..deploy.quantize import calibration_batches, quantize_int8
+    from ..fileio import check_output_file
+
     out = Path(args.out)
     if out.suffix != EXTENSIONS[args.format]:
-        raise ResnetkitError(f"--out {out}: a {args.format} file must end in {EXTENSIONS[args.format]}")
-    model, loaded, preprocess, classes = load_for_inference(args)
-    meta = {"arch": loaded.arch, "num_classes": loaded.num_classes, "classes": classes,
-            "preprocess": preprocess.to_dict(), "in_chans": getattr(model, "in_chans", 3)}
+        raise InvalidOption(f"--out {out}: a {args.format} file must end in {EXTENSIONS[args.format]}")
+    check_output_file(out, "--out file")
     if args.int8:
         if args.format != "torchscript":
-            raise ResnetkitError("--int8 exports TorchScript only (use --format torchscript)")
+            raise InvalidOption("--int8 exports TorchScript only (use --format torchscript)")
         if not args.calibration:
-            raise ResnetkitError("--int8 needs --calibration DIR with at least 32 representative images")
-        model = quantize_int8(model, calibration_batches(args.calibration, preprocess))
+            raise InvalidOption("--int8 needs --calibration DIR with at least 32 representative images")
+    model, loaded, preprocess, classes = load_for_inference(args)
+    meta = {
+        "arch": model.arch,
+        "num_classes": model.num_classes,
+        "classes": classes,
+        "preprocess": preprocess.to_dict(),
+        "in_chans": getattr(model, "in_chans", 3),
+        "model_options": loaded.model_options,
+    }
+    runnable: nn.Module = model
+    if args.int8:
+        runnable = quantize_int8(model, calibration_batches(args.calibration, preprocess))
         meta["precision"] = "int8"
-    report = export(model, out, metadata=meta, input_size=preprocess.crop_size)
-    check = f"; max abs diff vs PyTorch {report.max_abs_diff:.2e} at batch {report.checked_batches}" \
-        if report.max_abs_diff is not None else ""
+    report = export(runnable, out, metadata=meta, input_size=preprocess.crop_size)
+    check = (
+        f"; max abs diff vs PyTorch {report.max_abs_diff:.2e} at batch {report.checked_batches}"
+        if report.max_abs_diff is not None
+        else ""
+    )
     print(f"wrote {report.path} ({report.format}){check}")
     return 0

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from ..models import get_model, list_models
+from ..models import build_architecture, list_models  # noqa: F401 (torch: needed by describe)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +20,9 @@ def describe(name: str) -> dict:
     """Block type, stage depths, groups/width and parameter count of a builder (built on the meta
     device, so even the 127M-parameter models cost no memory or init time)."""
     with torch.device("meta"):
-        model = get_model(name)
-    depths = [len(getattr(model, f["module"])) for f in model.feature_info]
-    block = type(model.layer1[0]).__name__
+        model = build_architecture(name)
+    depths = [len(getattr(model, stage)) for stage in model.stage_names]
+    block = type(model.layer1[0]).__name__  # type: ignore[index]
     return {
         "name": name,
         "block": block,

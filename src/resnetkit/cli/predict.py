@@ -6,28 +6,31 @@ import argparse
 import json
 import sys
 
-from ..data.decode import expand_inputs
-from ..engine.predict import predict_files
-from ..errors import ResnetkitError
-from .common import add_weights_args, load_for_inference
+from .common import add_weights_args, int_at_least, load_for_inference
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify image files", description=__doc__)
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument(
+        "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders (searched recursively)"
+    )
     add_weights_args(p)
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--topk", type=int_at_least(1), default=5, help="classes to show per image (default 5)")
+    p.add_argument("-b", "--batch-size", type=int_at_least(1), default=32, help="images per forward pass (default 32)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.topk < 1 or args.batch_size < 1:
-        raise ResnetkitError("--topk and --batch-size must be >= 1")
+    from ..data.decode import expand_inputs
+    from ..engine.predict import predict_files
+    from ..errors import BadFile
+
     paths = expand_inputs(args.inputs)
     if not paths:
-        raise ResnetkitError(f"no files found in {' '.join(args.inputs)}")
+        raise BadFile(f"no files found in {' '.join(args.inputs)}")
+    if not any(p.exists() for p in paths):  # before any weights are downloaded
+        raise BadFile(f"none of the inputs exist: {' '.join(args.inputs)}")
     model, _, preprocess, classes = load_for_inference(args)
     failed = 0
     for pred in predict_files(model, paths, preprocess, classes, topk=args.topk, batch_size=args.batch_size):

@@ -4,29 +4,89 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 import typing
 from pathlib import Path
+from typing import Any, Dict
 
-from ..data.datasets import digits_val_images
-from ..engine.config import CHOICES, RECIPES, TrainConfig, make_config
-from ..engine.trainer import train
+from ..engine.config import CHOICES, RECIPES, TrainConfig, effective_defaults
 
 HELP = {
     "arch": "architecture (see `resnetkit models`)",
     "weights": "fine-tune from a catalog name, weights file or run directory (the head is replaced)",
     "freeze_backbone": "train the classifier only",
     "backbone_lr_scale": "backbone learning rate = lr x this (discriminative fine-tuning)",
+    "norm": "normalization layer: batch, group (small batches), frozen (fixed statistics)",
+    "sync_bn": "SyncBatchNorm across torchrun processes (GPU only)",
+    "zero_init_residual": "start every block as the identity (last norm weight 0)",
     "data": "ImageFolder root: DIR/train/<class>/* and DIR/val/<class>/*, or DIR/<class>/* with --val-split",
     "val_split": "fraction of a single folder held out for validation",
+    "image_size": "digits only: image side in pixels",
+    "pad_crop": "digits only: pad by N pixels (edge) and randomly crop back, per sample",
+    "train_crop": "RandomResizedCrop size for folder data",
+    "eval_resize": "evaluation: resize the short side to this",
+    "eval_crop": "evaluation: center crop (<= --eval-resize)",
+    "interpolation": "resize interpolation",
+    "auto_augment": "automatic augmentation policy",
+    "random_erase": "random erasing probability",
+    "repeated_aug": "repeated augmentation: each sample N times per epoch",
+    "workers": "image decoding processes",
+    "epochs": "epochs to train",
     "batch_size": "global batch size (split across torchrun processes)",
+    "optimizer": "optimizer",
+    "lr": "peak learning rate",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum",
+    "weight_decay": "weight decay",
+    "norm_weight_decay": "weight decay of norm layers (default: --weight-decay)",
+    "schedule": "learning-rate schedule",
+    "warmup_epochs": "linear warmup epochs",
+    "step_size": "step schedule: epochs between decays",
+    "gamma": "step schedule: decay factor",
+    "label_smoothing": "label smoothing",
+    "mixup_alpha": "MixUp alpha (0: off)",
+    "cutmix_alpha": "CutMix alpha (0: off)",
+    "clip_grad_norm": "clip the gradient norm to this",
+    "ema": "keep an exponential moving average of the weights",
+    "ema_decay": "EMA decay (torchvision's convention, adjusted for batch and update interval)",
+    "ema_steps": "EMA update interval in steps",
     "amp": "mixed precision: bf16 (CPU and GPU), fp16 (GPU), none",
-    "save_every_steps": "also checkpoint every N optimizer steps (mid-epoch resume)",
-    "out": "run directory (default runs/<timestamp>-<arch>)",
+    "channels_last": "channels_last memory format",
+    "compile": "torch.compile the model",
+    "seed": "random seed",
     "deterministic": "deterministic algorithms: a killed and resumed run ends with identical weights",
+    "save_every_steps": "also checkpoint every N optimizer steps (mid-epoch resume)",
+    "max_steps": "stop after N optimizer steps in total (resumable), 0: no limit",
+    "out": "run directory (default runs/<timestamp>-<arch>)",
+    "exist_ok": "replace the run in a non-empty --out (its outputs are removed first)",
     "quiet": "no progress bars, one line per epoch",
-    "pad_crop": "in-memory data (digits): pad by N pixels (edge) and randomly crop back, per sample",
+    "tensorboard": "also log to DIR/tensorboard",
+}
+
+# The names the torchvision reference scripts and timm's train.py use, accepted as well.
+ALIASES = {
+    "arch": ["--model"],
+    "data": ["--data-path", "--data-dir"],
+    "out": ["--output-dir", "-o"],
+    "schedule": ["--lr-scheduler", "--sched"],
+    "optimizer": ["--opt"],
+    "batch_size": ["-b"],
+    "workers": ["-j"],
+    "weight_decay": ["--wd"],
+    "warmup_epochs": ["--lr-warmup-epochs", "--warmup"],
+    "step_size": ["--lr-step-size"],
+    "gamma": ["--lr-gamma"],
+    "ema": ["--model-ema"],
+    "ema_decay": ["--model-ema-decay"],
+    "ema_steps": ["--model-ema-steps"],
+    "auto_augment": ["--auto-augment-policy"],
+    "random_erase": ["--random-erasing"],
+    "repeated_aug": ["--ra-reps"],
+    "clip_grad_norm": ["--clip-grad"],
+    "train_crop": ["--train-crop-size"],
+    "eval_crop": ["--val-crop-size"],
+    "eval_resize": ["--val-resize-size"],
+    "mixup_alpha": ["--mixup"],
+    "cutmix_alpha": ["--cutmix"],
 }
 
 
@@ -34,31 +94,56 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _default_text(name: str) -> str:
+    values = {recipe: effective_defaults(recipe)[name] for recipe in RECIPES}
+    if len({repr(v) for v in values.values()}) == 1:
+        return f"default {next(iter(values.values()))!r}"
+    return "default " + ", ".join(f"{v!r} ({recipe})" for recipe, v in values.items())
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train or fine-tune a model", description=__doc__,
-        epilog="Every value of a --recipe preset can be overridden by its flag. "
-        f"Recipes: {', '.join(RECIPES)}.",
+        "train",
+        help="train or fine-tune a model",
+        description=__doc__,
+        epilog="Every value of a --recipe preset can be overridden by its flag; defaults are shown per recipe. "
+        "Aliases from the torchvision reference scripts and timm: "
+        + ", ".join(f"{'/'.join(a)} = {_flag(k)}" for k, a in ALIASES.items())
+        + ".",
     )
-    p.add_argument("--recipe", choices=list(RECIPES), default="digits", help="preset of defaults (default: digits)")
+    p.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        default="digits",
+        help="preset of defaults: digits (resnet18 on the bundled digits), tv-v1, tv-v2 (default: digits)",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name == "recipe":
             continue
         kind = hints[f.name]
-        args = dict(default=None, help=HELP.get(f.name, f"(default {f.default!r} or the recipe's)"))
+        names = [_flag(f.name), *ALIASES.get(f.name, [])]
+        text = f"{HELP.get(f.name, f.name.replace('_', ' '))} ({_default_text(f.name)})"
+        args: Dict[str, Any] = dict(default=None, dest=f.name, help=text)
         if kind is bool:
-            p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **args)
+            p.add_argument(*names, action=argparse.BooleanOptionalAction, **args)
             continue
         base = typing.get_args(kind)[0] if typing.get_origin(kind) is typing.Union else kind
         if f.name in CHOICES:
             args["choices"] = CHOICES[f.name]
-        p.add_argument(_flag(f.name), type=base, metavar=f.name.upper(), **args)
+        else:
+            args["metavar"] = {int: "N", float: "X", str: f.name.split("_")[0].upper()}.get(base, "VALUE")
+        p.add_argument(*names, type=base, **args)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..engine.config import make_config
+    from ..engine.trainer import train
+
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "recipe"}
     if args.resume:
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -67,22 +152,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = make_config(args.recipe, **overrides)
         result = train(cfg)
     if result.interrupted:
-        return 130
-    if not result.history:
-        print("nothing to do: the run had already finished all its epochs", file=sys.stderr)
+        return 0 if result.stop_reason == "max_steps" else 130
+    if result.finished_before:
+        print(f"nothing to do: {result.run_dir} had already finished all its epochs", file=sys.stderr)
         return 0
     last = result.history[-1]
-    summary = {
-        "run_dir": str(result.run_dir),
-        "final_val_acc1": round(last["val_acc1"], 3),
-        "best_val_acc1": round(result.best_acc1, 3),
-        "train_seconds": round(result.train_seconds, 1),
-        "skipped_images": result.skipped_images,
-    }
-    (result.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if result.config is not None and result.config.data is None:
-        # A few validation digits as PNG files, to try `resnetkit predict` on real image files.
-        digits_val_images(result.run_dir / "samples", count=8)
     print(
         f"done: val acc@1 {last['val_acc1']:.2f}% (best {result.best_acc1:.2f}%) in {result.train_seconds:.1f}s "
         f"of training; {result.skipped_images} unreadable images skipped; outputs in {result.run_dir}/"

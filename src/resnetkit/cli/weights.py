@@ -1,4 +1,4 @@
-"""`resnetkit weights list | download NAME... | verify`: the catalog and the local cache."""
+"""`resnetkit weights list | download NAME... | verify | convert SRC DST`: the catalog, the local cache, conversion."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import argparse
 import json
 import sys
 
-from ..errors import ResnetkitError
-from ..weights.catalog import get_weights, list_weights
-from ..weights.download import cache_dir, sha256_of
+from ..errors import BadFile, InvalidOption
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("weights", help="list, download and verify published weights", description=__doc__)
+    p = sub.add_parser("weights", help="list, download, verify and convert weights", description=__doc__)
     wsub = p.add_subparsers(dest="action", metavar="ACTION")
     wsub.required = True
     ls = wsub.add_parser("list", help="the catalog, with what is cached")
@@ -28,20 +26,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cv = wsub.add_parser("convert", help="any supported weights file -> safetensors with metadata")
     cv.add_argument("src", help="a .pth/.pt/.safetensors file (torchvision, timm, a training checkpoint, ...)")
     cv.add_argument("dst", help="output .safetensors file")
-    cv.add_argument("--arch", help="architecture, when it cannot be recognised from the keys")
+    cv.add_argument("--arch", "--model", dest="arch", help="architecture, when it cannot be recognised from the keys")
+    cv.add_argument("--hf-config", metavar="CONFIG_JSON", help="Hugging Face config.json (default: beside SRC)")
     cv.set_defaults(handler=run_convert)
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from ..weights.catalog import list_weights
+    from ..weights.download import cache_dir
+
     entries = list_weights(args.arch)
     if args.arch and not entries:
-        raise ResnetkitError(f"no weights for --arch {args.arch}; see `resnetkit models`")
+        raise InvalidOption(f"no weights for --arch {args.arch}; see `resnetkit models`")
     if args.json:
         for e in entries:
             cached = e.cached_path()
-            print(json.dumps({"name": e.name, "arch": e.arch, "tag": e.tag, "default": e.default, "acc1": e.acc1,
-                              "acc5": e.acc5, "params": e.num_params, "gflops": e.gflops, "size_mb": e.file_size_mb,
-                              "url": e.url, "cached": str(cached) if cached else None}))
+            print(
+                json.dumps(
+                    {
+                        "name": e.name,
+                        "arch": e.arch,
+                        "tag": e.tag,
+                        "default": e.default,
+                        "acc1": e.acc1,
+                        "acc5": e.acc5,
+                        "params": e.num_params,
+                        "gflops": e.gflops,
+                        "size_mb": e.file_size_mb,
+                        "url": e.url,
+                        "cached": str(cached) if cached else None,
+                    }
+                )
+            )
         return 0
     print(f"{'weights':<34} {'acc@1':>7} {'acc@5':>7} {'params':>8} {'GFLOPS':>7} {'size':>9}  cached")
     for e in entries:
@@ -50,13 +66,14 @@ def run_list(args: argparse.Namespace) -> int:
         where = ("yes" + (f" ({cached.name})" if cached.name != e.file_name else "")) if cached else "no"
         acc5 = f"{e.acc5:>7.3f}" if e.acc5 is not None else f"{'-':>7}"
         size = f"{e.file_size_mb:>6.1f} MB" if e.file_size_mb is not None else f"{'-':>6}   "
-        print(f"{e.name + mark:<34} {e.acc1:>7.3f} {acc5} {e.num_params / 1e6:>7.1f}M {e.gflops:>7.3f} "
-              f"{size}  {where}")
+        print(f"{e.name + mark:<34} {e.acc1:>7.3f} {acc5} {e.num_params / 1e6:>7.1f}M {e.gflops:>7.3f} {size}  {where}")
     print(f"* = DEFAULT; ImageNet-1k val accuracies as published (- = not published); cache: {cache_dir()}")
     return 0
 
 
 def run_download(args: argparse.Namespace) -> int:
+    from ..weights.catalog import get_weights, list_weights
+
     names = [e.name for e in list_weights()] if args.names == ["all"] else args.names
     entries = [get_weights(n) for n in names]  # fail on a typo before downloading anything
     for e in entries:
@@ -66,6 +83,9 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from ..weights.catalog import list_weights
+    from ..weights.download import cache_dir, sha256_of
+
     checked, bad = 0, 0
     for e in list_weights():
         candidates = [(e.file_name, e.sha256_prefix)] + [(f["file_name"], f["sha256_prefix"]) for f in e.legacy_files]
@@ -79,28 +99,38 @@ def run_verify(args: argparse.Namespace) -> int:
                 print(f"ok    {path}")
             else:
                 bad += 1
-                print(f"BAD   {path}: sha256 {digest} does not start with {prefix}; delete it and run "
-                      f"`resnetkit weights download {e.name}`")
+                print(
+                    f"BAD   {path}: sha256 {digest} does not start with {prefix}; delete it and run "
+                    f"`resnetkit weights download {e.name}`"
+                )
     print(f"{checked} cached files checked in {cache_dir()}, {bad} bad", file=sys.stderr)
     return 1 if bad else 0
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from ..weights.io import read_weights_file, save_safetensors
-    from ..weights.loading import identify_architecture
+    from ..fileio import check_output_file
+    from ..weights.factory import model_from_weights
+    from ..weights.io import json_meta, save_safetensors
+    from ..weights.resolve import resolve
 
     if not args.dst.endswith(".safetensors"):
-        raise ResnetkitError(f"{args.dst}: the output must be a .safetensors file")
-    state, meta = read_weights_file(args.src)
-    arch = args.arch or meta.get("arch") or identify_architecture(state)
+        raise InvalidOption(f"{args.dst}: the output must be a .safetensors file")
+    check_output_file(args.dst, "output file")
+    loaded = resolve(args.src, config=args.hf_config)
+    arch = args.arch or loaded.arch
     if arch is None:
-        raise ResnetkitError(f"{args.src}: not recognised as any resnetkit architecture; pass --arch if it is one")
+        raise BadFile(f"{args.src}: not recognised as any resnetkit architecture; pass --arch if it is one")
     # Loading into the architecture validates the file before anything is written.
-    from ..weights.resolve import LoadedWeights, build_model
-
-    build_model(LoadedWeights(state, dict(meta, arch=arch), args.src))
-    fc = state.get("fc.weight")
-    out_meta = {**meta, "arch": arch, "num_classes": int(fc.shape[0]) if fc is not None else 0, "source": args.src}
-    save_safetensors(state, args.dst, out_meta)
-    print(f"{args.src} ({arch}, {len(state)} tensors) -> {args.dst}")
+    model = model_from_weights(loaded, arch=arch)
+    cfg = model.pretrained_cfg
+    out_meta = {
+        **json_meta(loaded.meta),
+        "arch": arch,
+        "num_classes": model.num_classes,
+        "classes": cfg.get("classes"),
+        "source": str(args.src),
+        "model_options": loaded.model_options,
+    }
+    save_safetensors(loaded.state, args.dst, out_meta)
+    print(f"{args.src} ({arch}, {len(loaded.state)} tensors) -> {args.dst}")
     return 0

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import ResnetkitError
+from ..errors import BadFile, InvalidOption
 from .decode import IMAGE_EXTENSIONS, ImageDecodeError, load_image
 from .sampling import sample_seed
 from .transforms import Preprocess
@@ -21,8 +21,8 @@ from .transforms import Preprocess
 class Split:
     """A labelled data set split into train and val parts, plus what a model needs to know about it."""
 
-    train: Dataset
-    val: Dataset
+    train: TensorImages | FolderImages
+    val: TensorImages | FolderImages
     classes: List[str]
     preprocess: Preprocess  # evaluation preprocessing, saved with the trained weights
     source: str
@@ -41,6 +41,26 @@ class TensorImages(Dataset):
     def batch(self, indices: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return self.images[idx], self.targets[idx]
+
+    def shifted_batch(
+        self, indices: Sequence[int], pad: int, seed: int, epoch: int
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The batch with each image padded by ``pad`` pixels (edge) and randomly cropped back:
+        a random translation seeded by (seed, epoch, sample), so it is the same whatever the batch
+        split across ranks, and again after a resume."""
+        x, y = self.batch(indices)
+        if pad <= 0:
+            return x, y
+        import torch.nn.functional as F
+
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+        out = torch.empty_like(x)
+        for k, i in enumerate(indices):
+            g = torch.Generator().manual_seed(sample_seed(seed, epoch, i))
+            top, left = torch.randint(0, 2 * pad + 1, (2,), generator=g).tolist()
+            out[k] = padded[k, :, top : top + h, left : left + w]
+        return out, y
 
 
 DIGITS_MEAN, DIGITS_STD = 0.3, 0.4  # of pixel/16 after upsampling, close to the measured 0.30 / 0.41
@@ -69,8 +89,11 @@ def load_digits(image_size: int = 32, val_fraction: float = 0.2) -> Split:
     y = torch.from_numpy(bunch.target.astype(np.int64))
     idx_train, idx_val = (torch.from_numpy(i) for i in _digits_split(bunch.target, val_fraction))
     preprocess = Preprocess(
-        resize_size=image_size, crop_size=image_size, interpolation="bilinear",
-        mean=(DIGITS_MEAN,) * 3, std=(DIGITS_STD,) * 3,
+        resize_size=image_size,
+        crop_size=image_size,
+        interpolation="bilinear",
+        mean=(DIGITS_MEAN,) * 3,
+        std=(DIGITS_STD,) * 3,
     )
     return Split(
         train=TensorImages(x[idx_train], y[idx_train]),
@@ -92,30 +115,42 @@ def digits_val_images(directory: Path, count: int = 8) -> List[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in idx_val[:count]:
-        img = Image.fromarray((bunch.images[i] * 255 / 16).astype(np.uint8), mode="L").resize((32, 32), Image.BILINEAR)
+        img = Image.fromarray((bunch.images[i] * 255 / 16).astype(np.uint8), mode="L").resize(
+            (32, 32), Image.Resampling.BILINEAR
+        )
         path = directory / f"val{i:04d}_label{bunch.target[i]}.png"
         img.save(path)
         paths.append(path)
     return paths
 
 
-def find_images(root: Path) -> List[Tuple[str, int]]:
-    """(path, class index) pairs of an ImageFolder tree, sorted; classes are the sub-folder names."""
+def find_images(root: Path, require_every_class: bool = False) -> List[Tuple[str, int]]:
+    """(path, class index) pairs of an ImageFolder tree, sorted; classes are the sub-folder names.
+    ``require_every_class`` refuses class folders without image files (a class that cannot be learned)."""
     classes = class_names(root)
-    samples = []
+    samples: List[Tuple[str, int]] = []
+    empty: List[str] = []
     for ci, name in enumerate(classes):
-        for p in sorted((root / name).rglob("*")):
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-                samples.append((str(p), ci))
+        found = [p for p in sorted((root / name).rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        if not found:
+            empty.append(name)
+        samples.extend((str(p), ci) for p in found)
+    if require_every_class and empty:
+        raise BadFile(
+            f"{root}: class folder(s) {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''} hold no image files "
+            f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder(s)"
+        )
     return samples
 
 
 def class_names(root: Path) -> List[str]:
+    if not root.exists():
+        raise BadFile(f"data folder {root} does not exist; pass --data DIR with DIR/<class>/*.jpg")
     if not root.is_dir():
-        raise ResnetkitError(f"data folder {root} does not exist; pass --data DIR with DIR/<class>/*.jpg")
+        raise BadFile(f"data path {root} is a file, not a folder; pass --data DIR with DIR/<class>/*.jpg")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        raise ResnetkitError(f"{root} has no class sub-folders; expected {root}/<class>/<image files>")
+        raise BadFile(f"{root} has no class sub-folders; expected {root}/<class>/<image files>")
     return classes
 
 
@@ -127,8 +162,11 @@ class FolderImages(Dataset):
     (seed, epoch, i), which makes augmentation independent of worker count and resumable.
     """
 
-    def __init__(self, samples: List[Tuple[str, int]], transform: Callable, seed: int = 0) -> None:
+    def __init__(
+        self, samples: List[Tuple[str, int]], transform: Callable, seed: int = 0, short_side: Optional[int] = None
+    ) -> None:
         self.samples, self.transform, self.seed = samples, transform, seed
+        self.short_side = short_side  # what preprocessing scales the short side to (extreme aspect guard)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -137,7 +175,7 @@ class FolderImages(Dataset):
         epoch, i = index if isinstance(index, tuple) else (None, index)
         path, target = self.samples[i]
         try:
-            image = load_image(path)
+            image = load_image(path, self.short_side)
         except ImageDecodeError as exc:
             return None, str(exc)
         if epoch is None:
@@ -172,6 +210,7 @@ def load_folder(
     preprocess: Preprocess,
     val_split: Optional[float] = None,
     seed: int = 0,
+    train_short_side: Optional[int] = None,
 ) -> Split:
     # ``seed`` seeds augmentation; the train/val split itself always uses SPLIT_SEED.
     """ImageFolder layout: ``root/train/<class>/*`` and ``root/val/<class>/*``, or one folder of
@@ -180,22 +219,22 @@ def load_folder(
     if (root / "train").is_dir() and val_split is None:
         val_dir = root / "val"
         if not val_dir.is_dir():
-            raise ResnetkitError(f"{root}/train exists but {root}/val does not; add it or pass --val-split 0.1")
+            raise BadFile(f"{root}/train exists but {root}/val does not; add it or pass --val-split 0.1")
         classes = class_names(root / "train")
         val_classes = class_names(val_dir)
         if val_classes != classes:
-            raise ResnetkitError(
+            raise BadFile(
                 f"class folders of {root}/train and {root}/val differ "
                 f"({len(classes)} vs {len(val_classes)}); they must have the same names"
             )
-        train_samples, val_samples = find_images(root / "train"), find_images(val_dir)
+        train_samples, val_samples = find_images(root / "train", require_every_class=True), find_images(val_dir)
     else:
         base = root / "train" if (root / "train").is_dir() else root
         classes = class_names(base)
-        samples = find_images(base)
         fraction = 0.1 if val_split is None else val_split
         if not 0 < fraction < 1:
-            raise ResnetkitError(f"--val-split must be between 0 and 1, got {fraction}")
+            raise InvalidOption(f"--val-split must be between 0 and 1 (exclusive), got {fraction}")
+        samples = find_images(base, require_every_class=True)
         from sklearn.model_selection import train_test_split
 
         labels = [t for _, t in samples]
@@ -206,10 +245,15 @@ def load_folder(
         train_samples = [samples[i] for i in sorted(tr)]
         val_samples = [samples[i] for i in sorted(va)]
     if not train_samples:
-        raise ResnetkitError(f"no image files found under {root} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+        raise BadFile(f"no image files found under {root} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    if len(classes) < 2:
+        raise BadFile(
+            f"{root} has a single class folder ({classes[0]}): a classifier needs at least 2 classes; "
+            f"expected {root}/<class>/<images> with one folder per class"
+        )
     return Split(
-        train=FolderImages(train_samples, train_transform, seed),
-        val=FolderImages(val_samples, eval_transform, seed),
+        train=FolderImages(train_samples, train_transform, seed, short_side=train_short_side),
+        val=FolderImages(val_samples, eval_transform, seed, short_side=preprocess.resize_size),
         classes=classes,
         preprocess=preprocess,
         source=str(root),

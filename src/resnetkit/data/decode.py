@@ -5,21 +5,25 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 
-from ..errors import ResnetkitError
+from ..errors import BadFile
+from ..fileio import check_readable_file
 
 # 89 megapixels (PIL's own default). Anything above is refused as a possible decompression bomb
 # instead of PIL's mere warning, so a hostile file cannot exhaust memory.
 MAX_PIXELS = 89_478_485
+# Preprocessing scales the short side to a fixed size, so an extreme aspect ratio turns a tiny
+# file into a huge tensor (a 1x3000 PNG resized to 256 px is 196 megapixels). Refused above this.
+MAX_RESIZED_PIXELS = 4_194_304
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-class ImageDecodeError(ResnetkitError):
+class ImageDecodeError(BadFile):
     """An image file that cannot be used; the message names the file and the reason."""
 
 
@@ -46,19 +50,36 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: Union[str, os.PathLike]) -> Image.Image:
+def check_resized_size(path: Union[str, os.PathLike], width: int, height: int, short_side: Optional[int]) -> None:
+    """Refuse an image whose short side scaled to ``short_side`` would exceed MAX_RESIZED_PIXELS."""
+    if not short_side or width < 1 or height < 1:
+        return
+    scale = short_side / min(width, height)
+    resized = (width * scale) * (height * scale)
+    if resized > MAX_RESIZED_PIXELS:
+        raise ImageDecodeError(
+            f"{path}: {width}x{height} pixels has an extreme aspect ratio ({max(width, height) / min(width, height):.0f}:1): "
+            f"resizing its short side to {short_side} px would make {resized / 1e6:,.0f} megapixels "
+            f"(limit {MAX_RESIZED_PIXELS / 1e6:.1f}); crop it to a normal aspect ratio first"
+        )
+
+
+def load_image(path: Union[str, os.PathLike], short_side: Optional[int] = None) -> Image.Image:
     """Open ``path`` as an RGB PIL image with EXIF orientation applied.
 
-    Raises ImageDecodeError for a missing, empty, truncated, corrupt, non-image or oversized file.
+    ``short_side`` is the size preprocessing will scale the short side to: images whose result
+    would be unreasonably large (extreme aspect ratios) are refused before decoding. Raises
+    ImageDecodeError for a missing, unreadable, empty, truncated, corrupt, non-image or
+    oversized file. PIL's global LOAD_TRUNCATED_IMAGES is left as the caller set it (False by
+    default: truncated files are refused).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageDecodeError(f"{path}: no such file")
+    try:
+        path = check_readable_file(path, "image")
+    except BadFile as exc:
+        raise ImageDecodeError(str(exc)) from None
     if path.stat().st_size == 0:
         raise ImageDecodeError(f"{path}: empty file (0 bytes); re-copy or remove it")
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -67,6 +88,7 @@ def load_image(path: Union[str, os.PathLike]) -> Image.Image:
                         f"{path}: {img.width}x{img.height} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
                         "(possible decompression bomb); downscale the image first"
                     )
+                check_resized_size(path, img.width, img.height, short_side)
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
@@ -76,10 +98,10 @@ def load_image(path: Union[str, os.PathLike]) -> Image.Image:
         raise ImageDecodeError(f"{path}: refused as a possible decompression bomb ({exc})") from None
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(f"{path}: not an image file PIL can identify") from None
+    except PermissionError:
+        raise ImageDecodeError(f"{path}: permission denied; fix its permissions") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"{path}: corrupt or truncated image ({exc})") from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def expand_inputs(inputs: Sequence[str]) -> List[Path]:

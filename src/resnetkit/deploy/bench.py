@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import time
@@ -13,9 +12,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..errors import ResnetkitError
+from ..errors import InvalidOption
+from ..models import ResNetBase
+from .modes import MODES
 
-MODES = ("eager", "channels_last", "fused", "compile", "onnxruntime", "int8", "bf16")
 # Assumption behind the peak estimate: 2 FMA units per core, each FMA = 2 FLOPs per lane.
 FMA_UNITS = 2
 
@@ -47,9 +47,11 @@ def cpu_peak(cores: Optional[int] = None) -> Peak:
     ghz = mhz / 1000 if mhz else 2.0
     lanes = 16 if "avx512f" in flags.split() else 8 if "avx2" in flags.split() else 4
     gflops = cores * ghz * lanes * 2 * FMA_UNITS
-    assumptions = (f"{cores} cores x {ghz:.2f} GHz x {lanes} fp32 lanes "
-                   f"({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}) x 2 (FMA) x {FMA_UNITS} FMA units"
-                   f"{'' if mhz else ' (clock unknown: 2 GHz assumed)'}; turbo and AVX-512 down-clocking ignored")
+    assumptions = (
+        f"{cores} cores x {ghz:.2f} GHz x {lanes} fp32 lanes "
+        f"({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}) x 2 (FMA) x {FMA_UNITS} FMA units"
+        f"{'' if mhz else ' (clock unknown: 2 GHz assumed)'}; turbo and AVX-512 down-clocking ignored"
+    )
     return Peak(cores, ghz, lanes, gflops, assumptions)
 
 
@@ -68,8 +70,9 @@ class BenchRow:
         return asdict(self)
 
 
-def build_runner(mode: str, model: nn.Module, input_size: int, calibration: Optional[torch.Tensor],
-                 workdir: Path) -> Callable:
+def build_runner(
+    mode: str, model: nn.Module, input_size: int, calibration: Optional[torch.Tensor], workdir: Path
+) -> Callable:
     from .fold import fold_batchnorm
     from .optimize import ChannelsLast, optimize
 
@@ -84,37 +87,88 @@ def build_runner(mode: str, model: nn.Module, input_size: int, calibration: Opti
     if mode == "compile":
         return torch.compile(ChannelsLast(fold_batchnorm(model)))
     if mode == "onnxruntime":
-        return optimize(model, "fp32", backend="onnxruntime", input_size=input_size,
-                        onnx_path=workdir / "model.onnx")
+        return optimize(model, "fp32", backend="onnxruntime", input_size=input_size, onnx_path=workdir / "model.onnx")
     if mode == "int8":
+        assert calibration is not None
         return optimize(model, "int8", calibration=calibration.split(16))
-    raise ResnetkitError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    raise InvalidOption(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
 
 
-def benchmark(arch: str, batch_sizes: Sequence[int] = (1, 16), input_size: int = 224,
-              modes: Sequence[str] = ("eager", "channels_last", "fused", "onnxruntime", "int8"),
-              threads: Optional[int] = None, runs: int = 10, warmup: int = 3, model: Optional[nn.Module] = None,
-              workdir: Optional[Path] = None, log: Callable[[str], None] = lambda s: None) -> Dict:
+def benchmark(
+    arch: str,
+    batch_sizes: Sequence[int] = (1, 16),
+    input_size: int = 224,
+    modes: Sequence[str] = ("eager", "channels_last", "fused", "onnxruntime", "int8"),
+    threads: Optional[int] = None,
+    runs: int = 10,
+    warmup: int = 3,
+    model: Optional[ResNetBase] = None,
+    workdir: Optional[Path] = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> Dict:
     """Measure each mode at each batch size (warm-up, then ``runs`` timed calls; median and p95)."""
     import tempfile
 
-    from ..inspect.summary import summarize
-    from ..models import get_model
+    from ..models import build_architecture
 
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        raise ResnetkitError(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
-    if threads:
-        torch.set_num_threads(threads)
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.manual_seed(0)
-    model = (model or get_model(arch)).eval()
-    macs = summarize(model, (input_size, input_size)).total_macs
+        raise InvalidOption(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise InvalidOption(f"--threads must be an integer >= 1, got {threads!r}")
+    if not isinstance(input_size, int) or input_size < 32:
+        raise InvalidOption(
+            f"--input-size must be an integer >= 32 (pixels; the network reduces it 32x), got {input_size!r}"
+        )
+    for name, value in (("--runs", runs), ("--warmup", warmup)):
+        if not isinstance(value, int) or value < (1 if name == "--runs" else 0):
+            raise InvalidOption(f"{name} must be an integer >= {1 if name == '--runs' else 0}, got {value!r}")
+    if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
+        raise InvalidOption(f"--batch-size must be positive integers, got {list(batch_sizes)}")
+    previous_threads = torch.get_num_threads()
+    workdir_given = workdir is not None
+    tmp = None if workdir_given else tempfile.TemporaryDirectory(prefix="resnetkit-bench-")
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = (model or build_architecture(arch)).eval()
+        return _measure(
+            arch,
+            model,
+            batch_sizes,
+            input_size,
+            modes,
+            runs,
+            warmup,
+            Path(workdir) if workdir is not None else Path(tmp.name),  # type: ignore[union-attr]
+            log,
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _measure(
+    arch: str,
+    model: ResNetBase,
+    batch_sizes: Sequence[int],
+    input_size: int,
+    modes: Sequence[str],
+    runs: int,
+    warmup: int,
+    workdir: Path,
+    log: Callable[[str], None],
+) -> Dict:
+    from ..measure import count_macs
+
+    macs, _ = count_macs(model, (input_size, input_size), model.in_chans)
     peak = cpu_peak()
     peak_img_s = peak.gflops * 1e9 / (2 * macs)
     gen = torch.Generator().manual_seed(0)
     calibration = torch.randn(32, model.in_chans, input_size, input_size, generator=gen) if "int8" in modes else None
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="resnetkit-bench-"))
     rows: List[BenchRow] = []
     runners = {}
     for mode in modes:
@@ -141,21 +195,44 @@ def benchmark(arch: str, batch_sizes: Sequence[int] = (1, 16), input_size: int =
             p50 = statistics.median(ts)
             p95 = ts[min(len(ts) - 1, int(round(0.95 * (len(ts) - 1))))]
             rate = batch / p50
-            rows.append(BenchRow(arch, mode, batch, 1000 * p50, 1000 * p95, rate,
-                                 rate / eager_rate if eager_rate else float("nan"), 100 * rate / peak_img_s))
-    return {"arch": arch, "input_size": input_size, "threads": torch.get_num_threads(), "gmacs": macs / 1e9,
-            "peak": asdict(peak), "peak_img_s": peak_img_s, "rows": [r.to_dict() for r in rows]}
+            rows.append(
+                BenchRow(
+                    arch,
+                    mode,
+                    batch,
+                    1000 * p50,
+                    1000 * p95,
+                    rate,
+                    rate / eager_rate if eager_rate else float("nan"),
+                    100 * rate / peak_img_s,
+                )
+            )
+    return {
+        "arch": arch,
+        "input_size": input_size,
+        "threads": torch.get_num_threads(),
+        "gmacs": macs / 1e9,
+        "peak": asdict(peak),
+        "peak_img_s": peak_img_s,
+        "rows": [r.to_dict() for r in rows],
+    }
 
 
 def markdown_table(results: Sequence[Dict]) -> str:
-    lines = ["| model | batch | mode | p50 ms | p95 ms | images/s | x eager | % of fp32 peak |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | batch | mode | p50 ms | p95 ms | images/s | x eager | % of fp32 peak |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for res in results:
         for r in res["rows"]:
-            lines.append(f"| {r['arch']} | {r['batch']} | {r['mode']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
-                         f"{r['images_per_s']:.1f} | {r['ratio_to_eager']:.2f}x | {r['pct_of_fp32_peak']:.0f} % |")
+            lines.append(
+                f"| {r['arch']} | {r['batch']} | {r['mode']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+                f"{r['images_per_s']:.1f} | {r['ratio_to_eager']:.2f}x | {r['pct_of_fp32_peak']:.0f} % |"
+            )
     peak = results[0]["peak"]
     lines.append("")
-    lines.append(f"fp32 peak estimate: {peak['gflops']:.0f} GFLOPS = {peak['assumptions']}; "
-                 + "; ".join(f"{r['arch']}: {r['gmacs']:.3f} GMACs -> peak {r['peak_img_s']:.1f} img/s" for r in results))
+    lines.append(
+        f"fp32 peak estimate: {peak['gflops']:.0f} GFLOPS = {peak['assumptions']}; "
+        + "; ".join(f"{r['arch']}: {r['gmacs']:.3f} GMACs -> peak {r['peak_img_s']:.1f} img/s" for r in results)
+    )
     return "\n".join(lines)

@@ -11,8 +11,9 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from ..errors import ResnetkitError
-from ..weights.io import atomic_path, save_safetensors
+from ..errors import InvalidOption, MissingDependency, ResnetkitError
+from ..fileio import atomic_path, check_output_file
+from ..weights.io import save_safetensors
 
 ONNX_FP32_TOLERANCE = 1e-4
 FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".torchscript": "torchscript", ".safetensors": "safetensors"}
@@ -35,7 +36,7 @@ def onnx_session(path: Path, threads: Optional[int] = None):
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ResnetkitError("onnxruntime is not installed: pip install 'resnetkit[deploy]'") from None
+        raise MissingDependency("onnxruntime is not installed: pip install 'resnetkit[deploy]'") from None
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
@@ -43,8 +44,9 @@ def onnx_session(path: Path, threads: Optional[int] = None):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def export(model: nn.Module, path, metadata: Optional[dict] = None, input_size: int = 224,
-           verify: bool = True) -> ExportReport:
+def export(
+    model: nn.Module, path, metadata: Optional[dict] = None, input_size: int = 224, verify: bool = True
+) -> ExportReport:
     """Write ``model`` to ``path``; the format follows the extension (.onnx, .pt, .safetensors).
 
     ONNX gets a dynamic batch axis and is re-run in onnxruntime at two batch sizes: the max abs
@@ -55,10 +57,13 @@ def export(model: nn.Module, path, metadata: Optional[dict] = None, input_size: 
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ResnetkitError(f"{path}: unknown export format; use a name ending in {', '.join(FORMATS)}")
+        raise InvalidOption(f"{path}: unknown export format; use a name ending in {', '.join(FORMATS)}")
+    check_output_file(path, "export file")
     if model.training:
-        raise ResnetkitError("the model is in train mode; call model.eval() before export "
-                             "(export bakes in BatchNorm's running statistics)")
+        raise InvalidOption(
+            "the model is in train mode; call model.eval() before export "
+            "(export bakes in BatchNorm's running statistics)"
+        )
     if fmt == "safetensors":
         save_safetensors(model.state_dict(), path, metadata or {})
         return ExportReport(path, fmt)
@@ -66,11 +71,16 @@ def export(model: nn.Module, path, metadata: Optional[dict] = None, input_size: 
     with torch.no_grad():
         references = {b: model(_example(model, input_size, b)) for b in checks}
     if fmt == "onnx":
-        with atomic_path(path) as tmp, warnings.catch_warnings():
+        with atomic_path(path, "ONNX file") as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, (_example(model, input_size, 1),), str(tmp), dynamo=False, opset_version=17,
-                input_names=["images"], output_names=["logits"],
+                model,
+                (_example(model, input_size, 1),),
+                str(tmp),
+                dynamo=False,
+                opset_version=17,
+                input_names=["images"],
+                output_names=["logits"],
                 dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
             )
             if metadata:
@@ -85,8 +95,14 @@ def export(model: nn.Module, path, metadata: Optional[dict] = None, input_size: 
             return ExportReport(path, fmt)
         session = onnx_session(path)
         diff = max(
-            float((torch.from_numpy(session.run(None, {"images": _example(model, input_size, b).numpy()})[0])
-                   - references[b]).abs().max())
+            float(
+                (
+                    torch.from_numpy(session.run(None, {"images": _example(model, input_size, b).numpy()})[0])
+                    - references[b]
+                )
+                .abs()
+                .max()
+            )
             for b in checks
         )
     else:
@@ -97,7 +113,7 @@ def export(model: nn.Module, path, metadata: Optional[dict] = None, input_size: 
                 extra = {"resnetkit.json": json.dumps(metadata)}
             else:
                 extra = {}
-            with atomic_path(path) as tmp:
+            with atomic_path(path, "TorchScript file") as tmp:
                 torch.jit.save(scripted, str(tmp), _extra_files=extra)
             if not verify:
                 return ExportReport(path, fmt)
@@ -106,6 +122,7 @@ def export(model: nn.Module, path, metadata: Optional[dict] = None, input_size: 
             diff = max(float((loaded(_example(model, input_size, b)) - references[b]).abs().max()) for b in checks)
     if diff > ONNX_FP32_TOLERANCE:
         path.unlink(missing_ok=True)
-        raise ResnetkitError(f"exported {fmt} model differs from PyTorch by {diff:.2e} (> {ONNX_FP32_TOLERANCE}); "
-                             "the file was removed")
+        raise ResnetkitError(
+            f"exported {fmt} model differs from PyTorch by {diff:.2e} (> {ONNX_FP32_TOLERANCE}); the file was removed"
+        )
     return ExportReport(path, fmt, diff, checks)

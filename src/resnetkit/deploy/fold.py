@@ -56,6 +56,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         for kind, pairs in _PAIRS.items():
             if isinstance(module, kind):
                 for conv_name, norm_name in pairs:
-                    count += _fuse(*_last_conv(module, conv_name), module, norm_name)
-    folded.folded_batchnorms = count
+                    owner, name = _last_conv(module, conv_name)
+                    count += _fuse(owner, name, module, norm_name)
+    folded.folded_batchnorms = count  # type: ignore[assignment]
     return folded

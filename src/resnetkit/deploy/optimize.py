@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..errors import ResnetkitError
+from ..errors import InvalidOption, MissingDependency
 from .export import export, onnx_session
 from .fold import fold_batchnorm
 from .quantize import quantize_int8
@@ -50,8 +50,14 @@ class OnnxRuntimeModel(nn.Module):
         return torch.from_numpy(out)
 
 
-def optimize(model: nn.Module, precision: str = "fp32", calibration=None, backend: str = "auto",
-             input_size: int = 224, onnx_path: Optional[Path] = None) -> nn.Module:
+def optimize(
+    model: nn.Module,
+    precision: str = "fp32",
+    calibration=None,
+    backend: str = "auto",
+    input_size: int = 224,
+    onnx_path: Optional[Path] = None,
+) -> nn.Module:
     """The fastest correct inference module for ``model``.
 
     - fp32: BatchNorm folded, then onnxruntime (``backend="auto"``/``"onnxruntime"``; measured
@@ -61,26 +67,31 @@ def optimize(model: nn.Module, precision: str = "fp32", calibration=None, backen
     The input model is not modified.
     """
     if precision not in PRECISIONS:
-        raise ResnetkitError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise InvalidOption(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if model.training:
-        raise ResnetkitError("optimize() needs the model in eval mode: call model.eval() first")
+        raise InvalidOption("optimize() needs the model in eval mode: call model.eval() first")
     if precision == "int8":
         if calibration is None:
-            raise ResnetkitError("int8 needs calibration images (a folder or a tensor of at least 32 images)")
+            raise InvalidOption("int8 needs calibration images (a folder or a tensor of at least 32 images)")
         return quantize_int8(model, calibration)
     folded = fold_batchnorm(model)
     if precision == "bf16":
         return ChannelsLast(folded, bf16=True).eval()
     if backend not in ("auto", "onnxruntime", "eager"):
-        raise ResnetkitError(f"backend {backend!r} is not one of auto, onnxruntime, eager")
+        raise InvalidOption(f"backend {backend!r} is not one of auto, onnxruntime, eager")
     if backend in ("auto", "onnxruntime"):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             if backend == "onnxruntime":
-                raise ResnetkitError("onnxruntime is not installed: pip install 'resnetkit[deploy]'") from None
+                raise MissingDependency("onnxruntime is not installed: pip install 'resnetkit[deploy]'") from None
             return ChannelsLast(folded).eval()
-        path = Path(onnx_path) if onnx_path else Path(tempfile.mkdtemp(prefix="resnetkit-")) / "model.onnx"
-        export(folded, path, input_size=input_size)
-        return OnnxRuntimeModel(path).eval()
+        if onnx_path:
+            export(folded, Path(onnx_path), input_size=input_size)
+            return OnnxRuntimeModel(Path(onnx_path)).eval()
+        # The session holds the model in memory, so the file is only needed while it is created.
+        with tempfile.TemporaryDirectory(prefix="resnetkit-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            export(folded, path, input_size=input_size)
+            return OnnxRuntimeModel(path).eval()
     return ChannelsLast(folded).eval()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Iterable, List, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, List, Sequence, Union
 
 import torch
 from torch import nn
 
 from ..data.decode import ImageDecodeError, expand_inputs, load_image
-from ..data.transforms import Preprocess
-from ..errors import ResnetkitError
+
+if TYPE_CHECKING:
+    from ..data.transforms import Preprocess
+from ..errors import BadFile, InvalidOption, ResnetkitError
 
 MIN_CALIBRATION_IMAGES = 32
 
@@ -33,8 +35,9 @@ def int8_backend() -> str:
     )
 
 
-def calibration_batches(source: Union[str, Path, torch.Tensor, Sequence[torch.Tensor]], preprocess: Preprocess,
-                        batch_size: int = 16) -> List[torch.Tensor]:
+def calibration_batches(
+    source: Union[str, Path, torch.Tensor, Sequence[torch.Tensor]], preprocess: Preprocess, batch_size: int = 16
+) -> List[torch.Tensor]:
     """Calibration images as batches: from a tensor (N, C, H, W), a list of tensors, or a folder of
     image files (decoded with the model's preprocessing; unreadable files are skipped)."""
     if isinstance(source, torch.Tensor):
@@ -42,14 +45,14 @@ def calibration_batches(source: Union[str, Path, torch.Tensor, Sequence[torch.Te
     elif isinstance(source, (list, tuple)) and source and isinstance(source[0], torch.Tensor):
         images = [t for batch in source for t in (batch if batch.dim() == 4 else [batch])]
     else:
-        folder = Path(source)
+        folder = Path(source)  # type: ignore[arg-type]  # the remaining case: a path
         if not folder.exists():
-            raise ResnetkitError(f"calibration folder {folder} does not exist")
+            raise BadFile(f"calibration folder {folder} does not exist")
         transform = preprocess.transform()
         images = []
         for path in expand_inputs([str(folder)]):
             try:
-                images.append(transform(load_image(path)))
+                images.append(transform(load_image(path, preprocess.resize_size)))
             except ImageDecodeError:
                 continue
     if len(images) < MIN_CALIBRATION_IMAGES:
@@ -60,17 +63,28 @@ def calibration_batches(source: Union[str, Path, torch.Tensor, Sequence[torch.Te
     return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
 
 
-def quantize_int8(model: nn.Module, calibration: Iterable[torch.Tensor]) -> nn.Module:
+def quantize_int8(model: nn.Module, calibration: Union[torch.Tensor, Iterable[torch.Tensor]]) -> nn.Module:
     """An int8 copy of ``model`` (FX graph mode, x86 qconfig: per-channel symmetric weights,
-    histogram-calibrated activations; conv+BN+ReLU and add+ReLU fused). The original is untouched."""
+    histogram-calibrated activations; conv+BN+ReLU and add+ReLU fused). ``calibration`` is a
+    (N, C, H, W) tensor or batches of images, at least 32 in all. The original is untouched."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     if model.training:
-        raise ResnetkitError("int8 quantization needs the model in eval mode: call model.eval() first")
+        raise InvalidOption("int8 quantization needs the model in eval mode: call model.eval() first")
     backend = int8_backend()
-    torch.backends.quantized.engine = backend
-    batches = list(calibration)
+    if isinstance(calibration, torch.Tensor):
+        if calibration.dim() != 4:
+            raise InvalidOption(
+                f"calibration images must be a (N, C, H, W) tensor, got shape {list(calibration.shape)}"
+            )
+        calibration = calibration.split(16)
+    batches = [b if b.dim() == 4 else b.unsqueeze(0) for b in calibration]
+    count = sum(len(b) for b in batches)
+    if count < MIN_CALIBRATION_IMAGES:
+        raise InvalidOption(
+            f"calibration needs at least {MIN_CALIBRATION_IMAGES} images, got {count}; add representative images"
+        )
     float_model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its own deprecation
@@ -80,4 +94,21 @@ def quantize_int8(model: nn.Module, calibration: Iterable[torch.Tensor]) -> nn.M
                 prepared(batch.contiguous())
         quantized = convert_fx(prepared)
     quantized.eval()
-    return quantized
+    return Int8Model(quantized, backend).eval()
+
+
+class Int8Model(nn.Module):
+    """A quantized model that selects its quantized engine only while it runs, so the process-wide
+    ``torch.backends.quantized.engine`` is restored after each call."""
+
+    def __init__(self, quantized: nn.Module, engine: str) -> None:
+        super().__init__()
+        self.quantized, self.engine = quantized, engine
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        previous = torch.backends.quantized.engine
+        torch.backends.quantized.engine = self.engine
+        try:
+            return self.quantized(x)
+        finally:
+            torch.backends.quantized.engine = previous

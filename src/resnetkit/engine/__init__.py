@@ -1,7 +1,2 @@
-"""Training, evaluation, checkpoints and distributed setup."""
-
-from .config import RECIPES, TrainConfig, make_config
-from .evaluate import EvalResult, evaluate
-from .trainer import TrainResult, train
-
-__all__ = ["RECIPES", "TrainConfig", "make_config", "EvalResult", "evaluate", "TrainResult", "train"]
+"""Training, evaluation, checkpoints and distributed setup: import the modules (config, trainer,
+evaluate, ...) you need; this package file stays empty so that reading the config is cheap."""

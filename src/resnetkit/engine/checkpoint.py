@@ -9,20 +9,24 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from ..errors import ResnetkitError
-from ..weights.io import load_torch, save_torch
+from ..errors import BadFile
+from ..fileio import load_torch, save_torch
 
 FORMAT = "resnetkit-checkpoint-1"
 
 
 def rng_state() -> Dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
         "python": list(random.getstate()[1]),
         "python_version": random.getstate()[0],
-        "numpy": {"keys": np_state[1].tolist(), "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached": float(np_state[4])},
+        "numpy": {
+            "keys": np_state[1].tolist(),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -46,5 +50,5 @@ def save_checkpoint(path: Path, **parts: Any) -> None:
 def load_checkpoint(path: Path) -> Dict[str, Any]:
     ckpt = load_torch(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ResnetkitError(f"{path}: not a resnetkit training checkpoint; --resume takes a run directory")
+        raise BadFile(f"{path}: not a resnetkit training checkpoint; --resume takes a run directory")
     return ckpt

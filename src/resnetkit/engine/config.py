@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
+
+from ..errors import InvalidOption
 
 
 @dataclass
@@ -49,6 +52,7 @@ class TrainConfig:
     clip_grad_norm: Optional[float] = None
     ema: bool = False
     ema_decay: float = 0.9999
+    ema_steps: int = 32  # EMA update interval in optimizer steps (torchvision's reference)
     # speed
     amp: str = "bf16"  # bf16 | fp16 (GPU) | none
     channels_last: bool = True
@@ -57,41 +61,84 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
+    max_steps: int = 0  # stop (checkpoint saved, resumable) after this many optimizer steps in total; 0: no limit
     out: Optional[str] = None
+    exist_ok: bool = False
     quiet: bool = False
     tensorboard: bool = False
     recipe: str = "digits"
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: Dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}")
+            raise InvalidOption(f"unknown config keys {sorted(unknown)}")
         return cls(**d)
 
 
 RECIPES: Dict[str, Dict[str, Any]] = {
     # The offline default: resnet18 on sklearn's digits at 32x32.
     "digits": dict(
-        arch="resnet18", epochs=20, batch_size=64, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-        weight_decay=5e-4, schedule="onecycle", warmup_epochs=0, label_smoothing=0.1, amp="bf16",
-        channels_last=True, pad_crop=2,
+        arch="resnet18",
+        epochs=20,
+        batch_size=64,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        warmup_epochs=0,
+        label_smoothing=0.1,
+        amp="bf16",
+        channels_last=True,
+        pad_crop=2,
     ),
     # torchvision's original ImageNet recipe.
     "tv-v1": dict(
-        epochs=90, batch_size=256, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
-        step_size=30, gamma=0.1, train_crop=224, eval_resize=256, eval_crop=224, auto_augment="none",
+        epochs=90,
+        batch_size=256,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        schedule="step",
+        step_size=30,
+        gamma=0.1,
+        train_crop=224,
+        eval_resize=256,
+        eval_crop=224,
+        auto_augment="none",
     ),
     # torchvision's "new training recipe" (ResNet-50 at 80.858 % top-1).
     "tv-v2": dict(
-        epochs=600, batch_size=1024, optimizer="sgd", lr=0.5, momentum=0.9, weight_decay=2e-5,
-        norm_weight_decay=0.0, schedule="cosine", warmup_epochs=5, label_smoothing=0.1, mixup_alpha=0.2,
-        cutmix_alpha=1.0, auto_augment="ta_wide", random_erase=0.1, train_crop=176, eval_resize=232,
-        eval_crop=224, ema=True, ema_decay=0.99998, repeated_aug=4,
+        epochs=600,
+        batch_size=1024,
+        optimizer="sgd",
+        lr=0.5,
+        momentum=0.9,
+        weight_decay=2e-5,
+        norm_weight_decay=0.0,
+        schedule="cosine",
+        warmup_epochs=5,
+        label_smoothing=0.1,
+        mixup_alpha=0.2,
+        cutmix_alpha=1.0,
+        auto_augment="ta_wide",
+        random_erase=0.1,
+        train_crop=176,
+        eval_resize=232,
+        eval_crop=224,
+        ema=True,
+        ema_decay=0.99998,
+        repeated_aug=4,
     ),
 }
 
@@ -101,6 +148,7 @@ CHOICES = {
     "amp": ("bf16", "fp16", "none"),
     "norm": ("batch", "group", "frozen"),
     "auto_augment": ("none", "ta_wide", "randaugment", "autoaugment"),
+    "interpolation": ("bilinear", "bicubic", "nearest"),
     "recipe": tuple(RECIPES),
 }
 
@@ -108,31 +156,88 @@ CHOICES = {
 def make_config(recipe: str = "digits", **overrides: Any) -> TrainConfig:
     """Defaults, then the recipe's values, then explicit overrides (``None`` means not given)."""
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        raise InvalidOption(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     values = dict(RECIPES[recipe])
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["recipe"] = recipe
-    cfg = TrainConfig.from_dict(values)
-    validate(cfg)
-    return cfg
+    return TrainConfig.from_dict(values)
+
+
+def effective_defaults(recipe: str) -> Dict[str, Any]:
+    """The value every setting takes under ``recipe`` when no flag is given (for --help)."""
+    base = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    base.update(RECIPES[recipe])
+    return base
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _check_range(
+    cfg: TrainConfig, key: str, low: float, high: float, low_open: bool = False, high_open: bool = False, hint: str = ""
+) -> None:
+    value = getattr(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise InvalidOption(f"{_flag(key)} must be a number, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        upper = "inf" if high == math.inf else f"{high:g}"
+        raise InvalidOption(f"{_flag(key)} must be in {lo}{low:g}, {upper}{hi}, got {value!r}{hint}")
+
+
+INF = math.inf
 
 
 def validate(cfg: TrainConfig) -> None:
+    """Every value in its valid range, or InvalidOption naming the flag and the range."""
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
-            raise ValueError(f"--{key.replace('_', '-')} {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
-    positive = ("epochs", "batch_size", "lr", "image_size", "train_crop", "eval_resize", "eval_crop", "repeated_aug")
-    for key in positive:
-        if getattr(cfg, key) <= 0:
-            raise ValueError(f"--{key.replace('_', '-')} must be > 0, got {getattr(cfg, key)}")
-    if not 0 <= cfg.label_smoothing < 1:
-        raise ValueError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if cfg.warmup_epochs < 0 or (cfg.warmup_epochs > 0 and cfg.warmup_epochs >= cfg.epochs):
-        raise ValueError(
-            f"--warmup-epochs {cfg.warmup_epochs} must be >= 0 and less than --epochs {cfg.epochs}; lower it"
+            raise InvalidOption(f"{_flag(key)} {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    for key in (
+        "epochs",
+        "batch_size",
+        "image_size",
+        "train_crop",
+        "eval_resize",
+        "eval_crop",
+        "repeated_aug",
+        "step_size",
+        "ema_steps",
+    ):
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidOption(f"{_flag(key)} must be an integer >= 1, got {value!r}")
+    for key in ("workers", "save_every_steps", "max_steps", "pad_crop", "seed"):
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidOption(f"{_flag(key)} must be an integer >= 0, got {value!r}")
+    _check_range(cfg, "lr", 0, INF, low_open=True)
+    _check_range(cfg, "momentum", 0, 1, high_open=True)
+    _check_range(cfg, "weight_decay", 0, INF)
+    if cfg.norm_weight_decay is not None:
+        _check_range(cfg, "norm_weight_decay", 0, INF)
+    _check_range(cfg, "gamma", 0, 1, low_open=True)
+    _check_range(cfg, "label_smoothing", 0, 1, high_open=True)
+    _check_range(cfg, "mixup_alpha", 0, INF, hint=" (0 turns mixup off)")
+    _check_range(cfg, "cutmix_alpha", 0, INF, hint=" (0 turns cutmix off)")
+    _check_range(cfg, "random_erase", 0, 1, hint=" (a probability)")
+    _check_range(cfg, "ema_decay", 0, 1, low_open=True, high_open=True)
+    _check_range(cfg, "backbone_lr_scale", 0, 1, low_open=True)
+    _check_range(cfg, "warmup_epochs", 0, INF)
+    if cfg.warmup_epochs > 0 and cfg.warmup_epochs >= cfg.epochs:
+        raise InvalidOption(f"--warmup-epochs {cfg.warmup_epochs} must be less than --epochs {cfg.epochs}; lower it")
+    if cfg.clip_grad_norm is not None:
+        _check_range(cfg, "clip_grad_norm", 0, INF, low_open=True)
+    if cfg.val_split is not None:
+        _check_range(cfg, "val_split", 0, 1, low_open=True, high_open=True)
+    if cfg.eval_crop > cfg.eval_resize:
+        raise InvalidOption(
+            f"--eval-crop {cfg.eval_crop} is larger than --eval-resize {cfg.eval_resize}: the center crop must fit "
+            "in the resized image; use a crop <= the resize (e.g. 224 and 256)"
         )
-    if cfg.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {cfg.workers}")
-    if not 0 < cfg.backbone_lr_scale <= 1:
-        raise ValueError(f"--backbone-lr-scale must be in (0, 1], got {cfg.backbone_lr_scale}")
-
+    if cfg.pad_crop and cfg.data is None and cfg.pad_crop >= cfg.image_size:
+        raise InvalidOption(f"--pad-crop {cfg.pad_crop} must be smaller than --image-size {cfg.image_size}")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InvalidOption
 from . import distributed as D
 
 
@@ -18,10 +19,25 @@ def autocast_context(amp: str, device: torch.device):
     if amp == "none":
         return contextlib.nullcontext()
     if amp == "fp16" and device.type != "cuda":
-        from ..errors import ResnetkitError
-
-        raise ResnetkitError("--amp fp16 needs a GPU; use --amp bf16 on CPU")
+        raise InvalidOption("--amp fp16 needs a GPU; use --amp bf16 on CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def eval_batches(dataset, batch_size: int, workers: int = 0, rank: int = 0, world: int = 1) -> Iterable:
+    """Evaluation batches of (images, targets, skipped messages): every sample exactly once
+    across ranks, in order; in-memory data sets are sliced, folders decoded by a DataLoader."""
+    from ..data.datasets import TensorImages, collate
+    from ..data.sampling import shard
+
+    if batch_size < 1:
+        raise InvalidOption(f"--batch-size must be >= 1, got {batch_size}")
+    indices = shard(len(dataset), rank, world)
+    batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    if isinstance(dataset, TensorImages):
+        return (dataset.batch(b) + ([],) for b in batches)
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate)
 
 
 @dataclass

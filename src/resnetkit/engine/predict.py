@@ -48,7 +48,7 @@ def predict_files(
         tensors, results = [], []
         for path in chunk:
             try:
-                tensors.append(transform(load_image(path)))
+                tensors.append(transform(load_image(path, preprocess.resize_size)))
                 results.append(Prediction(str(path)))
             except ImageDecodeError as exc:
                 results.append(Prediction(str(path), error=str(exc)))

@@ -8,7 +8,7 @@ from typing import List, Sequence
 
 import torch
 
-from ..weights.io import atomic_path
+from ..fileio import atomic_path
 
 
 def write_metrics_csv(history: List[dict], path: Path) -> None:
@@ -23,22 +23,21 @@ def write_metrics_csv(history: List[dict], path: Path) -> None:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    """A matplotlib Figure that is not registered with pyplot: no GUI backend is touched and the
+    process-wide backend (a notebook's, say) is left alone."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def write_curves(history: List[dict], path: Path) -> None:
     """Loss and accuracy per epoch, train and val side by side."""
     if not history:
         return
-    plt = _pyplot()
     epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
     ax_loss.plot(epochs, [r["val_loss"] for r in history], marker="o", label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
@@ -51,18 +50,17 @@ def write_curves(history: List[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, "plot") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def write_confusion(confusion: torch.Tensor, classes: Sequence[str], path: Path) -> None:
     """Confusion matrix as a PNG heat map (rows: true class, columns: predicted), row-normalised."""
-    plt = _pyplot()
     n = len(classes)
     norm = confusion.double() / confusion.sum(1, keepdim=True).clamp(min=1)
     size = min(20, max(5, 0.45 * n + 2))
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = _figure(figsize=(size, size))
+    ax = fig.subplots()
     im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
     if n <= 50:
         ax.set_xticks(range(n), labels=classes, rotation=90)
@@ -71,11 +69,17 @@ def write_confusion(confusion: torch.Tensor, classes: Sequence[str], path: Path)
             for i in range(n):
                 for j in range(n):
                     if confusion[i, j]:
-                        ax.text(j, i, int(confusion[i, j]), ha="center", va="center",
-                                color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+                        ax.text(
+                            j,
+                            i,
+                            int(confusion[i, j]),
+                            ha="center",
+                            va="center",
+                            color="white" if norm[i, j] > 0.5 else "black",
+                            fontsize=8,
+                        )
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (row-normalised)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, "plot") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

@@ -1,8 +1,13 @@
-"""Learning-rate schedules as a pure function of the step, so resuming needs no scheduler state."""
+"""Learning-rate schedules: a pure function of the step, run by torch's LambdaLR."""
 
 from __future__ import annotations
 
 import math
+from functools import partial
+
+import torch
+
+from ..errors import InvalidOption
 
 WARMUP_START = 0.01  # linear warmup starts at 1 % of the peak lr (torchvision's lr_warmup_decay)
 ONECYCLE_DIV = 25.0  # one-cycle starts at peak / 25 ...
@@ -34,8 +39,32 @@ def lr_factor(
     if schedule == "constant":
         return 1.0
     if schedule == "step":
+        if step_size < 1:
+            raise InvalidOption(f"--step-size must be >= 1 epoch, got {step_size}")
         return gamma ** (step // (steps_per_epoch * step_size))
     if schedule == "cosine":
         t = min(1.0, (step - warmup) / max(1, total - warmup))
         return (1 + math.cos(math.pi * t)) / 2
-    raise ValueError(f"unknown schedule {schedule!r}; choose step, cosine, onecycle or constant")
+    raise InvalidOption(f"unknown schedule {schedule!r}; choose step, cosine, onecycle or constant")
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    schedule: str,
+    warmup_epochs: float,
+    step_size: int,
+    gamma: float,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR stepping ``lr_factor`` once per optimizer step (each group's lr is its own base x factor)."""
+    fn = partial(
+        lr_factor,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        step_size=step_size,
+        gamma=gamma,
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=fn)

@@ -1,15 +1,17 @@
-"""The training loop: one process or many (torchrun), exact resume, atomic checkpoints."""
+"""The training loop: one process or many (torchrun), exact resume, atomic checkpoints, and an
+interrupt (Ctrl-C, SIGTERM or ``max_steps``) that stops between steps, so a resume is exact."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import random
+import signal
 import sys
+import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,26 +21,22 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data.datasets import Split, TensorImages, collate, load_digits, load_folder
-from ..data.sampling import BatchOrder, sample_seed
+from ..data.sampling import BatchOrder
 from ..data.transforms import Preprocess, train_transform
-from ..errors import ResnetkitError
-from ..models import get_model
-from ..weights.io import save_safetensors
-from ..weights.loading import load_weights
-from ..weights.resolve import NORM_LAYERS, read_source
+from ..errors import BadFile, InvalidOption, MissingDependency
 from . import distributed as D
-from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, set_rng_state
 from .config import TrainConfig
-from .evaluate import EvalResult, autocast_context, evaluate
-from .report import write_curves, write_metrics_csv
-from .schedule import lr_factor
-
+from .evaluate import EvalResult, autocast_context, eval_batches, evaluate
+from .rundir import RunDirectory
+from .schedule import make_scheduler
+from .setup import build_model, has_batch_norm, make_ema, make_mixer, make_optimizer
 
 # Below this input size the last stage sees 1x1 feature maps (see Trainer.__init__).
 MIN_BF16_CPU_INPUT = 32
 
 # Settings that do not change what is computed, so a resumed run may set them anew.
-RESUME_OVERRIDABLE = ("epochs", "quiet", "workers", "save_every_steps", "tensorboard")
+RESUME_OVERRIDABLE = ("epochs", "quiet", "workers", "save_every_steps", "tensorboard", "max_steps")
 
 
 @dataclass
@@ -48,17 +46,57 @@ class TrainResult:
     best_acc1: float
     skipped_images: int
     train_seconds: float
-    interrupted: bool = False
+    interrupted: bool = False  # stopped early (a signal or max_steps); the checkpoint is resumable
     config: Optional[TrainConfig] = None
+    finished_before: bool = False  # a resumed run that had already done all its epochs
+    stop_reason: str = ""  # "signal" or "max_steps" when interrupted
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
+@dataclass
+class EpochTotals:
+    """Running sums over one epoch's training steps."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    images: int = 0
+    data_seconds: float = 0.0
+    step_seconds: float = 0.0
+
+    def as_list(self) -> List[float]:
+        return [self.loss_sum, self.correct, self.images, self.data_seconds, self.step_seconds]
+
+    @classmethod
+    def from_list(cls, values) -> EpochTotals:
+        loss, correct, images, data, step = values
+        return cls(float(loss), int(correct), int(images), float(data), float(step))
+
+
+class deterministic_algorithms:
+    """Turn on deterministic algorithms for the duration of a run, then restore the previous setting."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> None:
+        self.previous = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.benchmark,
+        )
+        if self.enabled:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+
+    def __exit__(self, *exc) -> None:
+        mode, warn_only, bench = self.previous
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = bench
+
+
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -71,74 +109,28 @@ def load_data(cfg: TrainConfig) -> Split:
     preprocess = Preprocess(cfg.eval_resize, cfg.eval_crop, cfg.interpolation)
     return load_folder(
         Path(cfg.data),
-        train_transform(cfg.train_crop, cfg.interpolation, auto_augment=cfg.auto_augment, random_erase=cfg.random_erase),
+        train_transform(
+            cfg.train_crop, cfg.interpolation, auto_augment=cfg.auto_augment, random_erase=cfg.random_erase
+        ),
         preprocess.transform(),
         preprocess,
         val_split=cfg.val_split,
         seed=cfg.seed,
+        train_short_side=cfg.train_crop,
     )
 
 
-def build_model(cfg: TrainConfig, num_classes: int, progress: bool) -> nn.Module:
-    model = get_model(
-        cfg.arch, num_classes=num_classes, norm_layer=NORM_LAYERS[cfg.norm], zero_init_residual=cfg.zero_init_residual
-    )
-    if cfg.weights:
-        loaded = read_source(cfg.weights, progress=progress)
-        load_weights(model, loaded.state, head="reset", source=loaded.source)
-    if cfg.freeze_backbone:
-        for name, p in model.named_parameters():
-            if not name.startswith("fc."):
-                p.requires_grad_(False)
-    return model
-
-
-def param_groups(model: nn.Module, cfg: TrainConfig) -> List[dict]:
-    """Split parameters by weight decay (norm layers and biases may get their own) and by learning
-    rate (backbone scaled by ``backbone_lr_scale`` for discriminative fine-tuning)."""
-    norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-    norm_params = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
-    groups: Dict[Tuple[float, float], List[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_norm = id(p) in norm_params
-        wd = cfg.norm_weight_decay if (is_norm and cfg.norm_weight_decay is not None) else cfg.weight_decay
-        scale = 1.0 if name.startswith("fc.") else cfg.backbone_lr_scale
-        groups.setdefault((wd, scale), []).append(p)
-    return [
-        {"params": ps, "weight_decay": wd, "lr_scale": scale, "lr": cfg.lr * scale} for (wd, scale), ps in groups.items()
-    ]
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg)
-    if not groups:
-        raise ResnetkitError("no trainable parameters (is everything frozen?)")
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def autocast(cfg: TrainConfig, device: torch.device):
-    return autocast_context(cfg.amp, device)
-
-
-def _mixer(cfg: TrainConfig, num_classes: int) -> Optional[Callable]:
-    from torchvision.transforms import v2 as T
-
-    ops = []
-    if cfg.mixup_alpha > 0:
-        ops.append(T.MixUp(alpha=cfg.mixup_alpha, num_classes=num_classes))
-    if cfg.cutmix_alpha > 0:
-        ops.append(T.CutMix(alpha=cfg.cutmix_alpha, num_classes=num_classes))
-    if not ops:
-        return None
-    return ops[0] if len(ops) == 1 else T.RandomChoice(ops)
+def _ignore_sigint_in_worker(_: int) -> None:
+    # Ctrl-C goes to the whole process group; the main process stops cleanly between steps, so
+    # loader workers must not die from it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Trainer:
-    """Runs a configured training job; ``run()`` returns when all epochs are done."""
+    """Runs a configured training job; ``run()`` returns when all epochs are done or a stop was asked.
+
+    ``on_step(trainer)`` is called after every optimizer step (tests and tools use it to stop a
+    run at an exact step with ``request_stop()``)."""
 
     def __init__(
         self,
@@ -146,45 +138,49 @@ class Trainer:
         resume: Optional[Path] = None,
         resume_overrides: Optional[dict] = None,
         log: Callable[[str], None] = print,
+        on_step: Optional[Callable[[Trainer], None]] = None,
     ) -> None:
         self.info = D.setup()
         self.log = log if self.info.is_main else (lambda *_: None)
-        self.resume_state = None
+        self.on_step = on_step
+        self.stop_requested = False
+        self.stop_reason = ""
+        self.resume_state: Optional[dict] = None
         if resume is not None:
-            resume = Path(resume)
-            ckpt_path = resume / "last.pt" if resume.is_dir() else resume
-            if not ckpt_path.is_file():
-                raise ResnetkitError(f"--resume {resume}: no last.pt there; pass the run directory of an earlier run")
-            self.resume_state = load_checkpoint(ckpt_path)
-            cfg = TrainConfig.from_dict(self.resume_state["config"])
-            for key, value in (resume_overrides or {}).items():
-                if key not in RESUME_OVERRIDABLE:
-                    raise ResnetkitError(
-                        f"--{key.replace('_', '-')} cannot change on --resume (it would change the result); "
-                        f"allowed: {', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDABLE)}"
-                    )
-                setattr(cfg, key, value)
-            cfg.out = str(ckpt_path.parent)
+            cfg = self._load_resume(Path(resume), resume_overrides or {})
         if cfg is None:
-            raise ValueError("Trainer needs a config or a run to resume")
-        self.cfg = cfg
-        self.run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-        cfg.out = str(self.run_dir)
-        seed_everything(cfg.seed, cfg.deterministic)
+            raise InvalidOption("Trainer needs a config or a run to resume")
+        cfg = dataclasses.replace(cfg)  # never mutate the caller's config
+        self.rundir = RunDirectory(Path(cfg.out) if cfg.out else default_run_dir(cfg), writer=self.info.is_main)
+        cfg.out = str(self.rundir.path)
+        if self.resume_state is None:
+            removed = self.rundir.prepare_new(cfg.exist_ok)
+            if removed:
+                self.log(f"--exist-ok: removed the previous run's {', '.join(removed)} from {self.rundir.path}")
         self.device = self.info.device
         input_size = cfg.image_size if cfg.data is None else cfg.train_crop
         if cfg.amp == "bf16" and self.device.type == "cpu" and input_size < MIN_BF16_CPU_INPUT:
             # PyTorch's CPU bf16 convolution backward leaves the weight gradient of a strided 3x3
             # conv uninitialised for taps that only see padding, which happens once the last stage
             # gets a 1-pixel input: the weights fill with garbage. fp32 is correct there.
-            self.log(f"note: input {input_size}px < {MIN_BF16_CPU_INPUT}px: training in fp32 "
-                     "(bf16 convolution gradients on CPU are wrong at 1-pixel feature maps)")
+            self.log(
+                f"note: input {input_size}px < {MIN_BF16_CPU_INPUT}px: training in fp32 "
+                "(bf16 convolution gradients on CPU are wrong at 1-pixel feature maps)"
+            )
             cfg.amp = "none"
+        self.cfg = cfg
+        seed_everything(cfg.seed)
 
         self.data = load_data(cfg)
         self.num_classes = len(self.data.classes)
         model = build_model(cfg, self.num_classes, progress=self.info.is_main)
-        model.arch = cfg.arch
+        self.batch_norm = has_batch_norm(model)
+        if self.batch_norm and cfg.batch_size // self.info.world < 2:
+            raise InvalidOption(
+                f"--batch-size {cfg.batch_size} gives {cfg.batch_size // self.info.world} image(s) per process, but "
+                "BatchNorm needs at least 2 to compute batch statistics; use --batch-size >= "
+                f"{2 * self.info.world}, or --norm group / --norm frozen for tiny batches"
+            )
         model.to(self.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -195,11 +191,7 @@ class Trainer:
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
         self.optimizer = make_optimizer(model, cfg)
-        self.ema = None
-        if cfg.ema:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        self.ema = make_ema(model, cfg, self.info.world) if cfg.ema else None
         self.scaler = torch.amp.GradScaler("cuda") if (cfg.amp == "fp16" and self.device.type == "cuda") else None
 
         self.ddp_model: nn.Module = model
@@ -210,27 +202,58 @@ class Trainer:
         self.step_model = torch.compile(self.ddp_model) if cfg.compile else self.ddp_model
 
         self.order = BatchOrder(
-            len(self.data.train), cfg.batch_size, seed=cfg.seed, shuffle=True, drop_last=True,
-            rank=self.info.rank, world=self.info.world, repeats=cfg.repeated_aug,
+            len(self.data.train),
+            cfg.batch_size,
+            seed=cfg.seed,
+            shuffle=True,
+            drop_last=True,
+            rank=self.info.rank,
+            world=self.info.world,
+            repeats=cfg.repeated_aug,
         )
         self.steps_per_epoch = self.order.num_batches()
-        self.mixer = _mixer(cfg, self.num_classes)
+        self.scheduler = make_scheduler(
+            self.optimizer, self.steps_per_epoch, cfg.epochs, cfg.schedule, cfg.warmup_epochs, cfg.step_size, cfg.gamma
+        )
+        self.mixer = make_mixer(cfg, self.num_classes)
         self.loader = None
         if not self.data.in_memory:
             self.loader = DataLoader(
-                self.data.train, batch_sampler=self.order, num_workers=cfg.workers, collate_fn=collate,
-                pin_memory=self.device.type == "cuda", persistent_workers=cfg.workers > 0,
+                self.data.train,
+                batch_sampler=self.order,
+                num_workers=cfg.workers,
+                collate_fn=collate,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=cfg.workers > 0,
+                worker_init_fn=_ignore_sigint_in_worker if cfg.workers > 0 else None,
             )
 
         self.history: List[dict] = []
         self.best_acc1 = -1.0
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
-        self.epoch_sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss*n, correct, n, data seconds, step seconds
-        self.skipped: Dict[str, str] = {}
+        self.totals = EpochTotals()
+        self.skipped: dict = {}
+        self.tiny_batches = 0
         if self.resume_state is not None:
             self._restore(self.resume_state)
 
     # ---- state ---------------------------------------------------------------------------------
+
+    def _load_resume(self, resume: Path, overrides: dict) -> TrainConfig:
+        ckpt_path = resume / "last.pt" if resume.is_dir() else resume
+        if not ckpt_path.is_file():
+            raise BadFile(f"--resume {resume}: no last.pt there; pass the run directory of an earlier run")
+        self.resume_state = load_checkpoint(ckpt_path)
+        values = dict(self.resume_state["config"])
+        for key, value in overrides.items():
+            if key not in RESUME_OVERRIDABLE:
+                raise InvalidOption(
+                    f"--{key.replace('_', '-')} cannot change on --resume (it would change the result); "
+                    f"allowed: {', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDABLE)}"
+                )
+            values[key] = value
+        values["out"] = str(ckpt_path.parent)
+        return TrainConfig.from_dict(values)
 
     def meta(self) -> dict:
         return {
@@ -245,18 +268,17 @@ class Trainer:
         }
 
     def _save(self, name: str) -> None:
-        if not self.info.is_main:
-            return
-        save_checkpoint(
-            self.run_dir / name,
+        self.rundir.save_checkpoint(
+            name,
             model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
             ema=self.ema.state_dict() if self.ema is not None else None,
             scaler=self.scaler.state_dict() if self.scaler is not None else None,
             epoch=self.epoch,
             batch=self.batch_in_epoch,
             global_step=self.global_step,
-            epoch_sums=list(self.epoch_sums),
+            epoch_sums=self.totals.as_list(),
             history=self.history,
             best_acc1=self.best_acc1,
             skipped=self.skipped,
@@ -267,19 +289,35 @@ class Trainer:
     def _restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.load_state_dict(ckpt["ema"])
         if self.scaler is not None and ckpt.get("scaler") is not None:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.batch_in_epoch, self.global_step = ckpt["epoch"], ckpt["batch"], ckpt["global_step"]
-        self.epoch_sums = list(ckpt["epoch_sums"])
+        self.totals = EpochTotals.from_list(ckpt["epoch_sums"])
         self.history = list(ckpt["history"])
         self.best_acc1 = ckpt["best_acc1"]
         self.skipped = dict(ckpt.get("skipped") or {})
         set_rng_state(ckpt["rng"])
-        self.log(f"resumed {self.run_dir} at epoch {self.epoch + 1}, batch {self.batch_in_epoch}/{self.steps_per_epoch}")
+        if self.epoch >= self.cfg.epochs:
+            self.log(
+                f"{self.rundir.path}: the run has finished all {self.cfg.epochs} epochs; "
+                f"pass --epochs N (N > {self.cfg.epochs}) to train it further"
+            )
+        else:
+            self.log(
+                f"resumed {self.rundir.path} at epoch {self.epoch + 1}/{self.cfg.epochs}, "
+                f"batch {self.batch_in_epoch}/{self.steps_per_epoch}"
+            )
 
     # ---- steps ---------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "signal") -> None:
+        """Stop after the current step: the checkpoint then holds a consistent state (resumable)."""
+        self.stop_requested = True
+        self.stop_reason = self.stop_reason or reason
 
     def _batches(self) -> Iterable[Tuple[torch.Tensor, torch.Tensor, list]]:
         self.order.set_epoch(self.epoch, self.batch_in_epoch)
@@ -287,33 +325,9 @@ class Trainer:
             yield from self.loader
             return
         data: TensorImages = self.data.train  # type: ignore[assignment]
-        shift = None
-        if self.cfg.pad_crop > 0:
-            from torchvision.transforms import v2 as T
-
-            size = data.images.shape[-2:]
-            shift = T.RandomCrop(size, padding=self.cfg.pad_crop, padding_mode="edge")
         for chunk in self.order:
-            indices = [i for _, i in chunk]
-            x, y = data.batch(indices)
-            if shift is not None:
-                # Per-sample random translation seeded by (seed, epoch, sample): the same whatever
-                # the batch split across ranks, and again after a resume.
-                with torch.random.fork_rng(devices=[]):
-                    shifted = []
-                    for img, i in zip(x, indices):
-                        torch.manual_seed(sample_seed(self.cfg.seed, self.epoch, i))
-                        shifted.append(shift(img))
-                    x = torch.stack(shifted)
+            x, y = data.shifted_batch([i for _, i in chunk], self.cfg.pad_crop, self.cfg.seed, self.epoch)
             yield x, y, []
-
-    def _set_lr(self) -> float:
-        cfg = self.cfg
-        f = lr_factor(self.global_step, self.steps_per_epoch, cfg.epochs, cfg.schedule, cfg.warmup_epochs,
-                      cfg.step_size, cfg.gamma)
-        for g in self.optimizer.param_groups:
-            g["lr"] = cfg.lr * g.get("lr_scale", 1.0) * f
-        return cfg.lr * f
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[float, int]:
         cfg = self.cfg
@@ -328,7 +342,7 @@ class Trainer:
                 torch.manual_seed(cfg.seed * 7_919 + self.global_step * 104_729 + self.info.rank)
                 x, target = self.mixer(x, y)
         self.ddp_model.train()
-        with autocast(cfg, self.device):
+        with autocast_context(cfg.amp, self.device):
             logits = self.step_model(x)
             loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
@@ -344,8 +358,11 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        if self.ema is not None:
+        if self.ema is not None and (self.global_step + 1) % cfg.ema_steps == 0:
             self.ema.update_parameters(self.model)
+            if self.epoch < cfg.warmup_epochs:
+                # torchvision's reference: the average restarts until the warmup is over.
+                self.ema.n_averaged.fill_(0)
         correct = int((logits.detach().argmax(1) == y).sum())
         return float(loss.detach()) * len(y), correct
 
@@ -353,92 +370,127 @@ class Trainer:
         for msg in messages:
             if msg not in self.skipped:
                 self.skipped[msg] = msg
-                warnings.warn(f"skipped unreadable image: {msg}", stacklevel=2)
+                self.log(f"skipped unreadable image: {msg}")
 
     # ---- epochs --------------------------------------------------------------------------------
 
     def _train_epoch(self) -> None:
         cfg = self.cfg
         bar = tqdm(
-            total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+            total=self.steps_per_epoch,
+            initial=self.batch_in_epoch,
+            desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
             # None: shown on a terminal only, so logs and pipes get the per-epoch lines alone.
-            disable=True if (cfg.quiet or not self.info.is_main) else None, leave=False, dynamic_ncols=True,
+            disable=True if (cfg.quiet or not self.info.is_main) else None,
+            leave=False,
+            dynamic_ncols=True,
             file=sys.stderr,
         )
         t_data = time.perf_counter()
         for x, y, skipped in self._batches():
             t_ready = time.perf_counter()
             self._note_skipped(skipped)
-            lr = self._set_lr()
-            if len(y):
+            trained = len(y) >= 2 or (len(y) == 1 and not self.batch_norm)
+            if trained:
                 loss_sum, correct = self._step(x, y)
             else:
+                # Skipped files or an unlucky remainder can leave 0 or 1 image in a batch; BatchNorm
+                # cannot train on one image, so this batch is dropped (as timm and torchvision drop
+                # incomplete batches). The schedule still advances, so a resume stays exact.
                 loss_sum, correct = 0.0, 0
+                if len(y) == 1:
+                    self.tiny_batches += 1
             t_done = time.perf_counter()
-            s = self.epoch_sums
-            s[0] += loss_sum
-            s[1] += correct
-            s[2] += len(y)
-            s[3] += t_ready - t_data
-            s[4] += t_done - t_data
+            t = self.totals
+            t.loss_sum += loss_sum
+            t.correct += correct
+            t.images += len(y) if trained else 0
+            t.data_seconds += t_ready - t_data
+            t.step_seconds += t_done - t_data
             self.batch_in_epoch += 1
             self.global_step += 1
+            self.scheduler.step()
             bar.update(1)
-            bar.set_postfix(loss=f"{s[0] / max(1, s[2]):.3f}", lr=f"{lr:.3g}",
-                            img_s=f"{s[2] * self.info.world / max(1e-9, s[4]):.0f}")
+            bar.set_postfix(
+                loss=f"{t.loss_sum / max(1, t.images):.3f}",
+                lr=f"{self.scheduler.get_last_lr()[0]:.3g}",
+                img_s=f"{t.images * self.info.world / max(1e-9, t.step_seconds):.0f}",
+            )
+            if self.on_step is not None:
+                self.on_step(self)
+            if cfg.max_steps and self.global_step >= cfg.max_steps:
+                self.request_stop("max_steps")
+            if self.stop_requested:
+                break
             if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0:
                 self._save("last.pt")
             t_data = time.perf_counter()
         bar.close()
 
-    def _eval_loader(self, split_dataset, batch_size: int):
-        from ..data.sampling import shard
-
-        indices = shard(len(split_dataset), self.info.rank, self.info.world)
-        batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
-        if self.data.in_memory:
-            return (split_dataset.batch(b) + ([],) for b in batches)
-        return DataLoader(split_dataset, batch_sampler=batches, num_workers=self.cfg.workers, collate_fn=collate)
-
     def _evaluate(self, model: nn.Module) -> EvalResult:
         per_rank = max(1, self.cfg.batch_size // self.info.world)
+        batches = eval_batches(self.data.val, per_rank, self.cfg.workers, self.info.rank, self.info.world)
         return evaluate(
-            model, self._eval_loader(self.data.val, per_rank), self.num_classes, self.device,
-            amp=self.cfg.amp, channels_last=self.cfg.channels_last, label_smoothing=0.0, dist_info=self.info,
+            model,
+            batches,
+            self.num_classes,
+            self.device,
+            amp=self.cfg.amp,
+            channels_last=self.cfg.channels_last,
+            label_smoothing=0.0,
+            dist_info=self.info,
             on_skipped=self._note_skipped,
         )
 
     def _end_epoch(self, epoch_seconds: float) -> dict:
-        s = D.all_sum(self.epoch_sums, self.info)
+        loss_sum, correct, images, data_s, step_s = D.all_sum(self.totals.as_list(), self.info)
         result = self._evaluate(self.model)
         row = {
             "epoch": self.epoch + 1,
-            "train_loss": s[0] / max(1, s[2]),
-            "train_acc": 100.0 * s[1] / max(1, s[2]),
+            "train_loss": loss_sum / max(1, images),
+            "train_acc": 100.0 * correct / max(1, images),
             "val_loss": result.loss,
             "val_acc1": result.acc1,
             "val_acc5": result.acc5,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "images_per_s": s[2] / max(1e-9, s[4] / self.info.world),
-            "data_share": s[3] / max(1e-9, s[4]),
+            "images_per_s": images / max(1e-9, step_s / self.info.world),
+            "data_share": data_s / max(1e-9, step_s),
             "epoch_seconds": epoch_seconds,
         }
         if self.ema is not None:
             row["ema_val_acc1"] = self._evaluate(self.ema.module).acc1
         return row
 
+    def _handle_signal(self, signum, frame) -> None:
+        if self.stop_requested and self.stop_reason == "signal":  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.log(f"\n{signal.Signals(signum).name}: finishing the current step, then saving (again to stop at once)")
+        self.request_stop()
+
     def run(self) -> TrainResult:
         cfg = self.cfg
-        if self.info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-            (self.run_dir / "classes.json").write_text(json.dumps(self.data.classes, indent=1) + "\n")
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._handle_signal)
+        try:
+            with deterministic_algorithms(cfg.deterministic):
+                return self._run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _run(self) -> TrainResult:
+        cfg = self.cfg
+        finished_before = self.resume_state is not None and self.epoch >= cfg.epochs
+        if self.resume_state is None:
+            self.rundir.write_start(cfg.to_dict(), self.data.classes)
         self.log(
             f"training {cfg.arch} on {self.data.source}: {len(self.data.train)} train / {len(self.data.val)} val images, "
             f"{self.num_classes} classes, {cfg.epochs} epochs, batch {cfg.batch_size}"
             + (f" over {self.info.world} processes" if self.info.enabled else "")
-            + f", amp {cfg.amp}, channels_last {cfg.channels_last} -> {self.run_dir}"
-        )
+            + f", amp {cfg.amp}, channels_last {cfg.channels_last} -> {self.rundir.path}"
+        ) if not finished_before else None
         writer = self._tensorboard()
         train_seconds = sum(r.get("epoch_seconds", 0.0) for r in self.history)
         interrupted = False
@@ -447,6 +499,9 @@ class Trainer:
                 t0 = time.perf_counter()
                 if self.batch_in_epoch < self.steps_per_epoch:
                     self._train_epoch()
+                if self.stop_requested:
+                    interrupted = True
+                    break
                 row = self._end_epoch(time.perf_counter() - t0)
                 train_seconds += row["epoch_seconds"]
                 self.history.append(row)
@@ -454,42 +509,74 @@ class Trainer:
                 self.best_acc1 = max(self.best_acc1, row["val_acc1"])
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                self.epoch_sums = [0.0] * 5
+                self.totals = EpochTotals()
                 self._save("last.pt")
                 if improved:
                     self._save("best.pt")
-                self._write_reports(writer)
+                self.rundir.write_reports(self.history)
+                if writer is not None:
+                    for k, v in row.items():
+                        if k != "epoch":
+                            writer.add_scalar(k, v, row["epoch"])
                 self.log(
                     f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  "
                     f"val loss {row['val_loss']:.4f} acc@1 {row['val_acc1']:.2f}% acc@5 {row['val_acc5']:.2f}%  "
                     f"lr {row['lr']:.3g}  {row['images_per_s']:.0f} img/s  {row['epoch_seconds']:.1f}s"
                 )
         except KeyboardInterrupt:
-            interrupted = True
-            self._save("last.pt")
-            self.log(f"interrupted: checkpoint saved; continue with: resnetkit train --resume {self.run_dir}")
+            # A second signal: the step in flight is abandoned; the last checkpoint on disk stays as it was.
+            self.log(
+                f"stopped at once; the last saved checkpoint is kept; continue with: resnetkit train --resume {self.rundir.path}"
+            )
+            D.barrier(self.info)
+            return self._result(train_seconds, interrupted=True, finished_before=False)
         finally:
             if writer is not None:
                 writer.close()
-        if not interrupted and self.info.is_main:
-            save_safetensors(self.model.state_dict(), self.run_dir / "model.safetensors", self.meta())
+        if interrupted:
+            self._save("last.pt")
+            self.log(
+                f"stopped after step {self.global_step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch}): "
+                f"checkpoint saved; continue with: resnetkit train --resume {self.rundir.path}"
+            )
+        elif not finished_before:
+            self.rundir.write_weights("model.safetensors", self.model.state_dict(), self.meta())
             if self.ema is not None:
-                save_safetensors(self.ema.module.state_dict(), self.run_dir / "model_ema.safetensors", self.meta())
+                self.rundir.write_weights("model_ema.safetensors", self.ema.module.state_dict(), self.meta())
+            last = self.history[-1]
+            self.rundir.write_json(
+                "summary.json",
+                {
+                    "run_dir": str(self.rundir.path),
+                    "final_val_acc1": round(last["val_acc1"], 3),
+                    "best_val_acc1": round(self.best_acc1, 3),
+                    "train_seconds": round(train_seconds, 1),
+                    "skipped_images": len(self.skipped),
+                    "dropped_single_image_batches": self.tiny_batches,
+                },
+            )
+            if cfg.data is None:
+                self.rundir.write_samples()
+        if self.tiny_batches:
+            self.log(
+                f"note: {self.tiny_batches} training batch(es) of a single image were dropped "
+                "(BatchNorm cannot train on one image)"
+            )
         D.barrier(self.info)
-        return TrainResult(
-            self.run_dir, self.history, self.best_acc1, len(self.skipped), train_seconds, interrupted, self.cfg
-        )
+        return self._result(train_seconds, interrupted, finished_before)
 
-    def _write_reports(self, writer) -> None:
-        if not self.info.is_main:
-            return
-        write_metrics_csv(self.history, self.run_dir / "metrics.csv")
-        write_curves(self.history, self.run_dir / "curves.png")
-        if writer is not None:
-            row = self.history[-1]
-            for k, v in row.items():
-                if k != "epoch":
-                    writer.add_scalar(k, v, row["epoch"])
+    def _result(self, train_seconds: float, interrupted: bool, finished_before: bool) -> TrainResult:
+        return TrainResult(
+            run_dir=self.rundir.path,
+            history=self.history,
+            best_acc1=self.best_acc1,
+            skipped_images=len(self.skipped),
+            train_seconds=train_seconds,
+            interrupted=interrupted,
+            config=self.cfg,
+            finished_before=finished_before,
+            stop_reason=(self.stop_reason or "signal") if interrupted else "",
+        )
 
     def _tensorboard(self):
         if not (self.cfg.tensorboard and self.info.is_main):
@@ -497,8 +584,8 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ResnetkitError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+            raise MissingDependency("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        return SummaryWriter(str(self.rundir.path / "tensorboard"))
 
     def close(self) -> None:
         D.teardown(self.info)
@@ -509,12 +596,12 @@ def train(
     resume: Optional[Path] = None,
     resume_overrides: Optional[dict] = None,
     log: Callable[[str], None] = print,
+    on_step: Optional[Callable[[Trainer], None]] = None,
 ) -> TrainResult:
     """Train as configured, or continue the run directory ``resume`` (optionally with new
     ``epochs``/``quiet``/``workers``/...), and return where the outputs are."""
-    trainer = Trainer(cfg, resume=resume, resume_overrides=resume_overrides, log=log)
+    trainer = Trainer(cfg, resume=resume, resume_overrides=resume_overrides, log=log, on_step=on_step)
     try:
         return trainer.run()
     finally:
         trainer.close()
-

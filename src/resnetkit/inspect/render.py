@@ -27,14 +27,34 @@ def _block_rows(s: Summary) -> List[List[str]]:
     rows = []
     for b in s.blocks:
         proj = f"yes ({b.projection_reason})" if b.projection else "no (identity)"
-        rows.append([b.name, b.block, "x".join(map(str, b.in_shape)), "x".join(map(str, b.out_shape)),
-                     str(b.stride), str(b.dilation), proj, _human(b.params), _human(b.macs)])
+        rows.append(
+            [
+                b.name,
+                b.block,
+                "x".join(map(str, b.in_shape)),
+                "x".join(map(str, b.out_shape)),
+                str(b.stride),
+                str(b.dilation),
+                proj,
+                _human(b.params),
+                _human(b.macs),
+            ]
+        )
     return rows
 
 
 STAGE_HEAD = ["stage", "output", "blocks (paper notation)", "params", "MACs"]
-BLOCK_HEAD = ["block", "type", "in (CxHxW)", "out (CxHxW)", "stride", "dilation", "projection shortcut", "params",
-              "MACs"]
+BLOCK_HEAD = [
+    "block",
+    "type",
+    "in (CxHxW)",
+    "out (CxHxW)",
+    "stride",
+    "dilation",
+    "projection shortcut",
+    "params",
+    "MACs",
+]
 
 
 def _title(s: Summary) -> str:

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..models import BasicBlock, Bottleneck
+from ..models import BasicBlock, Bottleneck, ResNetBase
 
 COUNTED = (
     "multiply-accumulates (MACs) of convolutions and fully connected layers, per image; "
@@ -81,12 +81,6 @@ class Summary:
         return d
 
 
-def _conv_macs(m: nn.Conv2d, out: torch.Tensor) -> int:
-    kh, kw = m.kernel_size
-    per_output = (m.in_channels // m.groups) * kh * kw
-    return int(out.shape[1] * out.shape[2] * out.shape[3] * per_output)
-
-
 def trace_layers(
     model: nn.Module, input_size: Tuple[int, int], in_chans: int
 ) -> Tuple[Dict[str, LayerCount], Dict[str, Tuple[List[int], List[int]]]]:
@@ -101,23 +95,26 @@ def trace_layers(
             io = (list(inputs[0].shape[1:]), list(output.shape[1:]))
             shapes[name] = io
             if isinstance(module, nn.Conv2d):
-                counts[name] = LayerCount(name, "conv", *io, _conv_macs(module, output))
+                counts[name] = LayerCount(name, "conv", *io, 0)
             elif isinstance(module, nn.Linear):
-                counts[name] = LayerCount(name, "linear", *io, module.in_features * module.out_features)
+                counts[name] = LayerCount(name, "linear", *io, 0)
 
         return fn
+
+    from ..measure import count_macs
 
     traced = (nn.Conv2d, nn.Linear, nn.MaxPool2d, BasicBlock, Bottleneck)
     for name, m in model.named_modules():
         if isinstance(m, traced):
             handles.append(m.register_forward_hook(hook(name)))
     try:
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, in_chans, *input_size, device=device))
+        # MACs come from torch's FLOP counter; the hooks give shapes and which layer counts what.
+        _, per_module = count_macs(model, input_size, in_chans)
     finally:
         for h in handles:
             h.remove()
+    for name, count in counts.items():
+        count.macs = per_module.get(name, 0)
     return counts, shapes
 
 
@@ -155,7 +152,11 @@ def stage_spec(stage: nn.Sequential) -> str:
     if all(s == specs[0] for s in specs):
         return f"[{specs[0]}] x {len(specs)}"
     rest = specs[1:]
-    tail = f" + [{rest[0]}] x {len(rest)}" if all(s == rest[0] for s in rest) else " + " + " + ".join(f"[{s}]" for s in rest)
+    tail = (
+        f" + [{rest[0]}] x {len(rest)}"
+        if all(s == rest[0] for s in rest)
+        else " + " + " + ".join(f"[{s}]" for s in rest)
+    )
     return f"[{specs[0]}] x 1{tail}"
 
 
@@ -174,38 +175,73 @@ def _projection_reason(block: nn.Module, in_shape: List[int], out_shape: List[in
     return "configured"
 
 
-def summarize(model: nn.Module, input_size: Tuple[int, int] = (224, 224), arch: str = "custom",
-              config: Optional[dict] = None) -> Summary:
+def summarize(
+    model: ResNetBase, input_size: Tuple[int, int] = (224, 224), arch: str = "custom", config: Optional[dict] = None
+) -> Summary:
     """Table 1 rows, per-block rows and totals for ``model`` at ``input_size`` (H, W)."""
     counts, shapes = trace_layers(model, input_size, model.in_chans)
     stem_convs = [m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)]
-    stem_spec = " | ".join(f"{_conv_spec(c)}, stride {c.stride[0]}" if c.stride[0] > 1 else _conv_spec(c)
-                           for c in stem_convs)
+    stem_spec = " | ".join(
+        f"{_conv_spec(c)}, stride {c.stride[0]}" if c.stride[0] > 1 else _conv_spec(c) for c in stem_convs
+    )
     stem_out = shapes["layer1.0"][0][1:] if isinstance(model.maxpool, nn.Identity) else shapes["maxpool"][0][1:]
     stages: List[StageRow] = [
-        StageRow("conv1", "conv1", stem_out, stem_spec, 1, _params(model.conv1) + _params(model.bn1),
-                 _macs_under(counts, "conv1")),
+        StageRow(
+            "conv1",
+            "conv1",
+            stem_out,
+            stem_spec,
+            1,
+            _params(model.conv1) + _params(model.bn1),
+            _macs_under(counts, "conv1"),
+        ),
     ]
     mp = model.maxpool
     if isinstance(mp, nn.MaxPool2d):
-        stages.append(StageRow("pool", "maxpool", shapes["maxpool"][1][1:],
-                               f"{mp.kernel_size}x{mp.kernel_size} max pool, stride {mp.stride}", 1, 0, 0))
+        stages.append(
+            StageRow(
+                "pool",
+                "maxpool",
+                shapes["maxpool"][1][1:],
+                f"{mp.kernel_size}x{mp.kernel_size} max pool, stride {mp.stride}",
+                1,
+                0,
+                0,
+            )
+        )
     blocks: List[BlockRow] = []
-    for i, info in enumerate(model.feature_info, start=1):
-        name = info["module"]
+    for i, name in enumerate(model.stage_names, start=1):
         stage = getattr(model, name)
         for j, block in enumerate(stage):
             bname = f"{name}.{j}"
             in_shape, out_shape = shapes[bname]
-            spatial = block.conv2 if isinstance(block, Bottleneck) else block.conv1
-            blocks.append(BlockRow(
-                bname, type(block).__name__, in_shape, out_shape, int(block.stride), spatial.dilation[0],
-                block.downsample is not None, _projection_reason(block, in_shape, out_shape),
-                _params(block), _macs_under(counts, bname),
-            ))
+            spatial = [c for c in block.modules() if isinstance(c, nn.Conv2d) and c.kernel_size[0] > 1]
+            blocks.append(
+                BlockRow(
+                    bname,
+                    type(block).__name__,
+                    in_shape,
+                    out_shape,
+                    int(block.stride),
+                    max((c.dilation[0] for c in spatial), default=1),
+                    block.downsample is not None,
+                    _projection_reason(block, in_shape, out_shape),
+                    _params(block),
+                    _macs_under(counts, bname),
+                )
+            )
         out_size = shapes[f"{name}.{len(stage) - 1}"][1][1:]
-        stages.append(StageRow(f"conv{i + 1}_x", name, out_size, stage_spec(stage), len(stage), _params(stage),
-                               _macs_under(counts, name)))
+        stages.append(
+            StageRow(
+                f"conv{i + 1}_x",
+                name,
+                out_size,
+                stage_spec(stage),
+                len(stage),
+                _params(stage),
+                _macs_under(counts, name),
+            )
+        )
     fc = model.fc
     if isinstance(fc, nn.Linear):
         head_spec = f"average pool, {fc.in_features}-d fc, {fc.out_features} outputs"
@@ -214,7 +250,7 @@ def summarize(model: nn.Module, input_size: Tuple[int, int] = (224, 224), arch: 
     stages.append(StageRow("head", "fc", [1, 1], head_spec, 1, _params(fc), _macs_under(counts, "fc")))
     return Summary(
         arch=arch,
-        input_size=tuple(input_size),
+        input_size=(int(input_size[0]), int(input_size[1])),
         in_chans=model.in_chans,
         num_classes=model.num_classes,
         stages=stages,
@@ -227,8 +263,8 @@ def summarize(model: nn.Module, input_size: Tuple[int, int] = (224, 224), arch: 
 
 def summarize_arch(arch: str, input_size: Tuple[int, int] = (224, 224), **options) -> Summary:
     """Build ``arch`` on the meta device (no memory, no init time) and summarize it."""
-    from ..models import get_model
+    from ..models import build_architecture
 
     with torch.device("meta"):
-        model = get_model(arch, **options)
+        model = build_architecture(arch, **options)
     return summarize(model, input_size, arch=arch, config=options)

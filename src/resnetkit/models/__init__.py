@@ -1,44 +1,35 @@
-"""The network itself. Imports torch only, never another resnetkit layer."""
+"""The network. Imports torch only (torchvision.ops on demand), never another resnetkit layer
+except the exception hierarchy at the bottom."""
 
+from .base import FeatureInfo, ResNetBase, feature_take_indices
 from .blocks import BasicBlock, Bottleneck, conv1x1, conv3x3
-from .builders import (
-    ARCHITECTURES,
-    resnet18,
-    resnet34,
-    resnet50,
-    resnet101,
-    resnet152,
-    resnext50_32x4d,
-    resnext101_32x8d,
-    resnext101_64x4d,
-    wide_resnet50_2,
-    wide_resnet101_2,
-)
-from .registry import get_builder, get_model, list_models, register_model
-from .norm import FrozenBatchNorm2d, group_norm
+from .builders import ARCHITECTURES, CIFAR_DEPTHS, VARIANTS, make_resnet
+from .cifar import CifarResNet
+from .features import FeatureResNet
+from .norm import NORM_LAYERS, frozen_batch_norm, group_norm
+from .registry import build_architecture, get_constructor, list_models, register_model
 from .resnet import ResNet
 
 __all__ = [
     "ARCHITECTURES",
+    "CIFAR_DEPTHS",
+    "VARIANTS",
     "BasicBlock",
     "Bottleneck",
-    "FrozenBatchNorm2d",
+    "CifarResNet",
+    "FeatureInfo",
+    "FeatureResNet",
+    "NORM_LAYERS",
     "ResNet",
-    "group_norm",
+    "ResNetBase",
+    "build_architecture",
     "conv1x1",
     "conv3x3",
-    "get_builder",
-    "get_model",
+    "feature_take_indices",
+    "frozen_batch_norm",
+    "get_constructor",
+    "group_norm",
     "list_models",
+    "make_resnet",
     "register_model",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
 ]

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 from torch import Tensor, nn
 
-from .layers import DropPath, SqueezeExcite
+from .layers import drop_path_layer, squeeze_excite
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -38,8 +38,9 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual shortcut (ResNet-18/34).
 
-    Unlike torchvision, ``dilation > 1`` is supported: both 3x3 convolutions use it, which is what a
-    segmentation backbone at output stride 8/16 needs.
+    Unlike torchvision, ``dilation > 1`` is supported, with timm's convention: conv1 uses
+    ``first_dilation`` (in the first block of a dilated stage, the previous stage's dilation) and
+    conv2 uses ``dilation``. That is what a segmentation backbone at output stride 8/16 needs.
     """
 
     expansion: int = 1
@@ -56,6 +57,7 @@ class BasicBlock(nn.Module):
         norm_layer: Optional[NormLayer] = None,
         se: bool = False,
         drop_path: float = 0.0,
+        first_dilation: Optional[int] = None,
     ) -> None:
         super().__init__()
         if norm_layer is None:
@@ -66,19 +68,20 @@ class BasicBlock(nn.Module):
                 f"width_per_group={base_width}): a BasicBlock has no inner bottleneck width to group "
                 "or widen. Use Bottleneck (e.g. resnext50_32x4d, wide_resnet50_2) for those options."
             )
-        if dilation < 1:
-            raise ValueError(f"dilation must be >= 1, got {dilation}")
-        self.conv1 = conv3x3(inplanes, planes, stride, dilation=dilation)
+        first_dilation = dilation if first_dilation is None else first_dilation
+        if dilation < 1 or first_dilation < 1:
+            raise ValueError(f"dilation must be >= 1, got {dilation} (first_dilation {first_dilation})")
+        self.conv1 = conv3x3(inplanes, planes, stride, dilation=first_dilation)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes, dilation=dilation)
         self.bn2 = norm_layer(planes)
         # Variant options: absent (None) by default, so torchvision's modules, keys and RNG order
         # are untouched; when present, registered before ``downsample`` as timm does (same key order).
-        self.se = SqueezeExcite(planes) if se else None
+        self.se = squeeze_excite(planes) if se else None
         self.downsample = downsample
         self.stride = stride
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else None
+        self.drop_path = drop_path_layer(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x
@@ -124,6 +127,7 @@ class Bottleneck(nn.Module):
         norm_layer: Optional[NormLayer] = None,
         se: bool = False,
         drop_path: float = 0.0,
+        stride_in_1x1: bool = False,
     ) -> None:
         super().__init__()
         if norm_layer is None:
@@ -134,17 +138,18 @@ class Bottleneck(nn.Module):
                 f"Bottleneck inner width is 0 for planes={planes}, width_per_group={base_width}, "
                 f"groups={groups}; increase width_per_group"
             )
-        self.conv1 = conv1x1(inplanes, width)
+        # ResNet v1.5 puts the stride on the 3x3; v1 (``stride_in_1x1``) on the first 1x1.
+        self.conv1 = conv1x1(inplanes, width, stride if stride_in_1x1 else 1)
         self.bn1 = norm_layer(width)
-        self.conv2 = conv3x3(width, width, stride, groups, dilation)
+        self.conv2 = conv3x3(width, width, 1 if stride_in_1x1 else stride, groups, dilation)
         self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
-        self.se = SqueezeExcite(planes * self.expansion) if se else None
+        self.se = squeeze_excite(planes * self.expansion) if se else None
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else None
+        self.drop_path = drop_path_layer(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x

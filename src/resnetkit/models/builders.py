@@ -1,21 +1,25 @@
-"""The ten torchvision builders, as plain architecture constructors (no weights).
+"""The architectures, as data: block, stage depths and the options that define each name.
 
-Weight loading (``weights=``, ``pretrained=``) is layered on top by ``resnetkit.weights``; this
-module only knows the architecture.
+Every name is registered with ``register_model`` at import; weights are layered on top by
+``resnetkit.weights.factory``, whose public builders (``resnet50(weights=...)``) build from here.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, Dict, Tuple, Type
 
+from ..errors import InvalidOption
 from .blocks import BasicBlock, Bottleneck
-from .registry import register_model
 from .cifar import CifarResNet
+from .registry import register_model
 from .resnet import ResNet
+
+Spec = Tuple[Type[Any], Tuple[int, ...], Dict[str, Any]]
 
 # name -> (block, stage depths, fixed options). Users may not override the fixed options: they
 # are what makes the name mean what it says.
-ARCHITECTURES = {
+ARCHITECTURES: Dict[str, Spec] = {
     "resnet18": (BasicBlock, (2, 2, 2, 2), {}),
     "resnet34": (BasicBlock, (3, 4, 6, 3), {}),
     "resnet50": (Bottleneck, (3, 4, 6, 3), {}),
@@ -32,7 +36,7 @@ ARCHITECTURES = {
 # same names (identical state_dict keys), so their weights load as they are.
 _C = {"stem_type": "deep", "stem_width": 32}
 _D = {"stem_type": "deep", "stem_width": 32, "avg_down": True}
-VARIANTS = {
+VARIANTS: Dict[str, Spec] = {
     "resnet18d": (BasicBlock, (2, 2, 2, 2), _D),
     "resnet34d": (BasicBlock, (3, 4, 6, 3), _D),
     "resnet50c": (Bottleneck, (3, 4, 6, 3), _C),
@@ -42,101 +46,35 @@ VARIANTS = {
     "seresnext50_32x4d": (Bottleneck, (3, 4, 6, 3), {"groups": 32, "width_per_group": 4, "se": True}),
 }
 # CIFAR ResNets (He et al. 2015, Table 6): name -> blocks per stage n (depth 6n + 2).
-CIFAR_DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
+CIFAR_DEPTHS: Dict[str, int] = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
+
+CIFAR_OPTIONS = ("num_classes", "in_chans", "norm_layer")
 
 
-def build(name: str, **options: Any) -> ResNet:
-    """Construct the named architecture; ``options`` are ``ResNet`` keyword arguments."""
+def make_resnet(name: str, **options: Any) -> ResNet:
+    """Construct the ImageNet-style architecture ``name``; ``options`` are ``ResNet`` keyword arguments."""
     block, layers, fixed = ARCHITECTURES[name] if name in ARCHITECTURES else VARIANTS[name]
     clash = sorted(set(fixed) & set(options))
     if clash:
-        raise ValueError(
+        raise InvalidOption(
             f"{name} fixes {', '.join(f'{k}={fixed[k]}' for k in clash)}; build rk.ResNet(...) directly "
             "for another value"
         )
     return ResNet(block, list(layers), **fixed, **options)
 
 
-@register_model
-def resnet18(**options: Any) -> ResNet:
-    """ResNet-18 (He et al. 2015): BasicBlock, [2, 2, 2, 2]."""
-    return build("resnet18", **options)
+def make_cifar_resnet(name: str, **options: Any) -> CifarResNet:
+    """Construct the CIFAR ResNet ``name``; it takes num_classes, in_chans and norm_layer only."""
+    unsupported = sorted(set(options) - set(CIFAR_OPTIONS))
+    if unsupported:
+        raise InvalidOption(
+            f"{name} is a CIFAR ResNet (3x3 stem, 3 stages, option-A shortcuts): it does not take "
+            f"{', '.join(unsupported)}; it accepts {', '.join(CIFAR_OPTIONS)}"
+        )
+    return CifarResNet(CIFAR_DEPTHS[name], **options)
 
 
-@register_model
-def resnet34(**options: Any) -> ResNet:
-    """ResNet-34: BasicBlock, [3, 4, 6, 3]."""
-    return build("resnet34", **options)
-
-
-@register_model
-def resnet50(**options: Any) -> ResNet:
-    """ResNet-50 (v1.5, stride on the 3x3): Bottleneck, [3, 4, 6, 3]."""
-    return build("resnet50", **options)
-
-
-@register_model
-def resnet101(**options: Any) -> ResNet:
-    """ResNet-101: Bottleneck, [3, 4, 23, 3]."""
-    return build("resnet101", **options)
-
-
-@register_model
-def resnet152(**options: Any) -> ResNet:
-    """ResNet-152: Bottleneck, [3, 8, 36, 3]."""
-    return build("resnet152", **options)
-
-
-@register_model
-def resnext50_32x4d(**options: Any) -> ResNet:
-    """ResNeXt-50 32x4d (Xie et al. 2016): 32 groups of width 4, [3, 4, 6, 3]."""
-    return build("resnext50_32x4d", **options)
-
-
-@register_model
-def resnext101_32x8d(**options: Any) -> ResNet:
-    """ResNeXt-101 32x8d: 32 groups of width 8, [3, 4, 23, 3]."""
-    return build("resnext101_32x8d", **options)
-
-
-@register_model
-def resnext101_64x4d(**options: Any) -> ResNet:
-    """ResNeXt-101 64x4d: 64 groups of width 4, [3, 4, 23, 3]."""
-    return build("resnext101_64x4d", **options)
-
-
-@register_model
-def wide_resnet50_2(**options: Any) -> ResNet:
-    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016): bottleneck twice as wide, [3, 4, 6, 3]."""
-    return build("wide_resnet50_2", **options)
-
-
-@register_model
-def wide_resnet101_2(**options: Any) -> ResNet:
-    """Wide ResNet-101-2: bottleneck twice as wide, [3, 4, 23, 3]."""
-    return build("wide_resnet101_2", **options)
-
-
-def _variant_builder(name: str):
-    def builder(**options: Any) -> ResNet:
-        return build(name, **options)
-
-    block, layers, fixed = VARIANTS[name]
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"{name}: {block.__name__}, {list(layers)}, {fixed} (timm-compatible keys)."
-    return register_model(builder)
-
-
-def _cifar_builder(name: str, n: int):
-    def builder(**options: Any) -> CifarResNet:
-        return CifarResNet(n, **options)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"{name}: CIFAR ResNet of depth {6 * n + 2} (He et al. 2015, Table 6), 10 classes by default."
-    return register_model(builder)
-
-
-for _name in VARIANTS:
-    globals()[_name] = _variant_builder(_name)
-for _name, _n in CIFAR_DEPTHS.items():
-    globals()[_name] = _cifar_builder(_name, _n)
+for _name in (*ARCHITECTURES, *VARIANTS):
+    register_model(_name, partial(make_resnet, _name))
+for _name in CIFAR_DEPTHS:
+    register_model(_name, partial(make_cifar_resnet, _name))

@@ -5,21 +5,24 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
+from ..errors import InvalidOption
+from .base import FeatureInfo, ResNetBase, is_int
 from .blocks import BasicBlock, conv3x3
 from .layers import ShortcutA
-from .resnet import _is_int, check_input, init_weights, validate_io
+from .resnet import init_weights, validate_io
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ResNetBase):
     """ResNet-(6n+2) for 32x32 images; ``n`` blocks per stage."""
+
+    default_input_size = 32
 
     def __init__(self, n: int, num_classes: int = 10, in_chans: int = 3, norm_layer: Optional[type] = None) -> None:
         super().__init__()
-        if not _is_int(n) or n < 1:
-            raise ValueError(f"n (blocks per stage) must be a positive integer, got {n!r}")
+        if not is_int(n) or n < 1:
+            raise InvalidOption(f"n (blocks per stage) must be a positive integer, got {n!r}")
         validate_io(num_classes, in_chans)
         norm_layer = norm_layer or nn.BatchNorm2d
         self.in_chans = in_chans
@@ -28,7 +31,7 @@ class CifarResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity()
         self.stem_reduction = 1
-        self.feature_info = []
+        self.feature_info = FeatureInfo([{"num_chs": 16, "reduction": 1, "module": "relu", "index": 0}])
         inplanes, reduction = 16, 1
         for i, (width, stride) in enumerate(zip((16, 32, 64), (1, 2, 2))):
             blocks = []
@@ -39,27 +42,12 @@ class CifarResNet(nn.Module):
                 inplanes = width
             reduction *= stride
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-            self.feature_info.append({"num_chs": width, "reduction": reduction, "module": f"layer{i + 1}"})
+            self.feature_info.append(
+                {"num_chs": width, "reduction": reduction, "module": f"layer{i + 1}", "index": i + 1}
+            )
+        self.stage_names = ("layer1", "layer2", "layer3")
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.num_features = 64
         self.num_classes = num_classes
         self.fc = nn.Linear(64, num_classes) if num_classes > 0 else nn.Identity()
         init_weights(self)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = check_input(x, self.in_chans)
-        x = self.relu(self.bn1(self.conv1(x)))
-        return self.layer3(self.layer2(self.layer1(x)))
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        if not _is_int(num_classes) or num_classes < 0:
-            raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}")
-        self.num_classes = num_classes
-        self.fc = nn.Linear(64, num_classes) if num_classes > 0 else nn.Identity()

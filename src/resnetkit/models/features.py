@@ -3,63 +3,53 @@ segmentation, ...), with output stride 32, 16 or 8 through dilation."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 from torch import Tensor, nn
 
-from .resnet import check_input
+from ..errors import InvalidOption
+from .base import FeatureInfo, ResNetBase, feature_take_indices
 
 OUTPUT_STRIDES = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
 
 
 def dilation_for(output_stride: int) -> List[bool]:
     if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(f"output_stride must be 32, 16 or 8, got {output_stride!r}")
+        raise InvalidOption(f"output_stride must be 32, 16 or 8, got {output_stride!r}")
     return list(OUTPUT_STRIDES[output_stride])
 
 
-def stem_info(model: nn.Module) -> Dict[str, object]:
-    """Feature info of the stem output (after its ReLU): the channels entering stage 1."""
-    return {"num_chs": model.layer1[0].conv1.in_channels, "reduction": getattr(model, "stem_reduction", 2),
-            "module": "relu"}
-
-
-class FeatureResNet(nn.Module):
+class FeatureResNet(ResNetBase):
     """The stem and stages of a ResNet-family model, returning the maps at ``out_indices``
-    (0 = stem after ReLU, 1.. = stages). Module names equal the classifier's, so its weights load
-    (the head is dropped)."""
+    (0 = stem after its activation, 1.. = stages; timm's index rules). Module names equal the
+    classifier's, so its weights load (the classifier and unused stages are dropped)."""
 
-    def __init__(self, model: nn.Module, out_indices: Sequence[int] = (1, 2, 3, 4)) -> None:
+    def __init__(self, model: ResNetBase, out_indices: Union[None, int, Sequence[int]] = None) -> None:
         super().__init__()
-        infos = [stem_info(model)] + [dict(f) for f in model.feature_info]
-        indices = sorted(set(int(i) for i in out_indices))
-        if not indices or indices[0] < 0 or indices[-1] >= len(infos):
-            raise ValueError(f"out_indices must be within 0..{len(infos) - 1} (0 = stem), got {tuple(out_indices)}")
+        every = FeatureInfo(dict(f) for f in model.feature_info)
+        indices, last = feature_take_indices(len(every), out_indices)
+        self.arch = model.arch
         self.in_chans = model.in_chans
-        self.out_indices = indices
+        self.out_indices = tuple(indices)
         self.conv1, self.bn1, self.relu, self.maxpool = model.conv1, model.bn1, model.relu, model.maxpool
-        all_stages = [f["module"] for f in model.feature_info]
-        self.stage_names = all_stages[: indices[-1]]
-        # Parts of the classifier this backbone does not run: their weights are skipped on load.
-        self.dropped_modules = tuple(all_stages[indices[-1]:]) + ("fc",)
+        self.stage_names = tuple(model.stage_names[:last])
         for name in self.stage_names:
             setattr(self, name, getattr(model, name))
-        self.feature_info = [infos[i] for i in indices]
+        # Parts of the classifier this backbone does not run: their weights are skipped on load.
+        self.dropped_modules = tuple(model.stage_names[last:]) + ("fc",)
+        self.intermediate_info = FeatureInfo(every[: last + 1])
+        self.feature_info = FeatureInfo(every[i] for i in indices)
+        self.num_features = every[last]["num_chs"]
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Identity()
+        self.num_classes = 0
+        cfg = dict(model.pretrained_cfg, num_classes=0, classes=None)
+        self.pretrained_cfg = cfg
 
-    def forward(self, x: Tensor) -> List[Tensor]:
-        x = check_input(x, self.in_chans)
-        x = self.relu(self.bn1(self.conv1(x)))
-        out: List[Tensor] = []
-        if 0 in self.out_indices:
-            out.append(x)
-        x = self.maxpool(x)
-        for i, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if i + 1 in self.out_indices:
-                out.append(x)
+    def forward(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
+        out: List[Tensor] = self.forward_intermediates(x, self.out_indices, intermediates_only=True)
         return out
 
 
-def as_features(model: nn.Module, out_indices: Optional[Sequence[int]] = None) -> FeatureResNet:
-    n = len(model.feature_info)
-    return FeatureResNet(model, tuple(range(1, n + 1)) if out_indices is None else out_indices)
+def as_features(model: ResNetBase, out_indices: Optional[Sequence[int]] = None) -> FeatureResNet:
+    return FeatureResNet(model, out_indices)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -12,43 +11,28 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return max(divisor, int(value + divisor / 2) // divisor * divisor)
 
 
-class SqueezeExcite(nn.Module):
+def squeeze_excite(channels: int, rd_ratio: float = 1.0 / 16) -> nn.Module:
     """Squeeze-and-excitation (Hu et al. 2018): global average -> 1x1 conv reduce (ratio 1/16,
     rounded to a multiple of 8) -> ReLU -> 1x1 conv expand -> sigmoid gate on the channels.
-    Key names (``fc1``, ``fc2``) match timm's SEModule."""
+    torchvision.ops.SqueezeExcitation has timm's SEModule key names (``fc1``, ``fc2``), so timm's
+    SE-ResNet weights load as they are; imported only when an SE model is built."""
+    from torchvision.ops import SqueezeExcitation
 
-    def __init__(self, channels: int, rd_ratio: float = 1.0 / 16) -> None:
-        super().__init__()
-        rd = make_divisible(channels * rd_ratio)
-        self.fc1 = nn.Conv2d(channels, rd, kernel_size=1, bias=True)
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(rd, channels, kernel_size=1, bias=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        s = self.fc2(self.act(self.fc1(s)))
-        return x * torch.sigmoid(s)
+    return SqueezeExcitation(channels, make_divisible(channels * rd_ratio))
 
 
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): in training, drop the whole residual branch of a
-    sample with probability ``p`` and scale survivors by 1/(1-p); identity at eval."""
+def drop_path_layer(p: float):
+    """Stochastic depth (Huang et al. 2016) for a residual branch, or None when ``p`` is 0: in
+    training a sample's whole branch is dropped with probability ``p`` and survivors are scaled by
+    1/(1-p); identity at eval. torchvision.ops.StochasticDepth (row mode) does exactly this; it is
+    imported only when used, because importing torchvision costs about a second."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"drop path probability must be in [0, 1), got {p}")
+    if p == 0.0:
+        return None
+    from torchvision.ops import StochasticDepth
 
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop path probability must be in [0, 1), got {p}")
-        self.p = float(p)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p:.3f}"
+    return StochasticDepth(p, mode="row")
 
 
 class AvgPoolSame(nn.Module):

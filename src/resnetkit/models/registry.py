@@ -1,53 +1,71 @@
-"""Name -> builder registry for every architecture resnetkit knows."""
+"""Name -> architecture registry: every architecture resnetkit knows, built without weights.
+
+Architectures are registered explicitly (``register_model``) from the tables in ``builders.py``;
+the public weights-aware builders (``resnetkit.resnet50(weights=...)``) live in
+``resnetkit.weights.factory`` and build through this registry.
+"""
 
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Dict, List
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Union
 
-from torch import nn
+from ..errors import InvalidOption
 
-_BUILDERS: Dict[str, Callable[..., nn.Module]] = {}
+if TYPE_CHECKING:
+    from .base import ResNetBase
+
+_ARCHITECTURES: Dict[str, Callable[..., ResNetBase]] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Decorator: make a builder reachable by its function name through ``get_model``."""
-    _BUILDERS[fn.__name__] = fn
-    return fn
+def register_model(name: str, constructor: Callable[..., ResNetBase]) -> Callable[..., ResNetBase]:
+    """Make ``constructor(**options)`` buildable as ``name``; a second registration of a name is an error."""
+    if name in _ARCHITECTURES:
+        raise ValueError(f"architecture {name!r} is already registered")
+    _ARCHITECTURES[name] = constructor
+    return constructor
 
 
 def list_models() -> List[str]:
     """Names of all registered architectures, in registration order."""
-    return list(_BUILDERS)
+    return list(_ARCHITECTURES)
 
 
-def get_builder(name: str) -> Callable[..., nn.Module]:
-    """The builder registered as ``name``; unknown names raise ValueError with the closest names."""
+def get_constructor(name: str) -> Callable[..., ResNetBase]:
+    """The constructor registered as ``name``; unknown names raise InvalidOption with the closest names."""
     try:
-        return _BUILDERS[name]
+        return _ARCHITECTURES[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(_BUILDERS), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(str(name), list(_ARCHITECTURES), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "see resnetkit.list_models()"
-        raise ValueError(f"unknown model {name!r}: {hint} (known: {', '.join(_BUILDERS)})") from None
+        raise InvalidOption(f"unknown model {name!r}: {hint}") from None
 
 
-def get_model(name: str, features_only: bool = False, out_indices=None, output_stride=None,
-              **options) -> nn.Module:
-    """Build architecture ``name`` with the given constructor options (num_classes, in_chans, ...).
+def build_architecture(
+    name: str,
+    features_only: bool = False,
+    out_indices: Union[None, int, Sequence[int]] = None,
+    output_stride: Optional[int] = None,
+    **options,
+) -> ResNetBase:
+    """Build architecture ``name`` (random init) with ``ResNet`` options (num_classes, in_chans, ...).
 
     ``output_stride`` 16 or 8 replaces the stride of the last stage(s) with dilation;
     ``features_only=True`` returns the backbone, whose forward gives the feature maps at
-    ``out_indices`` (0 = stem, 1.. = stages; default all stages) as a list.
+    ``out_indices`` (timm's rules: default all five, 0 = stem; an int n = the last n; negative
+    indices count from the end) as a list.
     """
-    from .features import as_features, dilation_for
+    from .features import FeatureResNet, dilation_for
 
-    builder = get_builder(name)
+    constructor = get_constructor(name)
     if output_stride is not None:
         if options.get("replace_stride_with_dilation") is not None:
-            raise ValueError("pass output_stride or replace_stride_with_dilation, not both")
-        if output_stride != 32:
-            options["replace_stride_with_dilation"] = dilation_for(output_stride)
+            raise InvalidOption("pass output_stride or replace_stride_with_dilation, not both")
+        dilate = dilation_for(output_stride)
+        if any(dilate):
+            options["replace_stride_with_dilation"] = dilate
     if out_indices is not None and not features_only:
-        raise ValueError("out_indices needs features_only=True (or use model.forward_intermediates)")
-    model = builder(**options)
-    return as_features(model, out_indices) if features_only else model
+        raise InvalidOption("out_indices needs features_only=True (or use model.forward_intermediates)")
+    model = constructor(**options)
+    model.arch = name
+    return FeatureResNet(model, out_indices) if features_only else model

@@ -7,18 +7,21 @@ import enum
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Type
 
 import torch
 
-from ..data.transforms import Preprocess
+from ..errors import InvalidOption
 from .download import cache_dir, download
-from .io import load_torch
 
-@lru_cache(maxsize=None)
+if TYPE_CHECKING:
+    from ..data.transforms import Preprocess
+
+
+@cache
 def imagenet_classes() -> List[str]:
     """The 1000 ImageNet-1k class names, in the order of the published classifiers' outputs."""
     text = resources.files("resnetkit.weights").joinpath("data/imagenet_classes.txt").read_text()
@@ -63,6 +66,8 @@ class WeightsEntry:
         }
 
     def preprocessing(self) -> Preprocess:
+        from ..data.transforms import Preprocess
+
         return Preprocess.from_dict(self.preprocess)
 
     def transforms(self):
@@ -91,10 +96,20 @@ class WeightsEntry:
         found = self.cached_path()
         if found is not None:
             return found
-        return download(self.download_url(), self.cache_path(), self.sha256_prefix, progress=progress)
+        from .io import validate_weights_file
+
+        return download(
+            self.download_url(),
+            self.cache_path(),
+            self.sha256_prefix,
+            progress=progress,
+            validate=validate_weights_file,
+        )
 
     def get_state_dict(self, progress: bool = True) -> Dict[str, torch.Tensor]:
-        return load_torch(self.fetch(progress=progress))
+        from .io import read_weights_file
+
+        return read_weights_file(self.fetch(progress=progress))[0]
 
     def model_meta(self) -> dict:
         return {
@@ -103,13 +118,15 @@ class WeightsEntry:
             "classes": imagenet_classes() if self.num_classes == 1000 else None,
             "preprocess": dict(self.preprocess),
             "in_chans": 3,
+            "source": f"{self.source} {self.name}",
+            "weights": self.name,
         }
 
     def __str__(self) -> str:
         return self.name
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalog() -> Dict[str, WeightsEntry]:
     raw = json.loads(resources.files("resnetkit.weights").joinpath("data/catalog.json").read_text())
     entries = {}
@@ -139,7 +156,7 @@ def find_weights(name: str, arch: Optional[str] = None) -> Optional[WeightsEntry
     return _aliases().get(name.lower())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _aliases() -> Dict[str, WeightsEntry]:
     """Lower-case names, plus timm's own spelling of timm weights ("resnet50.a1_in1k")."""
     table = {}
@@ -157,7 +174,7 @@ def get_weights(name: str) -> WeightsEntry:
     if entry is None:
         close = difflib.get_close_matches(str(name), list(catalog()), n=3, cutoff=0.4)
         hint = f"did you mean {', '.join(close)}?" if close else "see `resnetkit weights list`"
-        raise ValueError(f"unknown weights {name!r}: {hint}")
+        raise InvalidOption(f"unknown weights {name!r}: {hint}")
     return entry
 
 
@@ -183,32 +200,42 @@ class WeightsEnum(enum.Enum):
         if obj is None or isinstance(obj, cls):
             return obj
         if isinstance(obj, str):
-            return cls[obj.split(".")[-1]]
-        raise TypeError(f"expected {cls.__name__} or its member name, got {obj!r}")
+            try:
+                return cls[obj.split(".")[-1]]
+            except KeyError:
+                raise InvalidOption(f"{obj!r} is not one of {', '.join(cls.__members__)}") from None
+        raise InvalidOption(f"expected {cls.__name__} or its member name, got {obj!r}")
 
 
-ENUM_NAMES = {
-    "resnet18": "ResNet18_Weights",
-    "resnet34": "ResNet34_Weights",
-    "resnet50": "ResNet50_Weights",
-    "resnet101": "ResNet101_Weights",
-    "resnet152": "ResNet152_Weights",
-    "resnext50_32x4d": "ResNeXt50_32X4D_Weights",
-    "resnext101_32x8d": "ResNeXt101_32X8D_Weights",
-    "resnext101_64x4d": "ResNeXt101_64X4D_Weights",
-    "wide_resnet50_2": "Wide_ResNet50_2_Weights",
-    "wide_resnet101_2": "Wide_ResNet101_2_Weights",
-}
-
-
-def _make_enum(arch: str) -> type:
+def _make_enum(name: str, arch: str) -> Type[WeightsEnum]:
     members = {e.tag: e for e in list_weights(arch)}
     default = default_for(arch)
     if default is not None:
         members["DEFAULT"] = default  # same value: an alias, as in torchvision
-    return WeightsEnum(ENUM_NAMES[arch], members, module=__name__)
+    return WeightsEnum(name, members, module=__name__)  # type: ignore[call-arg,return-value]
 
 
-WEIGHT_ENUMS = {arch: _make_enum(arch) for arch in ENUM_NAMES}
-globals().update({cls.__name__: cls for cls in WEIGHT_ENUMS.values()})
+# torchvision's enum names, one per architecture with published weights.
+ResNet18_Weights = _make_enum("ResNet18_Weights", "resnet18")
+ResNet34_Weights = _make_enum("ResNet34_Weights", "resnet34")
+ResNet50_Weights = _make_enum("ResNet50_Weights", "resnet50")
+ResNet101_Weights = _make_enum("ResNet101_Weights", "resnet101")
+ResNet152_Weights = _make_enum("ResNet152_Weights", "resnet152")
+ResNeXt50_32X4D_Weights = _make_enum("ResNeXt50_32X4D_Weights", "resnext50_32x4d")
+ResNeXt101_32X8D_Weights = _make_enum("ResNeXt101_32X8D_Weights", "resnext101_32x8d")
+ResNeXt101_64X4D_Weights = _make_enum("ResNeXt101_64X4D_Weights", "resnext101_64x4d")
+Wide_ResNet50_2_Weights = _make_enum("Wide_ResNet50_2_Weights", "wide_resnet50_2")
+Wide_ResNet101_2_Weights = _make_enum("Wide_ResNet101_2_Weights", "wide_resnet101_2")
 
+WEIGHT_ENUMS = {
+    "resnet18": ResNet18_Weights,
+    "resnet34": ResNet34_Weights,
+    "resnet50": ResNet50_Weights,
+    "resnet101": ResNet101_Weights,
+    "resnet152": ResNet152_Weights,
+    "resnext50_32x4d": ResNeXt50_32X4D_Weights,
+    "resnext101_32x8d": ResNeXt101_32X8D_Weights,
+    "resnext101_64x4d": ResNeXt101_64X4D_Weights,
+    "wide_resnet50_2": Wide_ResNet50_2_Weights,
+    "wide_resnet101_2": Wide_ResNet101_2_Weights,
+}

@@ -1,8 +1,18 @@
 """Verified, cached, concurrent-safe downloads of weight files.
 
-A file lands in the cache only after its sha256 matches: it is streamed to a temporary name
-beside the destination and renamed when verified. A cross-process lock makes parallel callers
-(DDP ranks, parallel jobs) share one transfer.
+Cache keys: a file whose name carries torch hub's hash prefix (``resnet50-11ad3fa6.pth``) is kept
+under that name, torch-hub compatible, and its sha256 must start with the prefix. Any other URL
+is kept under a key derived from the whole URL (``by-url/<sha256(url)[:16]>-<name>``), so two
+different files that share a name never shadow each other.
+
+Nothing enters the cache unverified: the transfer goes to a temporary file, which must be
+complete, match its hash prefix and parse as a weights file before it is renamed into place.
+HTTP error answers are never written. A lock (in ``.locks/``) makes parallel callers (DDP ranks,
+parallel jobs) share one transfer.
+
+Why not ``torch.hub.download_url_to_file``: it has no timeout (an address that accepts and never
+answers hangs forever), no retry of transient errors, and cannot reject a complete, well-hashed
+transfer that is not a weights file; this module adds those around the same idea.
 """
 
 from __future__ import annotations
@@ -12,31 +22,35 @@ import http.client
 import os
 import re
 import socket
+import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from filelock import FileLock
 from tqdm import tqdm
 
-from ..errors import ResnetkitError
+from ..errors import BadFile, ResnetkitError
+from ..fileio import default_mode, describe_os_error, make_dir
 
 CHUNK = 1 << 20
 RETRIES = 3  # attempts after the first, for transient failures only
 BACKOFF_S = 0.5  # doubled after each failed attempt
-TIMEOUT_S = 30.0
+DEFAULT_TIMEOUT_S = 20.0  # connect and read timeout (RESNETKIT_DOWNLOAD_TIMEOUT)
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.")
+URL_CACHE = "by-url"
+LOCKS = ".locks"
 
 
 class DownloadError(ResnetkitError):
-    """A transfer failed or produced a file whose hash does not match."""
+    """A transfer failed or produced a file that is not the expected weights."""
 
 
-class OfflineError(ResnetkitError):
+class OfflineError(DownloadError):
     """The network is unreachable, or RESNETKIT_OFFLINE=1."""
 
 
@@ -49,6 +63,17 @@ def cache_dir() -> Path:
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def timeout_s() -> float:
+    text = os.environ.get("RESNETKIT_DOWNLOAD_TIMEOUT", "").strip()
+    try:
+        value = float(text) if text else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise ResnetkitError(f"RESNETKIT_DOWNLOAD_TIMEOUT={text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ResnetkitError(f"RESNETKIT_DOWNLOAD_TIMEOUT={text!r} must be > 0 seconds")
+    return value
 
 
 def sha256_of(path: Path) -> str:
@@ -76,15 +101,22 @@ def _is_no_route(exc: BaseException) -> bool:
     return False
 
 
-def _transfer(url: str, tmp: Path, progress: bool, desc: str) -> tuple:
+def _is_timeout(exc: BaseException) -> bool:
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, (socket.timeout, TimeoutError))
+
+
+def _transfer(url: str, tmp: Path, progress: bool, desc: str, timeout: float) -> tuple:
     """Stream ``url`` into ``tmp``; return (sha256 hex, bytes received, bytes announced or None)."""
     request = urllib.request.Request(url, headers={"User-Agent": "resnetkit"})
     h = hashlib.sha256()
     received = 0
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response, open(tmp, "wb") as out:
+    with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress) as bar:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress, file=sys.stderr
+        ) as bar:
             while True:
                 try:
                     block = response.read(CHUNK)
@@ -102,29 +134,51 @@ def _transfer(url: str, tmp: Path, progress: bool, desc: str) -> tuple:
     return h.hexdigest(), received, total
 
 
-def download(url: str, dest: Path, sha256_prefix: Optional[str] = None, progress: bool = True) -> Path:
+def _lock(dest: Path):
+    from filelock import FileLock
+
+    locks = make_dir(
+        dest.parent / LOCKS if dest.parent.name != URL_CACHE else dest.parent.parent / LOCKS, "cache lock directory"
+    )
+    return FileLock(str(locks / (dest.name + ".lock")))
+
+
+def download(
+    url: str,
+    dest: Path,
+    sha256_prefix: Optional[str] = None,
+    progress: bool = True,
+    validate: Optional[Callable[[Path], None]] = None,
+) -> Path:
     """Fetch ``url`` into ``dest`` (a cache path) unless a file is already there, verifying that
-    its sha256 starts with ``sha256_prefix``. Returns ``dest``. Nothing unverified is ever left
-    at ``dest``."""
+    its sha256 starts with ``sha256_prefix`` and that ``validate(tmp)`` accepts it (it raises to
+    refuse). Returns ``dest``. Nothing unverified is ever left at ``dest``."""
     dest = Path(dest)
     if dest.is_file():
         return dest
     if is_offline():
         raise OfflineError(_offline_message(url, dest, "offline mode: RESNETKIT_OFFLINE=1"))
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DownloadError(f"cannot create the cache directory {dest.parent} ({exc}); set RESNETKIT_HOME to a writable directory") from None
-    with FileLock(str(dest) + ".lock"):
+        make_dir(dest.parent, "weights cache directory")
+    except BadFile as exc:
+        raise DownloadError(f"{exc}; or set RESNETKIT_HOME to a writable directory") from None
+    timeout = timeout_s()
+    host = urllib.parse.urlsplit(url).netloc or url
+    with _lock(dest):
         if dest.is_file():  # another process finished the transfer while we waited
             return dest
         delay = BACKOFF_S
         for attempt in range(RETRIES + 1):
-            fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            try:
+                fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            except OSError as exc:
+                raise DownloadError(describe_os_error(dest, exc, "write the cache file")) from None
             os.close(fd)
             tmp = Path(name)
             try:
-                digest, received, total = _transfer(url, tmp, progress, dest.name)
+                if progress:
+                    print(f"downloading {url} (waiting up to {timeout:g} s for {host} to answer)", file=sys.stderr)
+                digest, received, total = _transfer(url, tmp, progress, dest.name, timeout)
                 if total is not None and received != total:
                     raise DownloadError(
                         f"truncated transfer of {url}: got {received} of {total} bytes; nothing was cached, run again"
@@ -134,21 +188,43 @@ def download(url: str, dest: Path, sha256_prefix: Optional[str] = None, progress
                         f"hash mismatch for {url}: expected sha256 {sha256_prefix}..., got {digest}; "
                         "the file was discarded (a proxy or a corrupted mirror may have altered it)"
                     )
+                if validate is not None:
+                    try:
+                        validate(tmp)
+                    except BadFile as exc:
+                        reason = str(exc).replace(str(tmp), "the download")
+                        raise DownloadError(
+                            f"{url} did not give a weights file: {reason}; nothing was cached"
+                        ) from None
+                os.chmod(tmp, default_mode())
                 os.replace(tmp, dest)
                 return dest
             except urllib.error.HTTPError as exc:
                 if exc.code not in TRANSIENT_HTTP or attempt == RETRIES:
-                    raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+                    raise DownloadError(
+                        f"cannot download {url}: HTTP {exc.code} {exc.reason}; nothing was cached"
+                    ) from None
             except DownloadError as exc:
                 if "truncated" not in str(exc) or attempt == RETRIES:
                     raise
-            except (urllib.error.URLError, OSError, socket.timeout, http.client.HTTPException) as exc:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 if _is_no_route(exc):
-                    raise OfflineError(_offline_message(url, dest, f"no network: {getattr(exc, 'reason', exc)}")) from None
-                if attempt == RETRIES:
+                    raise OfflineError(
+                        _offline_message(url, dest, f"no network: {getattr(exc, 'reason', exc)}")
+                    ) from None
+                if _is_timeout(exc):
+                    # A host that accepts but never answers is unlikely to answer on a retry.
+                    if attempt >= 1:
+                        raise DownloadError(
+                            f"no answer from {host} within {timeout:g} s (twice) for {url}; nothing was cached: check the "
+                            "address, or raise RESNETKIT_DOWNLOAD_TIMEOUT for a slow server"
+                        ) from None
+                elif attempt == RETRIES:
                     raise OfflineError(_offline_message(url, dest, f"{getattr(exc, 'reason', exc)}")) from None
             finally:
                 tmp.unlink(missing_ok=True)
+            if progress:
+                print(f"retrying in {delay:g} s", file=sys.stderr)
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")  # pragma: no cover
@@ -160,10 +236,25 @@ def name_hash_prefix(file_name: str) -> Optional[str]:
     return m.group(1) if m else None
 
 
-def fetch_url(url: str, progress: bool = True) -> Path:
-    """Download an arbitrary weights URL into the cache under its own file name, verifying the
-    hash prefix in that name when it has one (``resnet50-0676ba61.pth``)."""
-    file_name = url.rsplit("/", 1)[-1].split("?")[0]
-    if not file_name:
+def url_cache_path(url: str) -> Path:
+    """Where ``url`` is cached: its own name if that carries a hash prefix (torch hub's
+    convention), else a key derived from the full URL."""
+    file_name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+    if not file_name or file_name in (".", ".."):
         raise DownloadError(f"{url} does not end in a file name; use a URL like https://host/path/model.pth")
-    return download(url, cache_dir() / file_name, name_hash_prefix(file_name), progress=progress)
+    if name_hash_prefix(file_name):
+        return cache_dir() / file_name
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", file_name)[-80:]
+    return cache_dir() / URL_CACHE / f"{key}-{safe}"
+
+
+def fetch_url(url: str, progress: bool = True) -> Path:
+    """Download an arbitrary weights URL into the cache (see ``url_cache_path``), verifying the
+    hash prefix in its name when it has one and that it parses as weights."""
+    from .io import validate_weights_file
+
+    file_name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+    return download(
+        url, url_cache_path(url), name_hash_prefix(file_name), progress=progress, validate=validate_weights_file
+    )

@@ -1,105 +1,67 @@
-"""Safe reading and writing of weight files: never full unpickling, always atomic writes."""
+"""Reading and writing weight files: safetensors natively, torch files with ``weights_only=True``,
+always atomically, and with the format told by the content rather than the file name."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import pickle
-import re
-import tempfile
+import warnings
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..errors import ResnetkitError
+from ..errors import BadFile
+from ..fileio import PathLike, atomic_path, check_readable_file, load_torch
 
-PathLike = Union[str, os.PathLike]
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it into place, so
-    readers only ever see the old complete file or the new complete file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp creates 0600; give the final file the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+StateDict = Dict[str, torch.Tensor]
 
 
-def save_torch(obj, path: PathLike) -> None:
-    """torch.save, atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+class ResnetkitWarning(UserWarning):
+    """Something the user should know about weights that still load (the CLI prints it as one line)."""
 
 
-def load_torch(path: PathLike, map_location="cpu"):
-    """torch.load with ``weights_only=True``: tensors and plain containers only, so a file that
-    tries to run code on unpickling is refused instead of executed."""
-    path = Path(path)
-    if not path.is_file():
-        raise ResnetkitError(f"{path}: no such file")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        # The rejected callable is named as "GLOBAL posix.system" or "Unsupported global: GLOBAL x.y".
-        detail = re.search(r"GLOBAL ([\w.]+)", text)
-        if detail or "global" in text.lower():
-            what = detail.group(1) if detail else "a Python object"
-            raise ResnetkitError(
-                f"{path}: refused to load: the file asks to call {what}, which could run code "
-                "(loading uses weights_only=True); only tensors are accepted: re-save the state_dict alone"
-            ) from None
-        raise ResnetkitError(f"{path}: not a readable PyTorch checkpoint (corrupt or not a torch.save file)") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ResnetkitError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+def sniff_format(path: PathLike) -> str:
+    """'safetensors', 'torch' (zip or legacy pickle), 'html', 'text' or 'unknown', from the first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if len(head) >= 9 and head[8:9] == b"{":
+        n = int.from_bytes(head[:8], "little")
+        if 2 <= n < 100_000_000:
+            return "safetensors"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "torch"
+    lower = head.lstrip().lower()
+    if lower.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")):
+        return "html"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "text"
+    return "unknown"
 
 
-def save_safetensors(state_dict: Dict[str, torch.Tensor], path: PathLike, metadata: Optional[dict] = None) -> None:
+def save_safetensors(state_dict: StateDict, path: PathLike, metadata: Optional[dict] = None) -> None:
     """Write a state_dict as safetensors; metadata values that are not strings are stored as JSON."""
     from safetensors.torch import save_file
 
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, "safetensors file") as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def load_safetensors(path: PathLike) -> Tuple[Dict[str, torch.Tensor], dict]:
+def load_safetensors(path: PathLike) -> Tuple[StateDict, dict]:
     """(state_dict, metadata) of a safetensors file; JSON-encoded metadata values are decoded."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
-    from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise ResnetkitError(f"{path}: no such file")
+    path = check_readable_file(path, "weights file")
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ResnetkitError(f"{path}: not a valid safetensors file ({exc})") from None
+    except (SafetensorError, ValueError) as exc:
+        raise BadFile(f"{path}: not a valid safetensors file ({exc})") from None
+    except OSError as exc:
+        raise BadFile(f"{path}: cannot be read ({exc.strerror or exc})") from None
     meta = {}
     for k, v in raw.items():
         try:
@@ -109,17 +71,27 @@ def load_safetensors(path: PathLike) -> Tuple[Dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def read_weights_file(path: PathLike) -> Tuple[Dict[str, torch.Tensor], dict]:
+def _not_weights(path: Path, kind: str) -> BadFile:
+    if kind == "html":
+        return BadFile(f"{path}: an HTML page, not a weights file (an error or login page saved in its place?)")
+    if kind == "text":
+        return BadFile(f"{path}: a text file, not a weights file (.safetensors or a torch.save file)")
+    return BadFile(f"{path}: not a weights file (neither safetensors nor a torch.save file)")
+
+
+def read_weights_file(path: PathLike, config: Optional[PathLike] = None) -> Tuple[StateDict, dict]:
     """(state_dict, metadata) from a .safetensors file or a torch checkpoint (.pt/.pth).
 
     A training checkpoint (a dict with a ``model`` entry) gives its model weights and its saved
     metadata; DDP's ``module.`` and wrappers' ``model.`` prefixes are stripped; a Hugging Face
-    transformers ResNet checkpoint is renamed to resnetkit's keys.
+    transformers ResNet checkpoint is renamed to resnetkit's keys and its ``config.json`` (given,
+    or found beside the file) is checked.
     """
-    path = Path(path)
-    if path.suffix == ".safetensors":
+    path = check_readable_file(path, "weights file")
+    kind = sniff_format(path)
+    if kind == "safetensors":
         state, meta = load_safetensors(path)
-    else:
+    elif kind == "torch":
         obj = load_torch(path)
         meta = {}
         if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
@@ -127,24 +99,66 @@ def read_weights_file(path: PathLike) -> Tuple[Dict[str, torch.Tensor], dict]:
             obj = obj["model"]
         elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
             obj = obj["state_dict"]
-        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-            raise ResnetkitError(f"{path}: does not contain a state_dict (a mapping of names to tensors)")
+        if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise BadFile(f"{path}: does not contain a state_dict (a mapping of names to tensors)")
         state = obj
-    from .convert import from_hf_transformers, is_hf_resnet
+    else:
+        raise _not_weights(path, kind)
+    state = strip_prefixes(state)
+    from .hf import from_hf_transformers, interpret_config, is_hf_resnet
 
-    if is_hf_resnet(state):  # a Hugging Face transformers ResNet: rename to our keys
+    if is_hf_resnet(state):  # a Hugging Face transformers ResNet: rename to our keys, check its config
         state = from_hf_transformers(state)
         meta.setdefault("source_format", "transformers")
-    return strip_prefixes(state), meta
+        config_path = Path(config) if config is not None else path.parent / "config.json"
+        if config_path.is_file():
+            try:
+                hf_config = json.loads(check_readable_file(config_path, "config").read_text())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise BadFile(f"{config_path}: not valid JSON ({exc})") from None
+            meta.update(interpret_config(hf_config, str(path)))
+            if "fc.weight" not in state:
+                meta.pop("num_classes", None)
+                meta.pop("classes", None)
+        elif config is not None:
+            raise BadFile(f"config {config_path}: no such file")
+        else:
+            warnings.warn(
+                f"{path}: a Hugging Face transformers checkpoint without its config.json: its architecture options "
+                "(downsample_in_bottleneck, downsample_in_first_stage, hidden_act) were not checked; keep config.json "
+                "beside the file (a save_pretrained folder) to have them checked",
+                ResnetkitWarning,
+                stacklevel=2,
+            )
+    return state, meta
 
 
-def strip_prefixes(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def strip_prefixes(state: StateDict) -> StateDict:
     """Remove ``module.`` (DDP), ``model.`` and ``_orig_mod.`` (torch.compile) prefixes shared by all keys."""
     changed = True
     while changed and state:
         changed = False
         for prefix in ("module.", "model.", "_orig_mod."):
             if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
     return state
+
+
+def validate_weights_file(path: PathLike) -> None:
+    """Raise BadFile unless ``path`` parses as a weights file (used before anything enters the cache)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResnetkitWarning)
+        read_weights_file(path)
+
+
+def json_meta(meta: Dict[str, Any]) -> Dict[str, Any]:
+    """Metadata restricted to JSON-serialisable values (for files and reports)."""
+    out = {}
+    for k, v in meta.items():
+        try:
+            json.dumps(v)
+        except TypeError:
+            continue
+        out[k] = v
+    return out

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ..errors import ResnetkitError
-from ..models import get_model, list_models
+from ..errors import BadFile, InvalidOption
+from ..models import build_architecture, list_models
 from .io import strip_prefixes
 
 HEAD_KEYS = ("fc.weight", "fc.bias")
@@ -18,9 +19,10 @@ def _shapes(state: Dict[str, torch.Tensor]) -> Dict[str, Tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items()}
 
 
+@functools.cache
 def _builder_shapes(name: str, in_chans: int = 3) -> Dict[str, Tuple[int, ...]]:
     with torch.device("meta"):
-        model = get_model(name, in_chans=in_chans)
+        model = build_architecture(name, in_chans=in_chans)
     return _shapes(model.state_dict())
 
 
@@ -79,7 +81,9 @@ def diagnose(model: nn.Module, state: Dict[str, torch.Tensor], source: str = "th
     return lines
 
 
-def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], head: str = "keep", source: str = "the weights") -> nn.Module:
+def load_state(
+    model: nn.Module, state: Dict[str, torch.Tensor], head: str = "keep", source: str = "the weights"
+) -> nn.Module:
     """Load ``state`` into ``model`` strictly, after stripping DDP/compile prefixes.
 
     ``head="reset"`` keeps the model's own (freshly initialised) classifier when the class count
@@ -88,7 +92,7 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], head: str = "
     with a diagnosis.
     """
     if head not in ("keep", "reset"):
-        raise ValueError(f"head must be 'keep' or 'reset', got {head!r}")
+        raise InvalidOption(f"head must be 'keep' or 'reset', got {head!r}")
     state = dict(strip_prefixes(state))
     own = model.state_dict()
     stem = state.get("conv1.weight")
@@ -111,6 +115,6 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], head: str = "
             state.pop(k)
     problems = diagnose(model, state, source)
     if problems:
-        raise ResnetkitError(f"cannot load {source}: " + "; ".join(problems))
+        raise BadFile(f"cannot load {source}: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
     return model

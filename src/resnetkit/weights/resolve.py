@@ -1,25 +1,44 @@
-"""Turn what a user passes as ``--weights`` (run directory, file, catalog name) into a model."""
+"""One resolver for every way of naming weights: ``resolve(source, arch=None)``.
+
+Used by the builders (``rk.resnet50(weights=...)``, ``get_model``), ``load_weights``, the trainer
+and every CLI command, so a source means the same thing everywhere. Precedence:
+
+1. a catalog enum member or entry object;
+2. an existing directory: a training run (model.safetensors, best.pt, last.pt) or a Hugging Face
+   ``save_pretrained`` folder (config.json beside model.safetensors / pytorch_model.bin);
+3. an existing file (.safetensors, .pt, .pth: the format is read from the content);
+4. an http(s) URL (downloaded once into the cache, verified);
+5. a catalog name (``resnet50.IMAGENET1K_V2``, timm's ``resnet50.a1_in1k``) or, with ``arch``,
+   a tag (``IMAGENET1K_V2``, ``DEFAULT``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
-from torch import nn
 
-from ..errors import ResnetkitError
-from ..models import get_model, group_norm, FrozenBatchNorm2d
+from ..errors import BadFile, InvalidOption
+from .catalog import WEIGHT_ENUMS, WeightsEntry, WeightsEnum, find_weights
 from .io import read_weights_file
-from .loading import identify_architecture, load_weights
+from .loading import identify_architecture
 
-NORM_LAYERS = {"batch": None, "group": group_norm, "frozen": FrozenBatchNorm2d}
+WeightsSource = Union[str, Path, WeightsEntry, WeightsEnum]
+
+RUN_FILES = ("model.safetensors", "best.pt", "last.pt")
+HF_FILES = ("model.safetensors", "pytorch_model.bin")
+EXPORTED = {
+    ".onnx": "an exported ONNX model",
+    ".pt2": "an exported torch.export program",
+    ".xml": "an OpenVINO IR model",
+}
 
 
 @dataclass
 class LoadedWeights:
-    """A state_dict plus what is known about it (arch, classes, preprocessing)."""
+    """A state_dict plus what is known about it (arch, classes, preprocessing, model options)."""
 
     state: Dict[str, torch.Tensor]
     meta: dict = field(default_factory=dict)
@@ -30,10 +49,18 @@ class LoadedWeights:
         return self.meta.get("arch") or identify_architecture(self.state)
 
     @property
+    def num_classes(self) -> int:
+        fc = self.state.get("fc.weight")
+        if fc is not None:
+            return int(fc.shape[0])
+        return int(self.meta.get("num_classes", 0) or 0)
+
+    @property
     def classes(self) -> Optional[List[str]]:
         """Class names from the metadata; a bare 1000-way checkpoint is taken to be ImageNet-1k."""
-        if self.meta.get("classes"):
-            return self.meta["classes"]
+        names = self.meta.get("classes")
+        if names and len(names) == self.num_classes:
+            return list(names)
         if self.num_classes == 1000:
             from .catalog import imagenet_classes
 
@@ -41,48 +68,81 @@ class LoadedWeights:
         return None
 
     @property
-    def num_classes(self) -> int:
-        if "num_classes" in self.meta:
-            return int(self.meta["num_classes"])
-        fc = self.state.get("fc.weight")
-        return int(fc.shape[0]) if fc is not None else 0
+    def in_chans(self) -> int:
+        stem = self.state.get("conv1.weight", self.state.get("conv1.0.weight"))
+        return int(self.meta.get("in_chans", stem.shape[1] if stem is not None else 3))
+
+    @property
+    def model_options(self) -> Dict[str, Any]:
+        return dict(self.meta.get("model_options") or {})
 
 
-def read_source(source: str, progress: bool = True) -> LoadedWeights:
-    """Read weights from a training run directory, a .safetensors/.pt/.pth file, or a catalog name."""
-    path = Path(source)
-    if path.is_dir():
-        for name in ("model.safetensors", "best.pt", "last.pt"):
-            if (path / name).is_file():
-                state, meta = read_weights_file(path / name)
+def _from_entry(entry: WeightsEntry, arch: Optional[str], progress: bool) -> LoadedWeights:
+    if arch is not None and entry.arch != arch:
+        raise InvalidOption(f"weights {entry.name} are for {entry.arch}, not {arch}; build {entry.arch} to use them")
+    return LoadedWeights(entry.get_state_dict(progress=progress), entry.model_meta(), entry.name)
+
+
+def _from_dir(path: Path, config: Optional[Path]) -> LoadedWeights:
+    if (path / "config.json").is_file() and not (path / "last.pt").exists():
+        for name in HF_FILES:
+            if (path / name).is_file():  # a save_pretrained folder
+                state, meta = read_weights_file(path / name, config=config)
                 return LoadedWeights(state, meta, str(path / name))
-        raise ResnetkitError(f"{path}: no model.safetensors, best.pt or last.pt in this directory; is it a training run?")
-    if path.is_file():
-        state, meta = read_weights_file(path)
-        return LoadedWeights(state, meta, str(path))
-    from .catalog import find_weights
-    from .download import fetch_url
+    for name in RUN_FILES:
+        if (path / name).is_file():
+            state, meta = read_weights_file(path / name, config=config)
+            return LoadedWeights(state, meta, str(path / name))
+    raise BadFile(
+        f"{path}: a directory without weights: expected a training run ({', '.join(RUN_FILES)}) or a "
+        f"save_pretrained folder (config.json with {' or '.join(HF_FILES)})"
+    )
 
-    if source.startswith(("http://", "https://")):
-        state, meta = read_weights_file(fetch_url(source, progress=progress))
-        return LoadedWeights(state, meta, source)
-    entry = find_weights(source)
-    if entry is None:
-        raise ResnetkitError(
-            f"--weights {source!r} is neither a file, a run directory nor a catalog name "
-            "(see `resnetkit weights list`)"
+
+def resolve(
+    source: WeightsSource, arch: Optional[str] = None, progress: bool = True, config: Optional[Union[str, Path]] = None
+) -> LoadedWeights:
+    """Read the weights ``source`` names (see the module docstring for the order tried).
+    ``arch`` is the architecture they are meant for: it allows bare tags and refuses weights of
+    another architecture from the catalog. ``config`` is a Hugging Face config.json to check
+    transformers weights against when it is not beside them."""
+    config_path = Path(config) if config is not None else None
+    if isinstance(source, WeightsEnum):
+        source = source.value
+    if isinstance(source, WeightsEntry):
+        return _from_entry(source, arch, progress)
+    if not isinstance(source, (str, Path)):
+        raise InvalidOption(
+            f"weights must be a catalog name, a file, a run directory or a URL, got {type(source).__name__}"
         )
-    state = entry.get_state_dict(progress=progress)
-    return LoadedWeights(state, entry.model_meta(), entry.name)
+    text = str(source)
+    path = Path(text).expanduser()
+    suffix = path.suffix.lower()
+    if suffix in EXPORTED and (path.is_file() or path.is_dir()):
+        raise BadFile(
+            f"{path} is {EXPORTED[suffix]}, not a weights file; it runs on its own runtime "
+            "(pass the weights it was exported from here)"
+        )
+    if path.is_dir():
+        return _from_dir(path, config_path)
+    if path.exists() or path.is_symlink():
+        state, meta = read_weights_file(path, config=config_path)
+        return LoadedWeights(state, meta, str(path))
+    if text.startswith(("http://", "https://")):
+        from .download import fetch_url
 
-
-def build_model(loaded: LoadedWeights, arch: Optional[str] = None, norm: str = "batch") -> nn.Module:
-    """Build the architecture the weights belong to and load them (strict, with a diagnosis)."""
-    arch = arch or loaded.arch
-    if arch is None:
-        raise ResnetkitError(f"{loaded.source}: cannot tell which architecture these weights belong to; pass --arch")
-    stem = loaded.state.get("conv1.weight")
-    in_chans = int(loaded.meta.get("in_chans", stem.shape[1] if stem is not None else 3))
-    model = get_model(arch, num_classes=loaded.num_classes, in_chans=in_chans, norm_layer=NORM_LAYERS[norm])
-    load_weights(model, loaded.state, source=loaded.source)
-    return model
+        state, meta = read_weights_file(fetch_url(text, progress=progress), config=config_path)
+        return LoadedWeights(state, meta, text)
+    entry = find_weights(text, arch=arch)
+    if entry is not None:
+        return _from_entry(entry, arch, progress)
+    looks_like_path = "/" in text or "\\" in text or suffix in (".pt", ".pth", ".safetensors", ".bin", ".ckpt")
+    if looks_like_path:
+        raise BadFile(f"weights {text}: no such file or directory")
+    tags = ""
+    if arch in WEIGHT_ENUMS:
+        tags = f" (tags for {arch}: {', '.join(WEIGHT_ENUMS[arch].__members__)})"  # type: ignore[index]
+    raise InvalidOption(
+        f"weights {text!r} is neither a file, a run directory, a URL nor a catalog name{tags}; "
+        "see `resnetkit weights list`"
+    )

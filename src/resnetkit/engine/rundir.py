@@ -1,0 +1,114 @@
+"""The run directory: its policy (never silently overwritten) and everything written into it.
+
+One writer: the trainer's rank 0 writes every file through this class (configuration, class
+names, checkpoints, metrics and plots, final weights, summary, sample images)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from ..errors import BadFile
+from ..fileio import check_output_file, make_dir, write_text
+from ..weights.io import save_safetensors
+from .checkpoint import save_checkpoint
+from .report import write_curves, write_metrics_csv
+
+# Files a training run writes; --exist-ok removes them first so two runs never mix.
+RUN_OUTPUTS = (
+    "config.json",
+    "classes.json",
+    "metrics.csv",
+    "curves.png",
+    "last.pt",
+    "best.pt",
+    "model.safetensors",
+    "model_ema.safetensors",
+    "summary.json",
+    "eval.json",
+    "confusion.png",
+    "samples",
+    "tensorboard",
+)
+
+
+def next_free(path: Path) -> Path:
+    """``path`` with the smallest numeric suffix that does not exist yet (runs/train -> runs/train2)."""
+    n = 2
+    while True:
+        candidate = path.with_name(f"{path.name}{n}")
+        if not candidate.exists():
+            return candidate
+        n += 1
+
+
+class RunDirectory:
+    """A training run's directory."""
+
+    def __init__(self, path: Path, writer: bool = True) -> None:
+        self.path = Path(path)
+        self.writer = writer
+
+    def prepare_new(self, exist_ok: bool) -> List[str]:
+        """Check that a new run may use this directory, before any work is done: it must be absent
+        or empty, unless ``exist_ok`` (then the previous run's outputs are removed, and named).
+        Returns what was removed."""
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise BadFile(f"--out {path} is an existing file, not a directory; choose another --out")
+        check_output_file(path / "config.json", "run directory file")
+        removed: List[str] = []
+        if path.is_dir() and any(path.iterdir()):
+            if not exist_ok:
+                raise BadFile(
+                    f"--out {path} already holds a run; use --resume {path} to continue it, --exist-ok to replace "
+                    f"it, or a new directory such as --out {next_free(path)}"
+                )
+            if self.writer:
+                for name in RUN_OUTPUTS:
+                    target = path / name
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                        removed.append(name)
+                    elif target.exists():
+                        target.unlink()
+                        removed.append(name)
+        if self.writer:
+            make_dir(path, "run directory")
+        return removed
+
+    # ---- files -------------------------------------------------------------------------------------
+
+    def write_json(self, name: str, obj: Any) -> None:
+        if self.writer:
+            write_text(self.path / name, json.dumps(obj, indent=2) + "\n", what=name)
+
+    def write_start(self, config: Dict[str, Any], classes: List[str]) -> None:
+        self.write_json("config.json", config)
+        self.write_json("classes.json", classes)
+
+    def save_checkpoint(self, name: str, **parts: Any) -> None:
+        if self.writer:
+            save_checkpoint(self.path / name, **parts)
+
+    def write_reports(self, history: List[dict]) -> None:
+        if self.writer:
+            write_metrics_csv(history, self.path / "metrics.csv")
+            write_curves(history, self.path / "curves.png")
+
+    def write_weights(self, name: str, state: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
+        if self.writer:
+            save_safetensors(state, self.path / name, meta)
+
+    def write_samples(self, count: int = 8) -> Optional[Path]:
+        """A few validation digits as PNG files, to try ``resnetkit predict`` on real image files."""
+        if not self.writer:
+            return None
+        from ..data.datasets import digits_val_images
+
+        digits_val_images(self.path / "samples", count=count)
+        return self.path / "samples"

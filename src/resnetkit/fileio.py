@@ -1,0 +1,205 @@
+"""Small file utilities every layer shares: atomic writes with normal permissions, safe
+``torch.load``, and one-line errors for paths that cannot be read or written."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pickle
+import re
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Union
+
+from .errors import BadFile
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def default_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give a new file (0644 under umask 022).
+    Read without changing the umask (changing it is process-wide and racy), from /proc when
+    available."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o644
+
+
+def describe_os_error(path: Path, exc: OSError, action: str) -> str:
+    """A one-line reason for an OSError on ``path``, naming the fix."""
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        return f"cannot {action} {path}: permission denied; choose a path you can write to or fix its permissions"
+    if code == errno.EROFS:
+        return f"cannot {action} {path}: the file system is read-only; choose another location"
+    if code == errno.ENOSPC:
+        return f"cannot {action} {path}: no space left on the device; free some space or choose another disk"
+    if code == errno.ENOTDIR:
+        return f"cannot {action} {path}: a part of the path is a file, not a directory; choose another path"
+    if code == errno.EISDIR:
+        return f"cannot {action} {path}: it is a directory; give a file name"
+    if code == errno.ELOOP:
+        return f"cannot {action} {path}: a symbolic link loop; fix or remove the link"
+    if code == errno.ENAMETOOLONG:
+        return f"cannot {action} {path}: the name is too long"
+    return f"cannot {action} {path}: {exc.strerror or exc}"
+
+
+def check_output_file(path: PathLike, what: str = "output file") -> Path:
+    """Refuse, before any work is done, an output path that is a directory or lies under a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadFile(f"{what} {path} is a directory; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadFile(f"{what} {path}: {parent} is a file, not a directory; choose another path")
+            # Probe by creating a file: permission bits do not tell (root, read-only mounts, /sys).
+            try:
+                with tempfile.TemporaryFile(dir=parent):
+                    pass
+            except OSError as exc:
+                raise BadFile(
+                    f"cannot write {what} {path}: {describe_os_error(parent, exc, 'write into').split(': ', 1)[-1]}"
+                ) from None
+            break
+    return path
+
+
+def make_dir(path: PathLike, what: str = "directory") -> Path:
+    """``mkdir -p`` with a one-line error (a file in the way, no permission, read-only disk)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BadFile(f"{what} {path} is an existing file, not a directory; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadFile(describe_os_error(path, exc, f"create the {what}")) from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, what: str = "file") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it into place, so
+    readers only ever see the old complete file or the new complete file. The result gets the
+    permissions a plain ``open()`` would give it (mkstemp's 0600 would hide it from other users)."""
+    path = check_output_file(path, what)
+    make_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise BadFile(describe_os_error(path, exc, f"write the {what}")) from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        try:
+            # Set after the writer is done: some writers (safetensors) replace the file they are given.
+            os.chmod(tmp_path, default_mode())
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise BadFile(describe_os_error(path, exc, f"write the {what}")) from None
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: PathLike, text: str, what: str = "file") -> None:
+    """Atomically write a text file."""
+    with atomic_path(path, what) as tmp:
+        tmp.write_text(text)
+
+
+def check_readable_file(path: PathLike, what: str = "file") -> Path:
+    """A path that exists, is a regular file and can be read; otherwise a one-line BadFile that
+    says which of those it is not."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            if path.is_symlink():
+                raise BadFile(f"{what} {path}: a broken symbolic link (its target does not exist)") from None
+            raise BadFile(f"{what} {path}: no such file") from None
+        raise BadFile(describe_os_error(path, exc, "read")) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BadFile(f"{what} {path} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "a named pipe (FIFO)"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "a device"
+            if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode))
+            else "not a regular file"
+        )
+        raise BadFile(f"{what} {path} is {kind}; give a regular file")
+    if not os.access(path, os.R_OK):
+        raise BadFile(f"cannot read {what} {path}: permission denied; fix its permissions")
+    return path
+
+
+def save_torch(obj: Any, path: PathLike, what: str = "checkpoint") -> None:
+    """torch.save, atomically."""
+    import torch
+
+    with atomic_path(path, what) as tmp:
+        torch.save(obj, tmp)
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith(("/code/__torch__.py", "/constants.pkl")) or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_torch(path: PathLike, map_location: str = "cpu") -> Any:
+    """torch.load with ``weights_only=True``: tensors and plain containers only, so a file that
+    tries to run code on unpickling is refused instead of executed."""
+    import torch
+
+    path = check_readable_file(path, "weights file")
+    if _is_torchscript_archive(path):  # torch.load would hand it to torch.jit.load: refuse first
+        raise BadFile(
+            f"{path} is a TorchScript program (from torch.jit.save or `resnetkit export --format torchscript`), "
+            "not a weights file; run it with torch.jit.load, or pass the weights it was exported from"
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        # The rejected callable is named as "GLOBAL posix.system" or "Unsupported global: GLOBAL x.y".
+        detail = re.search(r"GLOBAL ([\w.]+)", text)
+        if detail or "global" in text.lower():
+            what = detail.group(1) if detail else "a Python object"
+            raise BadFile(
+                f"{path}: refused to load: the file asks to call {what}, which could run code; only "
+                "tensors are accepted: re-save the state_dict alone (torch.save(model.state_dict(), ...))"
+            ) from None
+        raise BadFile(f"{path}: not a readable PyTorch checkpoint (corrupt or not a torch.save file)") from None
+    except RuntimeError as exc:
+        raise BadFile(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    except (EOFError, ValueError) as exc:
+        raise BadFile(
+            f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0] or 'truncated'})"
+        ) from None
+    except OSError as exc:
+        raise BadFile(describe_os_error(path, exc, "read")) from None

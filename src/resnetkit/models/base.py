@@ -1,0 +1,429 @@
+"""One interface for every model of the family (ResNet, the CIFAR ResNets, backbones).
+
+The methods follow timm's model contract (``forward_features``, ``forward_head``,
+``forward_intermediates``, ``prune_intermediate_layers``, ``reset_classifier``,
+``set_grad_checkpointing``, ``group_matcher``, ``feature_info``, ``pretrained_cfg``), so code
+written for timm models works here; they are implemented once, on top of the module layout the
+family shares: ``conv1``/``bn1``/``relu``/``maxpool`` (the stem), ``layer1``..``layerN`` (the
+stages), ``avgpool`` and ``fc`` (the head).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InvalidOption
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax", "")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_num_classes(num_classes: Any) -> int:
+    if not is_int(num_classes) or num_classes < 0:
+        raise InvalidOption(
+            f"num_classes must be an integer >= 0 (0 gives a head without classifier), got {num_classes!r}"
+        )
+    return int(num_classes)
+
+
+@torch.fx.wrap
+def check_input(x: Tensor, in_chans: int) -> Tensor:
+    """Reject inputs that are not float (N, in_chans, H, W) with a message naming what is expected.
+
+    Wrapped for torch.fx so that symbolic tracing records the check as one call instead of
+    failing on data-dependent control flow; scripting and compile see plain Python.
+    """
+    if x.dim() != 4:
+        raise InvalidOption(
+            f"ResNet expects a 4-D input (N, {in_chans}, H, W), got a {x.dim()}-D tensor of shape "
+            f"{list(x.shape)}; add a batch dimension with x.unsqueeze(0) for a single image"
+        )
+    if x.shape[1] != in_chans:
+        if x.shape[-1] == in_chans and x.shape[1] != in_chans:
+            raise InvalidOption(
+                f"ResNet expects {in_chans} input channels in dimension 1 (N, {in_chans}, H, W), got shape "
+                f"{list(x.shape)}, which looks channels-last (N, H, W, C); use x.permute(0, 3, 1, 2)"
+            )
+        raise InvalidOption(
+            f"ResNet expects {in_chans} input channels (N, {in_chans}, H, W), got shape {list(x.shape)}; "
+            f"build the model with in_chans={x.shape[1]} or convert the images to {in_chans} channels"
+        )
+    if not x.is_floating_point():
+        raise InvalidOption(
+            f"ResNet expects a floating-point input (float32, or bf16/fp16 matching the model), got {x.dtype}; "
+            "convert images with x.float() / 255 and normalize them (see weights.transforms())"
+        )
+    return x
+
+
+def _fx_tracing() -> bool:
+    trace = torch.fx._symbolic_trace
+    check = getattr(trace, "is_fx_symbolic_tracing", None) or trace.is_fx_tracing
+    return bool(check())
+
+
+def feature_take_indices(num_features: int, indices: Union[None, int, Sequence[int]]) -> Tuple[List[int], int]:
+    """timm's index convention: ``None`` = all, an int ``n`` = the last n, a sequence = those
+    positions (negative ones count from the end). Out of range is an error, never an empty list.
+    Returns (sorted indices, the largest)."""
+    if indices is None:
+        take = list(range(num_features))
+    elif isinstance(indices, int) and not isinstance(indices, bool):
+        if not 0 < indices <= num_features:
+            raise InvalidOption(
+                f"indices={indices}: an integer asks for the last n feature maps, n in 1..{num_features}"
+            )
+        take = list(range(num_features - indices, num_features))
+    else:
+        try:
+            raw = [int(i) for i in indices]  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            raise InvalidOption(f"indices must be None, an int or a sequence of ints, got {indices!r}") from None
+        if not raw:
+            raise InvalidOption("indices is empty; pass None for every feature map")
+        take = []
+        for i in raw:
+            j = num_features + i if i < 0 else i
+            if not 0 <= j < num_features:
+                raise InvalidOption(
+                    f"feature index {i} is out of range: this model has {num_features} feature maps "
+                    f"(0 = stem .. {num_features - 1} = last stage; -1 = last)"
+                )
+            take.append(j)
+        take = sorted(set(take))
+    return take, max(take)
+
+
+class FeatureInfo(list):
+    """The feature maps a model can return: a list of dicts (``num_chs``, ``reduction``,
+    ``module``, ``index``) with timm's FeatureInfo accessors."""
+
+    def get(self, key: str, idx: Union[None, int, Sequence[int]] = None):  # type: ignore[override]
+        if idx is None:
+            return [f[key] for f in self]
+        if is_int(idx):
+            return self[idx][key]  # type: ignore[index]
+        return [self[i][key] for i in idx]  # type: ignore[union-attr]
+
+    def channels(self, idx: Union[None, int, Sequence[int]] = None):
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx: Union[None, int, Sequence[int]] = None):
+        return self.get("reduction", idx)
+
+    def module_name(self, idx: Union[None, int, Sequence[int]] = None):
+        return self.get("module", idx)
+
+
+class SelectAdaptivePool(nn.Module):
+    """Global pooling by name: avg, max, avgmax (their mean), catavgmax (concatenated), or ''
+    (no pooling, the feature map passes through)."""
+
+    def __init__(self, pool_type: str = "avg") -> None:
+        super().__init__()
+        if pool_type not in GLOBAL_POOLS:
+            raise InvalidOption(f"global_pool {pool_type!r} is not one of {', '.join(map(repr, GLOBAL_POOLS))}")
+        self.pool_type = pool_type
+
+    @property
+    def multiplier(self) -> int:
+        return 2 if self.pool_type == "catavgmax" else 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pool_type == "":
+            return x
+        if self.pool_type == "avg":
+            return x.mean((2, 3), keepdim=True)
+        mx = torch.amax(x, dim=(2, 3), keepdim=True)
+        if self.pool_type == "max":
+            return mx
+        avg = x.mean((2, 3), keepdim=True)
+        return 0.5 * (avg + mx) if self.pool_type == "avgmax" else torch.cat([avg, mx], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"pool_type={self.pool_type!r}"
+
+
+class _KeepNormStats:
+    """Checkpoint recomputation context: running statistics of norm layers are restored after the
+    recomputed forward, so gradient checkpointing does not update BatchNorm twice per step."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.saved: List[Tuple[Tensor, Tensor]] = []
+
+    def __enter__(self) -> None:
+        self.saved = [
+            (b, b.detach().clone())
+            for name, b in self.module.named_buffers()
+            if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+        ]
+
+    def __exit__(self, *exc: Any) -> None:
+        with torch.no_grad():
+            for buf, value in self.saved:
+                buf.copy_(value)
+        self.saved = []
+
+
+def _run_checkpointed(block: nn.Module, x: Tensor) -> Tensor:
+    from torch.utils.checkpoint import checkpoint
+
+    def contexts():
+        return contextlib.nullcontext(), _KeepNormStats(block)
+
+    return checkpoint(block, x, use_reentrant=False, context_fn=contexts)
+
+
+def default_cfg(model: ResNetBase, arch: Optional[str]) -> Dict[str, Any]:
+    """The configuration a model has before any weights are loaded: ImageNet preprocessing at 224 px."""
+    first = "conv1.0" if isinstance(model.conv1, nn.Sequential) else "conv1"
+    size = model.default_input_size
+    pool = -(-size // model.feature_info[-1]["reduction"])
+    resize = size * 8 // 7  # 256 for 224 (crop_pct 0.875)
+    return {
+        "architecture": arch,
+        "tag": None,
+        "source": None,
+        "num_classes": model.num_classes,
+        "classes": None,
+        "in_chans": model.in_chans,
+        "input_size": (model.in_chans, size, size),
+        "pool_size": (pool, pool),
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "first_conv": first,
+        "classifier": "fc",
+        "preprocess": {
+            "resize_size": resize,
+            "crop_size": size,
+            "interpolation": "bilinear",
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
+    }
+
+
+class ResNetBase(nn.Module):
+    """What every model of the family offers; subclasses build the modules named in the module
+    docstring and set ``in_chans``, ``num_classes``, ``num_features``, ``stage_names`` and
+    ``feature_info`` (stem first, then one entry per stage)."""
+
+    # Attribute types for type checkers only: TorchScript would compile class annotations.
+    if TYPE_CHECKING:
+        in_chans: int
+        num_classes: int
+        num_features: int
+        stage_names: Tuple[str, ...]
+        feature_info: FeatureInfo
+        flatten_head: bool
+        grad_checkpointing: bool
+        stem_reduction: int
+        conv1: nn.Module
+        bn1: nn.Module
+        relu: nn.Module
+        maxpool: nn.Module
+        avgpool: nn.Module
+        fc: nn.Module
+        arch: Optional[str]
+
+    arch = None  # the registered name (str), set by the builders
+    default_input_size = 224  # the image side the family is designed for
+    # TorchScript compiles properties unless told not to; these are Python-side metadata.
+    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "intermediate_info"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flatten_head = True  # False once reset_classifier(0, global_pool='') removes pooling
+        self.grad_checkpointing = False
+
+    # ---- configuration -------------------------------------------------------------------------
+
+    @property
+    def pretrained_cfg(self) -> Dict[str, Any]:
+        """Architecture, weights source, classes and preprocessing (timm's ``pretrained_cfg``);
+        loading weights fills it in, and predict/eval/export read it from here."""
+        cfg = self.__dict__.get("_pretrained_cfg")
+        if cfg is None:
+            cfg = default_cfg(self, self.arch)
+            self.__dict__["_pretrained_cfg"] = cfg
+        return cfg
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, value: Dict[str, Any]) -> None:
+        self.__dict__["_pretrained_cfg"] = dict(value)
+
+    @property
+    def default_cfg(self) -> Dict[str, Any]:  # timm's older name
+        return self.pretrained_cfg
+
+    @property
+    def intermediate_info(self) -> FeatureInfo:
+        """The maps ``forward_intermediates`` can return (the stem and every stage)."""
+        return self.__dict__.get("_intermediate_info", self.feature_info)
+
+    @intermediate_info.setter
+    def intermediate_info(self, value: FeatureInfo) -> None:
+        self.__dict__["_intermediate_info"] = value
+
+    # ---- forward -------------------------------------------------------------------------------
+
+    @torch.jit.unused
+    def check_dtype(self, x: Tensor) -> None:
+        """Eager mode only: an input whose dtype differs from the weights' gets a message naming both
+        (PyTorch's own says 'expected scalar type Double but found Float')."""
+        if _fx_tracing() or torch.compiler.is_compiling():
+            return
+        weight = next(self.parameters(), None)
+        if (
+            weight is not None
+            and x.is_floating_point()
+            and x.dtype != weight.dtype
+            and not torch.is_autocast_enabled(x.device.type)
+        ):
+            raise InvalidOption(
+                f"the input is {x.dtype} but the model's weights are {weight.dtype}; convert the input with "
+                f"x.to({weight.dtype}) (or the model with model.to({x.dtype}))"
+            )
+
+    def forward_stem(self, x: Tensor) -> Tensor:
+        """Stem up to its activation (feature index 0), before the max-pool."""
+        x = check_input(x, self.in_chans)
+        if not torch.jit.is_scripting():
+            self.check_dtype(x)
+        return self.relu(self.bn1(self.conv1(x)))
+
+    @torch.jit.unused
+    def _run_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            blocks = list(stage) if isinstance(stage, nn.Sequential) else [stage]
+            for block in blocks:
+                x = _run_checkpointed(block, x)
+            return x
+        return stage(x)
+
+    @torch.jit.unused
+    def _run_stages(self, x: Tensor) -> Tensor:
+        for name in self.stage_names:
+            x = self._run_stage(getattr(self, name), x)
+        return x
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Stem and every stage: the last feature map."""
+        return self._run_stages(self.maxpool(self.forward_stem(x)))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Global pool and classifier; ``pre_logits=True`` returns the pooled features."""
+        x = self.avgpool(x)
+        if self.flatten_head:
+            x = torch.flatten(x, 1)
+        if pre_logits:
+            return x
+        return self.fc(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: Union[None, int, Sequence[int]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ):
+        """One pass that also returns feature maps (timm's semantics): index 0 is the stem after
+        its activation, 1.. the stages; ``indices`` None = all, int n = the last n, negative
+        indices count from the end. Returns (last feature map, maps), or the maps alone with
+        ``intermediates_only``; ``stop_early`` skips the stages after the last one asked for.
+        ``norm`` is accepted for interface compatibility (ResNets have no final norm)."""
+        if output_fmt != "NCHW":
+            raise InvalidOption(f"output_fmt {output_fmt!r}: ResNets produce NCHW feature maps only")
+        take, last = feature_take_indices(len(self.intermediate_info), indices)
+        maps: List[Tensor] = []
+        x = self.forward_stem(x)
+        if 0 in take:
+            maps.append(x)
+        x = self.maxpool(x)
+        stages = self.stage_names[:last] if (stop_early or intermediates_only) else self.stage_names
+        for i, name in enumerate(stages, start=1):
+            x = self._run_stage(getattr(self, name), x)
+            if i in take:
+                maps.append(x)
+        if intermediates_only:
+            return maps
+        return x, maps
+
+    def prune_intermediate_layers(
+        self, indices: Union[None, int, Sequence[int]] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> List[int]:
+        """Drop the stages after the last index wanted (and the head), for a model used only
+        through ``forward_intermediates``. Returns the kept indices."""
+        take, last = feature_take_indices(len(self.intermediate_info), indices)
+        for name in self.stage_names[last:]:
+            setattr(self, name, nn.Identity())
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
+
+    # ---- head ----------------------------------------------------------------------------------
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """A fresh ``num_classes``-way linear head (0: none, pooled features out); ``global_pool``
+        one of avg, max, avgmax, catavgmax or '' (no pooling: needs num_classes=0). The model is
+        unchanged if an argument is refused."""
+        num_classes = check_num_classes(num_classes)
+        pool = self.avgpool
+        if global_pool is not None:
+            pool = SelectAdaptivePool(global_pool)
+            if global_pool == "" and num_classes > 0:
+                raise InvalidOption("global_pool='' (no pooling) needs num_classes=0: a linear head needs pooled input")
+            if global_pool == "avg":
+                pool = nn.AdaptiveAvgPool2d((1, 1))  # torchvision's module, as built
+        multiplier = pool.multiplier if isinstance(pool, SelectAdaptivePool) else 1
+        ref = next(self.parameters(), None)
+        kwargs: Dict[str, Any] = {}
+        if ref is not None and ref.is_floating_point():
+            kwargs = {"device": ref.device, "dtype": ref.dtype}
+        fc = nn.Linear(self.num_features * multiplier, num_classes, **kwargs) if num_classes > 0 else nn.Identity()
+        self.avgpool, self.fc, self.num_classes = pool, fc, num_classes
+        self.flatten_head = global_pool != "" if global_pool is not None else self.flatten_head
+        cfg = self.__dict__.get("_pretrained_cfg")
+        if cfg is not None:
+            cfg["num_classes"] = num_classes
+            cfg["classes"] = None
+
+    # ---- training helpers ----------------------------------------------------------------------
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them
+        (activation checkpointing, per block): far less memory for a little more compute.
+        BatchNorm running statistics are updated once per step, as without it."""
+        self.grad_checkpointing = bool(enable)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, str]:
+        """Regexes grouping parameter names (stem, then stages or blocks), for layer-wise
+        learning-rate decay; timm's convention."""
+        return {"stem": r"^conv1|^bn1|^maxpool", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
+
+    def stages(self) -> Iterator[Tuple[str, nn.Module]]:
+        for name in self.stage_names:
+            yield name, getattr(self, name)

@@ -1,0 +1,3 @@
+"""The package version, importable without torch (for `resnetkit --version`)."""
+
+__version__ = "0.2.0"

@@ -1,0 +1,214 @@
+"""Every user-caused failure is one line naming the problem and the fix: unusable paths, bad
+options, exported files given as weights, extreme images. In-process through resnetkit.cli.main."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import resnetkit as rk
+
+from ..clirun import cli
+from ..imagegen import class_image
+
+
+def one_line_error(result, code=1):
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory):
+    """A resnet18 with 3 classes at 32 px, saved as a run would save it."""
+    d = tmp_path_factory.mktemp("w")
+    path = d / "w.safetensors"
+    rk.save_safetensors(
+        rk.resnet18(num_classes=3).state_dict(),
+        path,
+        {
+            "arch": "resnet18",
+            "num_classes": 3,
+            "classes": ["a", "b", "c"],
+            "preprocess": {
+                "resize_size": 36,
+                "crop_size": 32,
+                "interpolation": "bilinear",
+                "mean": [0.5] * 3,
+                "std": [0.25] * 3,
+            },
+        },
+    )
+    return path
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A directory this process cannot write into (root ignores permission bits: /sys refuses it)."""
+    if os.geteuid() != 0:
+        d = tmp_path / "ro"
+        d.mkdir()
+        d.chmod(0o500)
+        yield d
+        d.chmod(0o700)
+        return
+    probe = Path("/sys/resnetkit-probe")
+    try:
+        probe.mkdir()
+    except OSError:
+        yield Path("/sys")
+        return
+    probe.rmdir()
+    pytest.skip("no unwritable directory available")
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    return f
+
+
+def test_outputs_to_unusable_paths(small_weights, tmp_path, unwritable, a_file):
+    w = ["--weights", small_weights]
+    a_dir = tmp_path / "dir.onnx"
+    a_dir.mkdir()
+    cases = [
+        (["export", *w, "--format", "onnx", "--out", a_file / "m.onnx"], "is a file"),
+        (["export", *w, "--format", "onnx", "--out", unwritable / "m.onnx"], "writ"),
+        (["export", *w, "--format", "onnx", "--out", a_dir], "directory"),
+        (["weights", "convert", small_weights, unwritable / "c.safetensors"], "writ"),
+        (["weights", "convert", small_weights, a_file / "c.safetensors"], "is a file"),
+        (["eval", *w, "--confusion", unwritable / "c.png"], "writ"),
+        (["eval", *w, "--confusion", a_file / "c.png"], "is a file"),
+        (["summary", "resnet18", "--diagram", unwritable / "d.svg"], "writ"),
+        (["summary", "resnet18", "--diagram", a_file / "d.png"], "is a file"),
+        (["train", "--image-size", "16", "--out", unwritable / "run"], "run directory"),
+    ]
+    for args, words in cases:
+        line = one_line_error(cli(*args))
+        assert words in line, (args, line)
+
+
+@pytest.mark.parametrize(
+    "args, words, code",
+    [
+        (["summary", "resnet56", "--groups", "2"], "does not take groups", 1),
+        (["summary", "resnet56", "--dilation", "0,1,1"], "replace_stride_with_dilation", 1),
+        (["summary", "resnet18", "--groups", "32"], "BasicBlock", 1),
+        (["bench", "resnet18", "--input-size", "0"], ">= 32", 2),
+        (["bench", "resnet18", "--input-size", "-3"], ">= 32", 2),
+        (["bench", "resnet18", "--threads", "-4"], ">= 1", 2),
+        (["bench", "resnet18", "--threads", "0"], ">= 1", 2),
+        (["bench", "resnet18", "--warmup", "-1"], ">= 0", 2),
+        (["bench", "resnet18", "--runs", "0"], ">= 1", 2),
+        (["bench", "resnet99"], "unknown model", 1),
+        (["predict", "x.png", "--weights", "w", "--topk", "0"], ">= 1", 2),
+    ],
+)
+def test_bad_options_one_line(args, words, code):
+    result = cli(*args)
+    assert result.returncode == code and "Traceback" not in result.stderr
+    assert words in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_bench_library_refuses_bad_values():
+    from resnetkit.deploy.bench import benchmark
+
+    for kwargs in (dict(threads=0), dict(input_size=0), dict(warmup=-1), dict(batch_sizes=[0])):
+        with pytest.raises(ValueError):
+            benchmark("resnet18", **kwargs)
+
+
+def test_exported_programs_are_not_weights(small_weights, tmp_path):
+    """A TorchScript (or int8) export given as weights: say what it is, never suggest unsafe loading."""
+    ts = tmp_path / "m.pt"
+    assert cli("export", "--weights", small_weights, "--format", "torchscript", "--out", ts).returncode == 0
+    for cmd in (["predict", tmp_path], ["eval"]):
+        line = one_line_error(cli(*cmd, "--weights", ts))
+        assert "TorchScript program" in line and "weights_only" not in line
+    onnx = tmp_path / "m.onnx"
+    assert cli("export", "--weights", small_weights, "--format", "onnx", "--out", onnx).returncode == 0
+    assert "exported ONNX model" in one_line_error(cli("predict", tmp_path, "--weights", onnx))
+
+
+def test_messages_name_the_real_problem(tmp_path, small_weights):
+    fifo = tmp_path / "pipe.pth"
+    os.mkfifo(fifo)
+    assert "named pipe" in one_line_error(cli("eval", "--weights", fifo))
+    loop = tmp_path / "loop.pth"
+    os.symlink(loop, loop)
+    assert "symbolic link loop" in one_line_error(cli("eval", "--weights", loop))
+    dangling = tmp_path / "dangling.pth"
+    os.symlink(tmp_path / "nowhere", dangling)
+    assert "broken symbolic link" in one_line_error(cli("eval", "--weights", dangling))
+    html = tmp_path / "page.pth"
+    html.write_text("<!DOCTYPE html><html>login</html>")
+    assert "HTML page" in one_line_error(cli("eval", "--weights", html))
+
+
+def test_predict_checks_inputs_before_fetching_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNETKIT_HOME", str(tmp_path / "cache"))
+    line = one_line_error(cli("predict", tmp_path / "nope.jpg", "--weights", "http://127.0.0.1:9/w.pth"))
+    assert "none of the inputs exist" in line
+    assert not (tmp_path / "cache").exists()
+
+
+def test_extreme_aspect_ratio_images_are_refused_per_file(tmp_path, small_weights):
+    Image.new("RGB", (10000, 1)).save(tmp_path / "strip.png")
+    class_image(0, 0, size=40).save(tmp_path / "ok.png")
+    result = cli("predict", tmp_path, "--weights", small_weights, "--json")
+    assert result.returncode == 1
+    rows = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert "extreme aspect ratio" in rows["strip.png"]["error"] and "top" in rows["ok.png"]
+
+
+def test_extreme_aspect_ratio_in_training_and_calibration(tmp_path):
+    from resnetkit.data.decode import ImageDecodeError, load_image
+    from resnetkit.data.transforms import Preprocess
+    from resnetkit.deploy.quantize import calibration_batches
+
+    Image.new("RGB", (1, 6000)).save(tmp_path / "tall.png")
+    with pytest.raises(ImageDecodeError, match="extreme aspect ratio"):
+        load_image(tmp_path / "tall.png", short_side=224)
+    assert load_image(tmp_path / "tall.png").size == (1, 6000)  # no resize planned: allowed
+    with pytest.raises(rk.ResnetkitError, match="0 from"):
+        calibration_batches(tmp_path, Preprocess())
+
+
+def test_unexpected_errors_are_one_line_with_a_debug_hint(monkeypatch):
+    from resnetkit.cli import models as models_cmd
+
+    monkeypatch.setattr(models_cmd, "describe", lambda name: (_ for _ in ()).throw(RuntimeError("internal")))
+    line = one_line_error(cli("models"))
+    assert "unexpected error: RuntimeError: internal" in line and "--debug" in line
+    with pytest.raises(RuntimeError):
+        cli("models", "--debug")
+
+
+def test_input_errors_name_the_layout_and_dtype():
+    model = rk.resnet18().eval()
+    with pytest.raises(ValueError, match="channels-last"):
+        model(torch.zeros(1, 224, 224, 3))
+    with pytest.raises(ValueError, match="torch.float64 but the model's weights are torch.float32"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.float64))
+    with pytest.raises(ValueError, match="floating-point input.*torch.uint8"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+def test_cli_exit_code_and_version_in_a_real_process():
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("resnetkit ")
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnetkit", "eval", "--weights", "/nonexistent/w.pth"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "no such file" in proc.stderr

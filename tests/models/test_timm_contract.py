@@ -2,6 +2,8 @@
 checks it (forward_features, forward_intermediates, features_only, default cfgs), plus the uniform
 interface (reset_classifier, grad checkpointing, group_matcher, pretrained_cfg, create_model)."""
 
+import copy
+import functools
 import math
 
 import pytest
@@ -16,9 +18,17 @@ from .helpers import max_abs_diff, randomize_norm_stats
 ALL = rk.list_models()
 
 
-def meta_model(name, **kw):
+@functools.lru_cache(maxsize=None)
+def _built(name, features_only, out_indices, output_stride):
     with torch.device("meta"):
-        return rk.get_model(name, **kw).eval()
+        return rk.get_model(
+            name, features_only=features_only, out_indices=out_indices, output_stride=output_stride
+        ).eval()
+
+
+def meta_model(name, features_only=False, out_indices=None, output_stride=None):
+    """A fresh copy of the architecture on the meta device (built once per configuration)."""
+    return copy.deepcopy(_built(name, features_only, out_indices, output_stride))
 
 
 def input_for(model, batch=2):

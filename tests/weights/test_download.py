@@ -246,3 +246,13 @@ def test_a_host_that_never_answers_times_out_with_a_message(cache, monkeypatch):
 def test_saved_safetensors_have_normal_permissions(tmp_path):
     rk.save_safetensors(rk.resnet18(num_classes=2).state_dict(), tmp_path / "w.safetensors", {"arch": "resnet18"})
     assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~current_umask()
+
+
+def test_a_damaged_cached_file_is_replaced(served, cache):
+    host, name = served
+    rk.resnet18(weights=host.url(name), progress=False)
+    (cache / name).write_bytes(b"damaged on disk")
+    with pytest.warns(UserWarning, match="cannot be read.*removed and is fetched again"):
+        model = rk.resnet18(weights=host.url(name), progress=False)
+    want = torch.load(host.root / name, weights_only=True)["conv1.weight"]
+    assert torch.equal(model.conv1.weight, want) and sha(cache / name) == sha(host.root / name)

@@ -24,7 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", "-o", required=True, help="output file (.onnx, .pt or .safetensors)")
     p.add_argument("--int8", action="store_true", help="post-training int8 quantization first (torchscript only)")
-    p.add_argument("--calibration", metavar="DIR", help="folder of >= 32 representative images for --int8")
+    p.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="folder of >= 32 representative images for --int8 (default for a training run: its validation data)",
+    )
     p.set_defaults(handler=run_export)
 
 
@@ -45,9 +49,16 @@ def run_export(args: argparse.Namespace) -> int:
     if args.int8:
         if args.format != "torchscript":
             raise InvalidOption("--int8 exports TorchScript only (use --format torchscript)")
-        if not args.calibration:
-            raise InvalidOption("--int8 needs --calibration DIR with at least 32 representative images")
     model, loaded, preprocess, classes = load_for_inference(args)
+    calibration = args.calibration
+    if args.int8 and not calibration:
+        from ..engine.rundir import run_directory_of, validation_images
+
+        run = run_directory_of(loaded.source)
+        if run is None:
+            raise InvalidOption("--int8 needs --calibration DIR with at least 32 representative images")
+        calibration = validation_images(run)
+        print(f"calibrating on the validation data of the training run {run}")
     meta = {
         "arch": model.arch,
         "num_classes": model.num_classes,
@@ -58,7 +69,7 @@ def run_export(args: argparse.Namespace) -> int:
     }
     runnable: nn.Module = model
     if args.int8:
-        runnable = quantize_int8(model, calibration_batches(args.calibration, preprocess))
+        runnable = quantize_int8(model, calibration_batches(calibration, preprocess))
         meta["precision"] = "int8"
     report = export(runnable, out, metadata=meta, input_size=preprocess.crop_size)
     check = (

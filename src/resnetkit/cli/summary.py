@@ -43,7 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="input image size, square N or HxW (default 224)",
     )
     p.add_argument("--blocks", action="store_true", help="one row per block: shapes, stride, dilation, shortcut")
-    p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    p.add_argument(
+        "--format",
+        choices=["table", "markdown", "json"],
+        default="table",
+        help="output: aligned table (default), markdown or json",
+    )
     p.add_argument("--diagram", metavar="FILE", help="draw the network to FILE (.svg, .png or .pdf)")
     p.add_argument(
         "--dilation",

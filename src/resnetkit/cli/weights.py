@@ -15,11 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     wsub.required = True
     ls = wsub.add_parser("list", help="the catalog, with what is cached")
     ls.add_argument("--arch", help="only this architecture")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
     ls.set_defaults(handler=run_list)
     dl = wsub.add_parser("download", help="fetch weights into the cache ahead of time")
     dl.add_argument("names", nargs="+", metavar="NAME", help="e.g. resnet50.IMAGENET1K_V2 (or 'all')")
-    dl.add_argument("--no-progress", action="store_true")
+    dl.add_argument("--no-progress", action="store_true", help="no download progress bar")
     dl.set_defaults(handler=run_download)
     vf = wsub.add_parser("verify", help="re-hash every cached catalog file")
     vf.set_defaults(handler=run_verify)

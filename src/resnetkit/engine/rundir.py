@@ -112,3 +112,26 @@ class RunDirectory:
 
         digits_val_images(self.path / "samples", count=count)
         return self.path / "samples"
+
+
+def run_directory_of(weights_source: str) -> Optional[Path]:
+    """The training run a weights file belongs to (its directory holds config.json), if any."""
+    path = Path(weights_source)
+    for candidate in (path, path.parent):
+        if candidate.is_dir() and (candidate / "config.json").is_file() and (candidate / "last.pt").exists():
+            return candidate
+    return None
+
+
+def validation_images(run: Path, limit: int = 128) -> torch.Tensor | str:
+    """A run's own validation data, as int8 calibration: the digits val split as a tensor, or the
+    folder of validation images (``DATA/val``, else ``DATA``) of a folder run."""
+    config = json.loads((run / "config.json").read_text())
+    if config.get("data") is None:
+        from ..data.datasets import TensorImages, load_digits
+
+        val = load_digits(image_size=int(config["image_size"])).val
+        assert isinstance(val, TensorImages)
+        return val.images[:limit]
+    root = Path(config["data"])
+    return str(root / "val" if (root / "val").is_dir() else root)

@@ -107,9 +107,9 @@ class WeightsEntry:
         )
 
     def get_state_dict(self, progress: bool = True) -> Dict[str, torch.Tensor]:
-        from .io import read_weights_file
+        from .io import read_cached
 
-        return read_weights_file(self.fetch(progress=progress))[0]
+        return read_cached(lambda: self.fetch(progress=progress))[0]
 
     def model_meta(self) -> dict:
         return {

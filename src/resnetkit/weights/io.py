@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -131,6 +131,23 @@ def read_weights_file(path: PathLike, config: Optional[PathLike] = None) -> Tupl
                 stacklevel=2,
             )
     return state, meta
+
+
+def read_cached(fetch: Callable[[], Path], config: Optional[PathLike] = None) -> Tuple[StateDict, dict]:
+    """Read a file that ``fetch()`` puts in the cache. A cached file that no longer reads (damaged
+    on disk, or left by an older version) is removed with a warning and fetched once more, so the
+    cache never keeps a bad file."""
+    path = fetch()
+    try:
+        return read_weights_file(path, config=config)
+    except BadFile as exc:
+        warnings.warn(
+            f"the cached file {path} cannot be read ({exc}); it was removed and is fetched again",
+            ResnetkitWarning,
+            stacklevel=2,
+        )
+        path.unlink(missing_ok=True)
+        return read_weights_file(fetch(), config=config)
 
 
 def strip_prefixes(state: StateDict) -> StateDict:

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import BadFile, InvalidOption
 from .catalog import WEIGHT_ENUMS, WeightsEntry, WeightsEnum, find_weights
-from .io import read_weights_file
+from .io import read_cached, read_weights_file
 from .loading import identify_architecture
 
 WeightsSource = Union[str, Path, WeightsEntry, WeightsEnum]
@@ -131,7 +131,7 @@ def resolve(
     if text.startswith(("http://", "https://")):
         from .download import fetch_url
 
-        state, meta = read_weights_file(fetch_url(text, progress=progress), config=config_path)
+        state, meta = read_cached(lambda: fetch_url(text, progress=progress), config=config_path)
         return LoadedWeights(state, meta, text)
     entry = find_weights(text, arch=arch)
     if entry is not None:

@@ -18,7 +18,7 @@ from .helpers import max_abs_diff, randomize_norm_stats
 ALL = rk.list_models()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _built(name, features_only, out_indices, output_stride):
     with torch.device("meta"):
         return rk.get_model(

@@ -212,3 +212,36 @@ def test_cli_exit_code_and_version_in_a_real_process():
         timeout=120,
     )
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "no such file" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "source, words",
+    [
+        ("", "empty"),
+        ("resnet50", "architecture name, not weights; e.g. resnet50.IMAGENET1K_V1"),
+        ("resnet50d", "no published weights"),
+        ("IMAGENET1K_V2", "is a tag: name the architecture too, e.g. resnet50.IMAGENET1K_V2"),
+    ],
+)
+def test_weights_names_that_are_not_weights(tmp_path, source, words):
+    class_image(0, 0).save(tmp_path / "a.png")
+    assert words in one_line_error(cli("predict", tmp_path / "a.png", "--weights", source))
+
+
+def test_cifar_resnets_train_from_the_cli(tmp_path):
+    result = cli(
+        "train",
+        "--arch",
+        "resnet20",
+        "--zero-init-residual",
+        "--max-steps",
+        "2",
+        "--quiet",
+        "--workers",
+        "0",
+        "--out",
+        tmp_path / "run",
+    )
+    assert result.returncode == 0, result.stderr
+    model = rk.get_model("resnet20", zero_init_residual=True)
+    assert all(torch.count_nonzero(b.bn2.weight) == 0 for b in model.modules() if isinstance(b, rk.BasicBlock))

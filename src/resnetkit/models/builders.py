@@ -48,7 +48,7 @@ VARIANTS: Dict[str, Spec] = {
 # CIFAR ResNets (He et al. 2015, Table 6): name -> blocks per stage n (depth 6n + 2).
 CIFAR_DEPTHS: Dict[str, int] = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 
-CIFAR_OPTIONS = ("num_classes", "in_chans", "norm_layer")
+CIFAR_OPTIONS = ("num_classes", "in_chans", "norm_layer", "zero_init_residual")
 
 
 def make_resnet(name: str, **options: Any) -> ResNet:

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
+import torch
 from torch import nn
 
 from ..errors import InvalidOption
@@ -19,7 +20,14 @@ class CifarResNet(ResNetBase):
 
     default_input_size = 32
 
-    def __init__(self, n: int, num_classes: int = 10, in_chans: int = 3, norm_layer: Optional[type] = None) -> None:
+    def __init__(
+        self,
+        n: int,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        norm_layer: Optional[Callable[[int], nn.Module]] = None,
+        zero_init_residual: bool = False,
+    ) -> None:
         super().__init__()
         if not is_int(n) or n < 1:
             raise InvalidOption(f"n (blocks per stage) must be a positive integer, got {n!r}")
@@ -51,3 +59,7 @@ class CifarResNet(ResNetBase):
         self.num_classes = num_classes
         self.fc = nn.Linear(64, num_classes) if num_classes > 0 else nn.Identity()
         init_weights(self)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, BasicBlock) and isinstance(getattr(m.bn2, "weight", None), torch.Tensor):
+                    nn.init.constant_(m.bn2.weight, 0)

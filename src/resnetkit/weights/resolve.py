@@ -116,6 +116,8 @@ def resolve(
             f"weights must be a catalog name, a file, a run directory or a URL, got {type(source).__name__}"
         )
     text = str(source)
+    if not text.strip():
+        raise InvalidOption("the weights source is empty; give a run directory, a file, a URL or a catalog name")
     path = Path(text).expanduser()
     suffix = path.suffix.lower()
     if suffix in EXPORTED and (path.is_file() or path.is_dir()):
@@ -139,6 +141,16 @@ def resolve(
     looks_like_path = "/" in text or "\\" in text or suffix in (".pt", ".pth", ".safetensors", ".bin", ".ckpt")
     if looks_like_path:
         raise BadFile(f"weights {text}: no such file or directory")
+    from ..models import list_models
+    from .catalog import list_weights
+
+    if text in list_models():
+        names = [e.name for e in list_weights(text)]
+        hint = f"e.g. {', '.join(names[:3])}" if names else "no published weights exist for it: train it or give a file"
+        raise InvalidOption(f"weights {text!r} is an architecture name, not weights; {hint}")
+    same_tag = [e.name for e in list_weights() if e.tag.lower() == text.lower()]
+    if same_tag and arch is None:
+        raise InvalidOption(f"weights {text!r} is a tag: name the architecture too, e.g. {', '.join(same_tag[:3])}")
     tags = ""
     if arch in WEIGHT_ENUMS:
         tags = f" (tags for {arch}: {', '.join(WEIGHT_ENUMS[arch].__members__)})"  # type: ignore[index]

@@ -61,5 +61,6 @@ class CifarResNet(ResNetBase):
         init_weights(self)
         if zero_init_residual:
             for m in self.modules():
-                if isinstance(m, BasicBlock) and isinstance(getattr(m.bn2, "weight", None), torch.Tensor):
-                    nn.init.constant_(m.bn2.weight, 0)
+                weight = getattr(m.bn2, "weight", None) if isinstance(m, BasicBlock) else None
+                if isinstance(weight, torch.Tensor):
+                    nn.init.constant_(weight, 0)

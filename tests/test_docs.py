@@ -56,7 +56,7 @@ def workdir(tmp_path_factory):
     from resnetkit.engine.trainer import train
 
     d = tmp_path_factory.mktemp("docs")
-    cfg = make_config("digits", epochs=1, quiet=True, workers=0, out=str(d / "runs" / "digits"))
+    cfg = make_config("digits", image_size=16, epochs=1, quiet=True, workers=0, out=str(d / "runs" / "digits"))
     train(cfg, log=lambda s: None)
     digits_val_images(d / "runs" / "digits" / "calibration", count=40)
     (d / "out").mkdir()

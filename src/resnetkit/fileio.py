@@ -92,7 +92,8 @@ def atomic_path(path: PathLike, what: str = "file") -> Iterator[Path]:
     path = check_output_file(path, what)
     make_dir(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # The temporary name keeps the extension: some writers check it (torch.export.save).
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     except OSError as exc:
         raise BadFile(describe_os_error(path, exc, f"write the {what}")) from None
     os.close(fd)

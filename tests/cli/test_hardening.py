@@ -126,16 +126,49 @@ def test_bench_library_refuses_bad_values():
             benchmark("resnet18", **kwargs)
 
 
-def test_exported_programs_are_not_weights(small_weights, tmp_path):
-    """A TorchScript (or int8) export given as weights: say what it is, never suggest unsafe loading."""
-    ts = tmp_path / "m.pt"
-    assert cli("export", "--weights", small_weights, "--format", "torchscript", "--out", ts).returncode == 0
-    for cmd in (["predict", tmp_path], ["eval"]):
-        line = one_line_error(cli(*cmd, "--weights", ts))
-        assert "TorchScript program" in line and "weights_only" not in line
-    onnx = tmp_path / "m.onnx"
-    assert cli("export", "--weights", small_weights, "--format", "onnx", "--out", onnx).returncode == 0
-    assert "exported ONNX model" in one_line_error(cli("predict", tmp_path, "--weights", onnx))
+def test_exported_artifacts_run_everywhere(small_weights, tmp_path):
+    """Each export format runs in predict and eval on its runtime, with the metadata of the export."""
+    for name in ("d.png", "e.png"):
+        class_image(1, 2, size=40).save(tmp_path / name)
+    want = json.loads(cli("predict", tmp_path / "d.png", "--weights", small_weights, "--json").stdout)["top"]
+    for fmt, out in (("onnx", "m.onnx"), ("pt2", "m.pt2"), ("openvino", "m_openvino"), ("torchscript", "m.pt")):
+        exported = cli("export", "--weights", small_weights, "--format", fmt, "--out", tmp_path / out)
+        assert exported.returncode == 0 and "max abs diff vs PyTorch" in exported.stdout, exported.stderr
+        got = json.loads(cli("predict", tmp_path / "d.png", "--weights", tmp_path / out, "--json").stdout)["top"]
+        assert [t["class"] for t in got] == [t["class"] for t in want], fmt
+        assert all(abs(a["prob"] - b["prob"]) < 1e-4 for a, b in zip(got, want)), fmt
+    result = cli("eval", "--weights", tmp_path / "m.onnx", "--data", _eval_folder(tmp_path), "--json", "-j", "0")
+    assert result.returncode == 0 and json.loads(result.stdout.splitlines()[-1])["images"] == 3
+    assert "folder" in one_line_error(
+        cli("export", "--weights", small_weights, "--format", "openvino", "--out", tmp_path / "x.onnx")
+    )
+
+
+def _eval_folder(tmp_path):
+    root = tmp_path / "evaldata"
+    for i, name in enumerate(["a", "b", "c"]):
+        (root / name).mkdir(parents=True)
+        class_image(i, 0, size=40).save(root / name / "0.png")
+    return root
+
+
+def test_a_missing_runtime_is_named(small_weights, tmp_path, monkeypatch):
+    import builtins
+
+    assert cli("export", "--weights", small_weights, "--format", "onnx", "--out", tmp_path / "m.onnx").returncode == 0
+    class_image(0, 0).save(tmp_path / "a.png")
+    real_import = builtins.__import__
+
+    def no_runtimes(name, *args, **kwargs):
+        if name.split(".")[0] in ("onnxruntime", "openvino"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_runtimes)
+    line = one_line_error(cli("predict", tmp_path / "a.png", "--weights", tmp_path / "m.onnx"))
+    assert "pip install 'resnetkit[deploy]'" in line
+    line = one_line_error(cli("export", "--weights", small_weights, "--format", "openvino", "--out", tmp_path / "ov"))
+    assert "pip install 'resnetkit[openvino]'" in line
 
 
 def test_messages_name_the_real_problem(tmp_path, small_weights):

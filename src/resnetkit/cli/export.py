@@ -18,11 +18,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_weights_args(p)
     p.add_argument(
         "--format",
-        choices=["onnx", "torchscript", "safetensors"],
+        choices=["onnx", "openvino", "pt2", "safetensors", "torchscript"],
         required=True,
-        help="onnx (verified in onnxruntime), torchscript (legacy), safetensors (weights + metadata)",
+        help="onnx (run by ONNX Runtime), openvino (IR folder), pt2 (torch.export program), safetensors "
+        "(weights + metadata), torchscript (legacy); each runnable file is verified by its runtime",
     )
-    p.add_argument("--out", "-o", required=True, help="output file (.onnx, .pt or .safetensors)")
+    p.add_argument(
+        "--out", "-o", required=True, help="output file (.onnx, .pt2, .pt, .safetensors) or folder (openvino)"
+    )
     p.add_argument("--int8", action="store_true", help="post-training int8 quantization first (torchscript only)")
     p.add_argument(
         "--calibration",
@@ -32,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_export)
 
 
-EXTENSIONS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+EXTENSIONS = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt", "safetensors": ".safetensors", "openvino": ""}
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -44,8 +47,10 @@ def run_export(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix != EXTENSIONS[args.format]:
+        if args.format == "openvino":
+            raise InvalidOption(f"--out {out}: an OpenVINO IR export is a folder; give a name without an extension")
         raise InvalidOption(f"--out {out}: a {args.format} file must end in {EXTENSIONS[args.format]}")
-    check_output_file(out, "--out file")
+    check_output_file(out if args.format != "openvino" else out / "model.xml", "--out file")
     if args.int8:
         if args.format != "torchscript":
             raise InvalidOption("--int8 exports TorchScript only (use --format torchscript)")

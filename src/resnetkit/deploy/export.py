@@ -1,22 +1,32 @@
-"""Export to ONNX (verified in onnxruntime), TorchScript and safetensors (with metadata)."""
+"""Export to ONNX, OpenVINO IR, torch.export (.pt2), TorchScript (legacy) and safetensors, each
+runnable file verified against PyTorch by the runtime that will run it."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ..errors import InvalidOption, MissingDependency, ResnetkitError
-from ..fileio import atomic_path, check_output_file
+from ..errors import BadFile, InvalidOption, MissingDependency, ResnetkitError
+from ..fileio import atomic_path, check_output_file, make_dir
 from ..weights.io import save_safetensors
 
 ONNX_FP32_TOLERANCE = 1e-4
-FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".torchscript": "torchscript", ".safetensors": "safetensors"}
+INT8_TOLERANCE = 1e-3  # a quantized model exported as is: only the file round trip is compared
+FORMATS = {
+    ".onnx": "onnx",
+    ".pt2": "pt2",
+    ".pt": "torchscript",
+    ".torchscript": "torchscript",
+    ".safetensors": "safetensors",
+    "": "openvino",  # a folder: OpenVINO IR (model.xml + model.bin)
+}
 
 
 @dataclass
@@ -44,85 +54,132 @@ def onnx_session(path: Path, threads: Optional[int] = None):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def format_of(path: Path) -> str:
+    """The export format a path names: its extension, or OpenVINO IR for a folder name."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise InvalidOption(
+            f"{path}: unknown export format; use a name ending in .onnx, .pt2, .pt or .safetensors, "
+            "or a folder name for OpenVINO IR"
+        )
+    return fmt
+
+
+def _write_onnx(model: nn.Module, path: Path, example: torch.Tensor, metadata: Dict[str, Any]) -> None:
+    with atomic_path(path, "ONNX file") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(tmp),
+            dynamo=False,
+            opset_version=17,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        )
+        if metadata:
+            import onnx
+
+            proto = onnx.load(str(tmp))
+            for k, v in metadata.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
+            onnx.save(proto, str(tmp))
+
+
+def _write_torchscript(model: nn.Module, path: Path, example: torch.Tensor, metadata: Dict[str, Any]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit announces its deprecation: a legacy format here
+        scripted = torch.jit.trace(model, example, check_trace=False)
+        with atomic_path(path, "TorchScript file") as tmp:
+            torch.jit.save(scripted, str(tmp), _extra_files={"resnetkit.json": json.dumps(metadata)})
+
+
+def _write_pt2(model: nn.Module, path: Path, example: torch.Tensor, metadata: Dict[str, Any]) -> None:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    with atomic_path(path, "torch.export program") as tmp:
+        torch.export.save(program, str(tmp), extra_files={"resnetkit.json": json.dumps(metadata)})
+
+
+def _write_openvino(model: nn.Module, path: Path, example: torch.Tensor, metadata: Dict[str, Any]) -> None:
+    try:
+        import openvino as ov
+    except ImportError:
+        raise MissingDependency("OpenVINO export needs openvino: pip install 'resnetkit[openvino]'") from None
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise BadFile(f"--out {path} exists and is not an empty folder; an OpenVINO IR export writes a new folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ov_model = ov.convert_model(model, example_input=example)
+    ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, *example.shape[1:]])})
+    ov_model.set_rt_info(json.dumps(metadata), ["resnetkit", "meta"])
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    make_dir(tmp, "export folder")
+    try:
+        # fp16 compression would change the numbers: keep the weights as they are.
+        ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
+        if path.exists():
+            path.rmdir()
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+WRITERS = {"onnx": _write_onnx, "torchscript": _write_torchscript, "pt2": _write_pt2, "openvino": _write_openvino}
+
+
 def export(
     model: nn.Module, path, metadata: Optional[dict] = None, input_size: int = 224, verify: bool = True
 ) -> ExportReport:
-    """Write ``model`` to ``path``; the format follows the extension (.onnx, .pt, .safetensors).
+    """Write ``model`` to ``path``; the format follows the name: .onnx (ONNX, run by ONNX Runtime),
+    .pt2 (``torch.export`` program), a folder name (OpenVINO IR), .pt (TorchScript, legacy) or
+    .safetensors (the state_dict).
 
-    ONNX gets a dynamic batch axis and is re-run in onnxruntime at two batch sizes: the max abs
-    difference to PyTorch is reported and must be <= 1e-4 (fp32). TorchScript is reloaded and
-    compared the same way. safetensors stores the state_dict with ``metadata`` (arch, classes,
-    preprocessing).
+    Every runnable format gets a dynamic batch axis and ``metadata`` (arch, classes,
+    preprocessing), and is loaded back by its runtime and run at two batch sizes: the max abs
+    difference to PyTorch is reported and must be <= 1e-4 for fp32 (the file is removed if not).
     """
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InvalidOption(f"{path}: unknown export format; use a name ending in {', '.join(FORMATS)}")
-    check_output_file(path, "export file")
+    fmt = format_of(path)
+    if fmt != "openvino":
+        check_output_file(path, "export file")
     if model.training:
         raise InvalidOption(
             "the model is in train mode; call model.eval() before export "
             "(export bakes in BatchNorm's running statistics)"
         )
+    metadata = dict(metadata or {})
     if fmt == "safetensors":
-        save_safetensors(model.state_dict(), path, metadata or {})
+        save_safetensors(model.state_dict(), path, metadata)
         return ExportReport(path, fmt)
     checks = (1, 3)
     with torch.no_grad():
-        references = {b: model(_example(model, input_size, b)) for b in checks}
-    if fmt == "onnx":
-        with atomic_path(path, "ONNX file") as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (_example(model, input_size, 1),),
-                str(tmp),
-                dynamo=False,
-                opset_version=17,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-            )
-            if metadata:
-                import onnx
+        outputs = model(_example(model, input_size, 1)).shape[-1]
+    # What a runner needs to know without the original model: the output and input sizes.
+    metadata.setdefault("num_classes", int(outputs))
+    metadata.setdefault("in_chans", int(getattr(model, "in_chans", 3)))
+    metadata.setdefault("input_size", int(input_size))
+    WRITERS[fmt](model, path, _example(model, input_size, 2), metadata)
+    if not verify:
+        return ExportReport(path, fmt)
+    from .runtimes import load_exported
 
-                proto = onnx.load(str(tmp))
-                for k, v in metadata.items():
-                    entry = proto.metadata_props.add()
-                    entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
-                onnx.save(proto, str(tmp))
-        if not verify:
-            return ExportReport(path, fmt)
-        session = onnx_session(path)
+    runner = load_exported(path)
+    with torch.no_grad():
         diff = max(
-            float(
-                (
-                    torch.from_numpy(session.run(None, {"images": _example(model, input_size, b).numpy()})[0])
-                    - references[b]
-                )
-                .abs()
-                .max()
-            )
+            float((runner(_example(model, input_size, b)) - model(_example(model, input_size, b))).abs().max())
             for b in checks
         )
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scripted = torch.jit.trace(model, _example(model, input_size, 1), check_trace=False)
-            if metadata:
-                extra = {"resnetkit.json": json.dumps(metadata)}
-            else:
-                extra = {}
-            with atomic_path(path, "TorchScript file") as tmp:
-                torch.jit.save(scripted, str(tmp), _extra_files=extra)
-            if not verify:
-                return ExportReport(path, fmt)
-            loaded = torch.jit.load(str(path))
-        with torch.no_grad():
-            diff = max(float((loaded(_example(model, input_size, b)) - references[b]).abs().max()) for b in checks)
-    if diff > ONNX_FP32_TOLERANCE:
-        path.unlink(missing_ok=True)
+    tolerance = ONNX_FP32_TOLERANCE if metadata.get("precision", "fp32") == "fp32" else INT8_TOLERANCE
+    if diff > tolerance:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
         raise ResnetkitError(
-            f"exported {fmt} model differs from PyTorch by {diff:.2e} (> {ONNX_FP32_TOLERANCE}); the file was removed"
+            f"exported {fmt} model differs from PyTorch by {diff:.2e} (> {tolerance}); the file was removed"
         )
     return ExportReport(path, fmt, diff, checks)

@@ -122,8 +122,8 @@ def resolve(
     suffix = path.suffix.lower()
     if suffix in EXPORTED and (path.is_file() or path.is_dir()):
         raise BadFile(
-            f"{path} is {EXPORTED[suffix]}, not a weights file; it runs on its own runtime "
-            "(pass the weights it was exported from here)"
+            f"{path} is {EXPORTED[suffix]}, not a weights file: it runs on its own runtime "
+            f"(resnetkit predict/eval --weights {path}); to build a PyTorch model, pass the weights it was exported from"
         )
     if path.is_dir():
         return _from_dir(path, config_path)

@@ -278,3 +278,14 @@ def test_cifar_resnets_train_from_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr
     model = rk.get_model("resnet20", zero_init_residual=True)
     assert all(torch.count_nonzero(b.bn2.weight) == 0 for b in model.modules() if isinstance(b, rk.BasicBlock))
+
+
+def test_device_flag(small_weights, tmp_path):
+    class_image(0, 0).save(tmp_path / "a.png")
+    assert cli("predict", tmp_path / "a.png", "--weights", small_weights, "--device", "cpu").returncode == 0
+    if not torch.cuda.is_available():
+        assert "no CUDA GPU" in one_line_error(
+            cli("predict", tmp_path / "a.png", "--weights", small_weights, "--device", "cuda")
+        )
+    else:  # pragma: no cover - GPU machines
+        assert cli("predict", tmp_path / "a.png", "--weights", small_weights, "--device", "cuda").returncode == 0

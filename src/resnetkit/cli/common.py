@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 if TYPE_CHECKING:
+    import torch
+
     from ..data.transforms import Preprocess
     from ..models import ResNetBase
     from ..weights.resolve import LoadedWeights
@@ -49,6 +51,28 @@ def add_weights_args(p: argparse.ArgumentParser) -> None:
         help="a Hugging Face config.json to check transformers weights against (found beside them by default)",
     )
     p.add_argument("--no-progress", action="store_true", help="no download progress bar")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where a PyTorch model runs: auto (cuda when available, else cpu; default), cpu, cuda",
+    )
+
+
+def pick_device(name: str, model: object) -> torch.device:
+    """The device ``--device`` names; exported artifacts run on their runtime's (CPU) device."""
+    import torch
+
+    from ..errors import InvalidOption
+
+    exported = getattr(model, "format", None) is not None
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidOption("--device cuda: no CUDA GPU is available here; use --device cpu (or auto)")
+    if name == "cuda" and exported:
+        raise InvalidOption("--device cuda runs PyTorch models; an exported model runs on its own runtime (CPU)")
+    if name == "auto" and torch.cuda.is_available() and not exported:
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def load_for_inference(args: argparse.Namespace) -> Tuple[ResNetBase, LoadedWeights, Preprocess, Optional[List[str]]]:

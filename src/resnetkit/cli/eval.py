@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_weights_args, int_at_least, load_for_inference
+from .common import add_weights_args, int_at_least, load_for_inference, pick_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,6 @@ def print_skipped(messages: list) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from ..data.datasets import FolderImages, class_names, find_images, load_digits
     from ..engine.evaluate import eval_batches, evaluate
@@ -63,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             raise BadFile(f"no image files under {root}")
         source = str(root)
     num_classes = model.num_classes
+    device = pick_device(args.device, model)
+    model.to(device)
     if classes is not None and list(classes) != list(data_classes):
         if len(classes) == len(data_classes):
             print(
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         model,
         eval_batches(dataset, args.batch_size, args.workers),
         num_classes,
-        torch.device("cpu"),
+        device,
         amp=args.amp,
         channels_last=False,
         on_skipped=print_skipped,

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .common import add_weights_args, int_at_least, load_for_inference
+from .common import add_weights_args, int_at_least, load_for_inference, pick_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +32,12 @@ def run(args: argparse.Namespace) -> int:
     if not any(p.exists() for p in paths):  # before any weights are downloaded
         raise BadFile(f"none of the inputs exist: {' '.join(args.inputs)}")
     model, _, preprocess, classes = load_for_inference(args)
+    device = pick_device(args.device, model)
     failed = 0
-    for pred in predict_files(model, paths, preprocess, classes, topk=args.topk, batch_size=args.batch_size):
+    predictions = predict_files(
+        model, paths, preprocess, classes, topk=args.topk, batch_size=args.batch_size, device=device
+    )
+    for pred in predictions:
         failed += pred.error is not None
         if args.json:
             print(json.dumps(pred.to_dict()), flush=True)

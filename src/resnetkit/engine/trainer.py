@@ -252,6 +252,12 @@ class Trainer:
                     f"allowed: {', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDABLE)}"
                 )
             values[key] = value
+        saved_epochs = self.resume_state["config"]["epochs"]
+        if values["epochs"] != saved_epochs and values["schedule"] in ("onecycle", "cosine"):
+            self.log(
+                f"note: --epochs {values['epochs']} (was {saved_epochs}): the {values['schedule']} schedule spans the "
+                "new total, so the learning rate from here on differs from the original run's plan"
+            )
         values["out"] = str(ckpt_path.parent)
         return TrainConfig.from_dict(values)
 

@@ -308,7 +308,8 @@ def test_resume_refuses_result_changing_flags(tmp_path):
     run = tmp_path / "run"
     ok("train", *FAST_DIGITS, "--batch-size", "128", "--epochs", "1", "--out", run)
     assert "cannot change on --resume" in one_line_error(cli("train", "--resume", run, "--lr", "0.5"))
-    ok("train", "--resume", run, "--epochs", "2", "--quiet")  # extending a finished run is allowed
+    extended = ok("train", "--resume", run, "--epochs", "2", "--quiet")  # extending a finished run is allowed
+    assert "the onecycle schedule spans the new total" in extended.stdout
     assert (run / "metrics.csv").read_text().count("\n") == 3
 
 

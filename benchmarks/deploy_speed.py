@@ -20,7 +20,8 @@ import torch
 from resnetkit.data.datasets import load_digits
 from resnetkit.deploy import quantize_int8
 from resnetkit.deploy.bench import benchmark, markdown_table
-from resnetkit.weights.resolve import build_model, read_source
+from resnetkit.weights.factory import model_from_weights
+from resnetkit.weights.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def int8_accuracy(run_dir: Path) -> str:
     if not (run_dir / "model.safetensors").is_file():
         subprocess.run([sys.executable, "-m", "resnetkit", "train", "--quiet", "--out", str(run_dir)], check=True)
-    model = build_model(read_source(str(run_dir))).eval()
+    model = model_from_weights(resolve(str(run_dir))).eval()
     split = load_digits()
     calib = split.train.images[:64].split(16)
     q = quantize_int8(model, calib)

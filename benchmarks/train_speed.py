@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import resnetkit as rk
 from resnetkit.engine.config import make_config
-from resnetkit.engine.trainer import autocast, make_optimizer
+from resnetkit.engine.evaluate import autocast_context
+from resnetkit.engine.setup import make_optimizer
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
@@ -52,7 +53,7 @@ class Loop:
         if self.fast:
             x = x.contiguous(memory_format=torch.channels_last)
         t1 = time.perf_counter()
-        with autocast(self.cfg, torch.device("cpu")):
+        with autocast_context(self.cfg.amp, torch.device("cpu")):
             loss = F.cross_entropy(self.step_model(x).float(), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -110,6 +110,7 @@ def test_outputs_to_unusable_paths(small_weights, tmp_path, unwritable, a_file):
         (["bench", "resnet18", "--runs", "0"], ">= 1", 2),
         (["bench", "resnet99"], "unknown model", 1),
         (["predict", "x.png", "--weights", "w", "--topk", "0"], ">= 1", 2),
+        (["export", "--weights", "w", "--format", "pt2", "--int8", "--out", "x.pt2"], "use --format onnx", 1),
     ],
 )
 def test_bad_options_one_line(args, words, code):

@@ -14,7 +14,7 @@ from ..data.decode import ImageDecodeError, expand_inputs, load_image
 
 if TYPE_CHECKING:
     from ..data.transforms import Preprocess
-from ..errors import BadFile, InvalidOption, ResnetkitError
+from ..errors import BadFile, InvalidOption, MissingDependency, ResnetkitError
 
 MIN_CALIBRATION_IMAGES = 32
 
@@ -112,3 +112,62 @@ class Int8Model(nn.Module):
             return self.quantized(x)
         finally:
             torch.backends.quantized.engine = previous
+
+
+def quantize_onnx_int8(
+    model: nn.Module, path: Path, calibration: List[torch.Tensor], metadata: dict, input_size: int
+) -> float:
+    """Write an int8 ONNX model (QDQ, per-channel int8 weights, uint8 activations calibrated by
+    min-max on ``calibration``) with ONNX Runtime's static quantization, and return the top-1
+    agreement (%) of the file, run by ONNX Runtime, with the fp32 PyTorch model on those images.
+    The maintained alternative to torch.ao's FX int8 (deprecated), and it runs anywhere ONNX does."""
+    import json
+    import tempfile
+
+    try:
+        import onnx
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise MissingDependency("int8 ONNX export needs onnxruntime: pip install 'resnetkit[deploy]'") from None
+    from ..fileio import atomic_path
+    from .export import export
+    from .runtimes import load_exported
+
+    images = torch.cat([b if b.dim() == 4 else b.unsqueeze(0) for b in calibration])
+    if len(images) < MIN_CALIBRATION_IMAGES:
+        raise InvalidOption(f"calibration needs at least {MIN_CALIBRATION_IMAGES} images, got {len(images)}")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(images.split(16))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": batch.numpy()}
+
+    meta = dict(metadata, precision="int8")
+    with tempfile.TemporaryDirectory(prefix="resnetkit-int8-") as tmp:
+        fp32, prepared, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        export(model, fp32, metadata=metadata, input_size=input_size)
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(int8),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+        proto = onnx.load(str(int8))
+        del proto.metadata_props[:]
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+        with atomic_path(path, "ONNX file") as out:
+            onnx.save(proto, str(out))
+    runner = load_exported(path)
+    with torch.no_grad():
+        agree = (runner(images).argmax(1) == model(images).argmax(1)).float().mean().item()
+    return 100.0 * agree

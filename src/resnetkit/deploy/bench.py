@@ -15,14 +15,13 @@ from ..errors import InvalidOption
 from ..models import ResNetBase
 from .modes import MODES
 
-ROOF_SIZE = 1024  # the matrix side of the roof measurement
+ROOF_CHANNELS, ROOF_SIDE = 1024, 64  # a 1x1 convolution 1024 -> 1024 on a 64x64 map: 8.6 GFLOP
 ROOF_REPEATS = 5
 
 
 @dataclass
 class Peak:
-    """The fp32 roof of this machine, measured (not estimated from nominal clocks and unit counts,
-    which overstate it: a Zen 4 core runs AVX-512 on 256-bit units, for instance)."""
+    """The fp32 roof of this machine, measured (not estimated from nominal clocks and unit counts)."""
 
     cores: int
     gflops: float
@@ -30,22 +29,26 @@ class Peak:
 
 
 def cpu_peak(cores: Optional[int] = None) -> Peak:
-    """fp32 roof: the best of a few large matrix products (torch.mm, i.e. the BLAS/oneDNN sgemm
-    that convolutions also run on) at the current thread count. An FMA-bound kernel that real
-    convolutions approach, measured in the same process as the models it is compared with."""
+    """fp32 roof: the best of a few large 1x1 convolutions in channels_last (a pure matrix product
+    that PyTorch hands to oneDNN, the library its convolutions run on: as close to FMA-bound as a
+    real kernel gets here; torch.mm goes to a BLAS that is slower on some CPUs), at the current
+    thread count, in the same process as the models it is compared with."""
+    import torch.nn.functional as F
+
     cores = cores or torch.get_num_threads()
-    a = torch.randn(ROOF_SIZE, ROOF_SIZE)
-    b = torch.randn(ROOF_SIZE, ROOF_SIZE)
-    torch.mm(a, b)  # warm-up
+    x = torch.randn(1, ROOF_CHANNELS, ROOF_SIDE, ROOF_SIDE).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(ROOF_CHANNELS, ROOF_CHANNELS, 1, 1).contiguous(memory_format=torch.channels_last)
     best = float("inf")
-    for _ in range(ROOF_REPEATS):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    gflops = 2 * ROOF_SIZE**3 / best / 1e9
+    with torch.no_grad():
+        F.conv2d(x, w)  # warm-up
+        for _ in range(ROOF_REPEATS):
+            t = time.perf_counter()
+            F.conv2d(x, w)
+            best = min(best, time.perf_counter() - t)
+    gflops = 2 * ROOF_CHANNELS**2 * ROOF_SIDE**2 / best / 1e9
     method = (
-        f"measured: best of {ROOF_REPEATS} fp32 {ROOF_SIZE}x{ROOF_SIZE} matrix products (torch.mm) on "
-        f"{cores} threads in this process"
+        f"measured: best of {ROOF_REPEATS} fp32 1x1 convolutions {ROOF_CHANNELS}->{ROOF_CHANNELS} channels on a "
+        f"{ROOF_SIDE}x{ROOF_SIDE} map (channels_last, oneDNN) on {cores} threads in this process"
     )
     return Peak(cores, gflops, method)
 
@@ -86,6 +89,14 @@ def build_runner(
     if mode == "int8":
         assert calibration is not None
         return optimize(model, "int8", calibration=calibration.split(16))
+    if mode == "onnxruntime-int8":
+        from .quantize import quantize_onnx_int8
+        from .runtimes import load_exported
+
+        assert calibration is not None
+        path = workdir / "model_int8.onnx"
+        quantize_onnx_int8(fold_batchnorm(model), path, list(calibration.split(16)), {}, input_size)
+        return load_exported(path)
     raise InvalidOption(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
 
 
@@ -163,7 +174,11 @@ def _measure(
     peak = cpu_peak()
     peak_img_s = peak.gflops * 1e9 / (2 * macs)
     gen = torch.Generator().manual_seed(0)
-    calibration = torch.randn(32, model.in_chans, input_size, input_size, generator=gen) if "int8" in modes else None
+    calibration = (
+        torch.randn(32, model.in_chans, input_size, input_size, generator=gen)
+        if any("int8" in m for m in modes)
+        else None
+    )
     rows: List[BenchRow] = []
     runners = {}
     for mode in modes:

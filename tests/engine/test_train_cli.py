@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -246,23 +245,26 @@ def test_interrupt_then_resume_is_bit_exact(tmp_path):
     assert "finished all 1 epochs" in again.stdout + again.stderr
 
 
-def start_training_until_checkpoint(args, run, threads=1, capture=False):
-    """A real training process, returned once its first checkpoint exists (an event polled for,
-    not a clock raced); it runs far more epochs than it will get to."""
+def start_training_until_checkpoint(args, run, threads=1):
+    """A real training process, returned once it reports its first step checkpoint (it prints
+    "checkpoint: step N saved" when not --quiet): an event waited for, not a clock raced. It is
+    given far more epochs than it will get to."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    pipe = subprocess.PIPE if capture else subprocess.DEVNULL
+    args = [a for a in args if a != "--quiet"]
     command = [sys.executable, "-m", "resnetkit", "train", *args, "--epochs", "50", "--out", str(run)]
-    proc = subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True)
-    deadline = time.monotonic() + 300
-    while not (run / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before its first checkpoint"
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stdout:  # blocks until the trainer says something; ends if it exits
+        seen.append(line)
+        if line.startswith("checkpoint: step"):
+            break
+    assert proc.poll() is None and (run / "last.pt").is_file(), "".join(seen)
     return proc
 
 
 def test_sigint_in_a_real_process_saves_and_exits_130(tmp_path):
     run = tmp_path / "run"
-    proc = start_training_until_checkpoint([*FAST_DIGITS, "--save-every-steps", "5"], run, capture=True)
+    proc = start_training_until_checkpoint([*FAST_DIGITS, "--save-every-steps", "5"], run)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -430,6 +430,8 @@ class Trainer:
                 break
             if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0:
                 self._save("last.pt")
+                if not cfg.quiet:
+                    self.log(f"checkpoint: step {self.global_step} saved to {self.rundir.path / 'last.pt'}")
             t_data = time.perf_counter()
         bar.close()
 

@@ -9,7 +9,7 @@ import resnetkit as rk
 from resnetkit.data.datasets import load_digits
 from resnetkit.data.transforms import Preprocess
 from resnetkit.deploy import calibration_batches, export, fold_batchnorm, optimize, quantize_int8
-from resnetkit.deploy.optimize import OnnxRuntimeModel
+from resnetkit.deploy.runtimes import ExportedModel, load_exported
 from resnetkit.errors import ResnetkitError
 from resnetkit.weights.io import load_safetensors
 
@@ -115,7 +115,7 @@ def test_onnx_export_parity_dynamic_batch(tmp_path):
     randomize_norm_stats(model)
     report = export(model, tmp_path / "m.onnx", metadata={"arch": "resnet18"}, input_size=64)
     assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-4
-    runner = OnnxRuntimeModel(tmp_path / "m.onnx")
+    runner = load_exported(tmp_path / "m.onnx")
     x = torch.randn(5, 3, 64, 64)
     with torch.no_grad():
         assert (runner(x) - model(x)).abs().max() <= 1e-4
@@ -159,7 +159,7 @@ def test_optimize_fp32_and_bf16():
     with torch.no_grad():
         ref = model(x)
         fast = optimize(model, "fp32", input_size=64)
-        assert isinstance(fast, OnnxRuntimeModel)
+        assert isinstance(fast, ExportedModel) and fast.format == "onnx"
         assert (fast(x) - ref).abs().max() <= 1e-4
         bf = optimize(model, "bf16")
         assert torch.nn.functional.cosine_similarity(bf(x), ref).min() > 0.99

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from ..errors import InvalidOption, MissingDependency
-from .export import export, onnx_session
+from .export import export
 from .fold import fold_batchnorm
 from .quantize import quantize_int8
+from .runtimes import load_exported
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -34,20 +35,6 @@ class ChannelsLast(nn.Module):
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
                 return self.model(x).float()
         return self.model(x)
-
-
-class OnnxRuntimeModel(nn.Module):
-    """An ONNX file run by onnxruntime behind a PyTorch-module interface (CPU tensors in and out)."""
-
-    def __init__(self, path: Path, threads: Optional[int] = None) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.session = onnx_session(self.path, threads)
-        self.input_name = self.session.get_inputs()[0].name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: x.detach().cpu().contiguous().numpy()})[0]
-        return torch.from_numpy(out)
 
 
 def optimize(
@@ -88,10 +75,10 @@ def optimize(
             return ChannelsLast(folded).eval()
         if onnx_path:
             export(folded, Path(onnx_path), input_size=input_size)
-            return OnnxRuntimeModel(Path(onnx_path)).eval()
+            return load_exported(Path(onnx_path)).eval()
         # The session holds the model in memory, so the file is only needed while it is created.
         with tempfile.TemporaryDirectory(prefix="resnetkit-") as tmp:
             path = Path(tmp) / "model.onnx"
             export(folded, path, input_size=input_size)
-            return OnnxRuntimeModel(path).eval()
+            return load_exported(path).eval()
     return ChannelsLast(folded).eval()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -423,7 +423,3 @@ class ResNetBase(nn.Module):
         """Regexes grouping parameter names (stem, then stages or blocks), for layer-wise
         learning-rate decay; timm's convention."""
         return {"stem": r"^conv1|^bn1|^maxpool", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
-
-    def stages(self) -> Iterator[Tuple[str, nn.Module]]:
-        for name in self.stage_names:
-            yield name, getattr(self, name)

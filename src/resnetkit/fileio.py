@@ -31,23 +31,24 @@ def default_mode() -> int:
     return 0o644
 
 
+# errno -> what it means for a path the user gave, and the fix.
+OS_ERROR_REASONS = {
+    errno.EACCES: "permission denied; choose a path you can write to or fix its permissions",
+    errno.EPERM: "permission denied; choose a path you can write to or fix its permissions",
+    errno.EROFS: "the file system is read-only; choose another location",
+    errno.ENOSPC: "no space left on the device; free some space or choose another disk",
+    errno.ENOTDIR: "a part of the path is a file, not a directory; choose another path",
+    errno.EISDIR: "it is a directory; give a file name",
+    errno.ELOOP: "a symbolic link loop; fix or remove the link",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
 def describe_os_error(path: Path, exc: OSError, action: str) -> str:
     """A one-line reason for an OSError on ``path``, naming the fix."""
-    code = exc.errno
-    if code in (errno.EACCES, errno.EPERM):
-        return f"cannot {action} {path}: permission denied; choose a path you can write to or fix its permissions"
-    if code == errno.EROFS:
-        return f"cannot {action} {path}: the file system is read-only; choose another location"
-    if code == errno.ENOSPC:
-        return f"cannot {action} {path}: no space left on the device; free some space or choose another disk"
-    if code == errno.ENOTDIR:
-        return f"cannot {action} {path}: a part of the path is a file, not a directory; choose another path"
-    if code == errno.EISDIR:
-        return f"cannot {action} {path}: it is a directory; give a file name"
-    if code == errno.ELOOP:
-        return f"cannot {action} {path}: a symbolic link loop; fix or remove the link"
-    if code == errno.ENAMETOOLONG:
-        return f"cannot {action} {path}: the name is too long"
+    reason = OS_ERROR_REASONS.get(exc.errno or 0)
+    if reason:
+        return f"cannot {action} {path}: {reason}"
     return f"cannot {action} {path}: {exc.strerror or exc}"
 
 

@@ -190,6 +190,24 @@ def _check_range(
 
 
 INF = math.inf
+# Integer settings and their smallest valid value.
+INTEGER_MINIMUMS = {
+    **dict.fromkeys(
+        (
+            "epochs",
+            "batch_size",
+            "image_size",
+            "train_crop",
+            "eval_resize",
+            "eval_crop",
+            "repeated_aug",
+            "step_size",
+            "ema_steps",
+        ),
+        1,
+    ),
+    **dict.fromkeys(("workers", "save_every_steps", "max_steps", "pad_crop", "seed"), 0),
+}
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -197,24 +215,10 @@ def validate(cfg: TrainConfig) -> None:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise InvalidOption(f"{_flag(key)} {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
-    for key in (
-        "epochs",
-        "batch_size",
-        "image_size",
-        "train_crop",
-        "eval_resize",
-        "eval_crop",
-        "repeated_aug",
-        "step_size",
-        "ema_steps",
-    ):
+    for key, low in INTEGER_MINIMUMS.items():
         value = getattr(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidOption(f"{_flag(key)} must be an integer >= 1, got {value!r}")
-    for key in ("workers", "save_every_steps", "max_steps", "pad_crop", "seed"):
-        value = getattr(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidOption(f"{_flag(key)} must be an integer >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidOption(f"{_flag(key)} must be an integer >= {low}, got {value!r}")
     _check_range(cfg, "lr", 0, INF, low_open=True)
     _check_range(cfg, "momentum", 0, 1, high_open=True)
     _check_range(cfg, "weight_decay", 0, INF)

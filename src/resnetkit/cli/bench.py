@@ -1,4 +1,5 @@
-"""`resnetkit bench`: every inference mode measured side by side in one process."""
+"""`resnetkit bench`: inference speed side by side in one process; with --weights, one row per
+deployable (format, precision) with its file size, accuracy and agreement."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 
 from ..deploy.modes import MODES
-from .common import int_at_least
+from .common import add_weights_args, int_at_least
 
 
 def _int_list(text: str):
@@ -33,25 +34,36 @@ def _modes(text: str):
 def add_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bench",
-        help="measure inference speed of every deployment mode side by side",
-        description="Warm-up, then the median and p95 of N runs for each mode, in one process.",
+        help="measure inference speed (and, with --weights, accuracy) of every deployment path",
+        description="ARCH: every mode on random weights (speed does not depend on them). --weights SRC: "
+        "every format x precision exported from SRC (or SRC itself when it is an exported file), with file "
+        "size, acc@1 on --data (default: the digits val split), agreement with fp32, latency and throughput.",
     )
-    b.add_argument("arch", help="architecture (random weights: speed does not depend on them)")
+    b.add_argument("architecture", nargs="?", help="architecture to time on random weights (or use --weights)")
+    add_weights_args(b, required=False)
+    b.add_argument("--data", "--data-path", dest="data", help="with --weights: labelled ImageFolder for acc@1")
+    b.add_argument(
+        "--calibration", metavar="DIR", help="with --weights: int8 calibration images (default: the val data)"
+    )
+    b.add_argument(
+        "--max-images", type=int_at_least(32), default=500, help="with --weights: val images used (default 500)"
+    )
     b.add_argument(
         "-b",
         "--batch-size",
         type=_int_list,
-        default=[1, 16],
+        default=None,
         metavar="1,16",
-        help="comma-separated batch sizes (default 1,16)",
+        help="comma-separated batch sizes (default 1,16; with --weights the throughput batch, default 16)",
     )
     b.add_argument("--input-size", type=int_at_least(32), default=224, help="image side in pixels (default 224)")
     b.add_argument(
         "--modes",
         type=_modes,
-        default=["eager", "channels_last", "fused", "onnxruntime", "int8"],
+        default=None,
         metavar=",".join(MODES),
-        help="modes to compare (eager is always included; default: eager,channels_last,fused,onnxruntime,int8)",
+        help="modes to compare (eager is always included; default: those installed of "
+        "eager,fused,onnxruntime,openvino,openvino-bf16,openvino-int8,onnxruntime-int8)",
     )
     b.add_argument("--threads", type=int_at_least(1), help="intra-op threads (default: PyTorch's)")
     b.add_argument("--runs", type=int_at_least(1), default=10, help="timed calls per mode (default 10)")
@@ -60,23 +72,96 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(handler=run_bench)
 
 
+def default_modes() -> list:
+    from ..deploy.backends import available
+    from ..deploy.bench import DEFAULT_MODES
+    from ..deploy.modes import BACKEND_MODES
+
+    return [m for m in DEFAULT_MODES if m not in BACKEND_MODES or BACKEND_MODES[m][0] in available(BACKEND_MODES[m][1])]
+
+
 def run_bench(args: argparse.Namespace) -> int:
+    from ..errors import InvalidOption
+
+    log = (lambda s: print(s, file=sys.stderr)) if not args.json else (lambda s: None)
+    if args.weights is not None:
+        if args.architecture is not None or args.modes is not None:
+            raise InvalidOption(
+                "give an architecture (timed on random weights, --modes) or --weights SRC (every format), not both"
+            )
+        return run_formats(args, log)
+    if args.architecture is None:
+        raise InvalidOption("bench needs an architecture (resnetkit bench resnet50) or --weights SRC")
     from ..deploy.bench import benchmark, markdown_table
     from ..models import get_constructor
+    from .common import pick_device
 
-    get_constructor(args.arch)
+    get_constructor(args.architecture)
+    device = pick_device(args.device, None)
     results = benchmark(
-        args.arch,
-        args.batch_size,
+        args.architecture,
+        args.batch_size or [1, 16],
         args.input_size,
-        args.modes,
+        args.modes or default_modes(),
         args.threads,
         args.runs,
         args.warmup,
-        log=lambda s: print(s, file=sys.stderr) if not args.json else None,
+        log=log,
+        device=device,
     )
-    if args.json:
-        print(json.dumps(results))
-    else:
-        print(markdown_table([results]))
+    print(json.dumps(results) if args.json else markdown_table([results]))
+    return 0
+
+
+def run_formats(args: argparse.Namespace, log) -> int:
+    import torch
+
+    from ..deploy.compare import ROWS, compare_formats, format_table
+    from ..deploy.quantize import calibration_batches
+    from ..engine.evaluate import eval_batches
+    from ..errors import InvalidOption
+    from .common import load_for_inference
+    from .eval import data_root, labelled_data, print_skipped
+
+    if args.batch_size and len(args.batch_size) != 1:
+        raise InvalidOption("with --weights, --batch-size is the one throughput batch size (latency is at batch 1)")
+    root = data_root(args.data)
+    model, loaded, preprocess, classes = load_for_inference(args)
+    dataset, _, source = labelled_data(root, model, preprocess, classes)
+    images, targets = [], []
+    for x, y, skipped in eval_batches(dataset, 64, 0):
+        print_skipped(skipped)
+        images.append(x)
+        targets.append(y)
+        if sum(len(t) for t in targets) >= args.max_images:
+            break
+    x_all, y_all = torch.cat(images)[: args.max_images], torch.cat(targets)[: args.max_images]
+    exported = getattr(model, "format", None)
+    if exported and exported not in ("onnx", "openvino"):
+        raise InvalidOption(f"bench --weights measures PyTorch weights and ONNX or OpenVINO files, not {exported}")
+    calibration = calibration_batches(args.calibration, preprocess) if args.calibration else list(x_all.split(16))
+    meta = {
+        "arch": model.arch,
+        "num_classes": model.num_classes,
+        "classes": classes,
+        "preprocess": preprocess.to_dict(),
+        "in_chans": getattr(model, "in_chans", 3),
+    }
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = compare_formats(
+        model,
+        meta,
+        x_all,
+        y_all,
+        calibration,
+        rows=ROWS,
+        batch=(args.batch_size or [16])[0],
+        runs=args.runs,
+        warmup=args.warmup,
+        log=log,
+        given=model if exported else None,
+    )
+    result["weights"], result["data"] = loaded.source, source
+    print(json.dumps(result) if args.json else format_table(result, source))
     return 0

@@ -29,10 +29,10 @@ def int_at_least(low: int, flag_hint: str = ""):
     return parse
 
 
-def add_weights_args(p: argparse.ArgumentParser) -> None:
+def add_weights_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--weights",
-        required=True,
+        required=required,
         metavar="SRC",
         help="training run directory, .safetensors/.pt/.pth file, Hugging Face save_pretrained folder, "
         "http(s) URL, or catalog name (resnet50.IMAGENET1K_V2)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import List, Optional, Tuple
 
 from .common import add_weights_args, int_at_least, load_for_inference, pick_device
 
@@ -38,32 +39,34 @@ def print_skipped(messages: list) -> None:
         print(f"skipped: {message}")
 
 
-def run(args: argparse.Namespace) -> int:
+def data_root(data: Optional[str]) -> Optional[Path]:
+    """The ImageFolder root ``--data`` names (DIR/val when present), checked; None for the digits."""
+    from ..data.datasets import class_names
 
+    if data is None:
+        return None
+    root = Path(data)
+    root = root / "val" if (root / "val").is_dir() else root
+    class_names(root)  # says what is wrong with the folder before any model is loaded
+    return root
+
+
+def labelled_data(root: Optional[Path], model, preprocess, classes) -> Tuple[object, List[str], str]:
+    """(dataset, class names, description) of the evaluation data: the folder at ``root`` or the
+    digits val split, its classes matched against the model's (refused when they cannot be)."""
     from ..data.datasets import FolderImages, class_names, find_images, load_digits
-    from ..engine.evaluate import eval_batches, evaluate
-    from ..engine.report import write_confusion
     from ..errors import BadFile, InvalidOption
-    from ..fileio import check_output_file, write_text
 
-    if args.confusion:
-        check_output_file(args.confusion, "--confusion image")
-    if args.data is not None:
-        root = Path(args.data)
-        root = root / "val" if (root / "val").is_dir() else root
-        data_classes = class_names(root)
-    model, loaded, preprocess, classes = load_for_inference(args)
-    if args.data is None:
+    if root is None:
         split = load_digits(image_size=preprocess.crop_size)
         data_classes, dataset, source = split.classes, split.val, "digits val split"
     else:
+        data_classes = class_names(root)
         dataset = FolderImages(find_images(root), preprocess.transform(), short_side=preprocess.resize_size)
         if len(dataset) == 0:
             raise BadFile(f"no image files under {root}")
         source = str(root)
     num_classes = model.num_classes
-    device = pick_device(args.device, model)
-    model.to(device)
     if classes is not None and list(classes) != list(data_classes):
         if len(classes) == len(data_classes):
             print(
@@ -77,6 +80,23 @@ def run(args: argparse.Namespace) -> int:
             )
     elif num_classes != len(data_classes):
         raise InvalidOption(f"the model has {num_classes} outputs but {source} has {len(data_classes)} classes")
+    return dataset, list(data_classes), source
+
+
+def run(args: argparse.Namespace) -> int:
+
+    from ..engine.evaluate import eval_batches, evaluate
+    from ..engine.report import write_confusion
+    from ..fileio import check_output_file, write_text
+
+    if args.confusion:
+        check_output_file(args.confusion, "--confusion image")
+    root = data_root(args.data)
+    model, loaded, preprocess, classes = load_for_inference(args)
+    dataset, data_classes, source = labelled_data(root, model, preprocess, classes)
+    num_classes = model.num_classes
+    device = pick_device(args.device, model)
+    model.to(device)
     result = evaluate(
         model,
         eval_batches(dataset, args.batch_size, args.workers),

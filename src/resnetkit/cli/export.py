@@ -1,4 +1,5 @@
-"""`resnetkit export`: ONNX, TorchScript or safetensors files, verified against PyTorch."""
+"""`resnetkit export`: ONNX, OpenVINO IR, torch.export, safetensors (and legacy TorchScript) files,
+verified by the runtime that will run them."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from .common import add_weights_args, load_for_inference
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a model to ONNX, TorchScript or safetensors",
-        description="Export a model; ONNX and TorchScript files are verified against PyTorch.",
+        help="export a model to ONNX, OpenVINO IR, torch.export (.pt2), safetensors or TorchScript",
+        description="Export a model; every runnable file is loaded back by its runtime and checked against PyTorch.",
     )
     add_weights_args(p)
     p.add_argument(
@@ -27,10 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--out", "-o", required=True, help="output file (.onnx, .pt2, .pt, .safetensors) or folder (openvino)"
     )
     p.add_argument(
-        "--int8",
-        action="store_true",
-        help="post-training int8 quantization: onnx (ONNX Runtime static QDQ) or torchscript (legacy torch.ao)",
+        "--precision",
+        choices=["fp32", "bf16", "int8"],
+        default="fp32",
+        help="int8: post-training quantization (onnx: ONNX Runtime static QDQ; openvino: NNCF); "
+        "bf16: openvino only (runs in bf16 on CPUs that have it). Default fp32",
     )
+    p.add_argument("--int8", dest="precision", action="store_const", const="int8", help="same as --precision int8")
     p.add_argument(
         "--calibration",
         metavar="DIR",
@@ -43,10 +47,8 @@ EXTENSIONS = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt", "safetensors
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from torch import nn
-
-    from ..deploy.export import export
-    from ..deploy.quantize import calibration_batches, quantize_int8, quantize_onnx_int8
+    from ..deploy.export import PRECISIONS_OF, export
+    from ..deploy.quantize import calibration_batches
     from ..fileio import check_output_file
 
     out = Path(args.out)
@@ -55,19 +57,25 @@ def run_export(args: argparse.Namespace) -> int:
             raise InvalidOption(f"--out {out}: an OpenVINO IR export is a folder; give a name without an extension")
         raise InvalidOption(f"--out {out}: a {args.format} file must end in {EXTENSIONS[args.format]}")
     check_output_file(out if args.format != "openvino" else out / "model.xml", "--out file")
-    if args.int8:
-        if args.format not in ("onnx", "torchscript"):
-            raise InvalidOption("--int8 exports ONNX (ONNX Runtime int8) or TorchScript; use --format onnx")
+    if args.precision != "fp32" and args.format not in PRECISIONS_OF:
+        raise InvalidOption(
+            f"--precision {args.precision} exports to onnx (int8) or openvino (bf16, int8); {args.format} is fp32 only"
+        )
+    if args.precision not in PRECISIONS_OF.get(args.format, ("fp32",)):
+        raise InvalidOption(f"--precision {args.precision} is not offered for {args.format}: use openvino")
     model, loaded, preprocess, classes = load_for_inference(args)
-    calibration = args.calibration
-    if args.int8 and not calibration:
-        from ..engine.rundir import run_directory_of, validation_images
+    calibration = None
+    if args.precision == "int8":
+        source = args.calibration
+        if not source:
+            from ..engine.rundir import run_directory_of, validation_images
 
-        run = run_directory_of(loaded.source)
-        if run is None:
-            raise InvalidOption("--int8 needs --calibration DIR with at least 32 representative images")
-        calibration = validation_images(run)
-        print(f"calibrating on the validation data of the training run {run}")
+            run = run_directory_of(loaded.source)
+            if run is None:
+                raise InvalidOption("--precision int8 needs --calibration DIR with at least 32 representative images")
+            source = validation_images(run)
+            print(f"calibrating on the validation data of the training run {run}")
+        calibration = calibration_batches(source, preprocess)
     meta = {
         "arch": model.arch,
         "num_classes": model.num_classes,
@@ -76,24 +84,15 @@ def run_export(args: argparse.Namespace) -> int:
         "in_chans": getattr(model, "in_chans", 3),
         "model_options": loaded.model_options,
     }
-    runnable: nn.Module = model
-    if args.int8 and args.format == "onnx":
-        agreement = quantize_onnx_int8(
-            model, out, calibration_batches(calibration, preprocess), meta, preprocess.crop_size
-        )
-        print(
-            f"wrote {out} (onnx, int8 by ONNX Runtime); top-1 agreement with fp32 on the calibration images "
-            f"{agreement:.1f} %"
-        )
-        return 0
-    if args.int8:
-        runnable = quantize_int8(model, calibration_batches(calibration, preprocess))
-        meta["precision"] = "int8"
-    report = export(runnable, out, metadata=meta, input_size=preprocess.crop_size)
-    check = (
-        f"; max abs diff vs PyTorch {report.max_abs_diff:.2e} at batch {report.checked_batches}"
-        if report.max_abs_diff is not None
-        else ""
+    report = export(
+        model, out, metadata=meta, input_size=preprocess.crop_size, precision=args.precision, calibration=calibration
     )
-    print(f"wrote {report.path} ({report.format}){check}")
+    if report.agreement is not None:
+        on = "the calibration images" if args.precision == "int8" else "random images"
+        check = f"; top-1 agreement with fp32 on {on} {report.agreement:.1f} %"
+    elif report.max_abs_diff is not None:
+        check = f"; max abs diff vs PyTorch {report.max_abs_diff:.2e} at batch {report.checked_batches}"
+    else:
+        check = ""
+    print(f"wrote {report.path} ({report.format}, {report.precision}){check}")
     return 0

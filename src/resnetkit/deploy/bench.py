@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -13,10 +12,11 @@ from torch import nn
 
 from ..errors import InvalidOption
 from ..models import ResNetBase
-from .modes import MODES
+from .modes import BACKEND_MODES, MODES
 
 ROOF_CHANNELS, ROOF_SIDE = 1024, 64  # a 1x1 convolution 1024 -> 1024 on a 64x64 map: 8.6 GFLOP
 ROOF_REPEATS = 5
+DEFAULT_MODES = ("eager", "fused", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8", "onnxruntime-int8")
 
 
 @dataclass
@@ -68,11 +68,9 @@ class BenchRow:
         return asdict(self)
 
 
-def build_runner(
-    mode: str, model: nn.Module, input_size: int, calibration: Optional[torch.Tensor], workdir: Path
-) -> Callable:
+def build_runner(mode: str, model: nn.Module, input_size: int, calibration: Optional[torch.Tensor]) -> Callable:
+    from .backends import ChannelsLast, build
     from .fold import fold_batchnorm
-    from .optimize import ChannelsLast, optimize
 
     if mode == "eager":
         return model
@@ -80,23 +78,12 @@ def build_runner(
         return ChannelsLast(model)
     if mode == "fused":
         return ChannelsLast(fold_batchnorm(model))
-    if mode == "bf16":
-        return optimize(model, "bf16")
     if mode == "compile":
         return torch.compile(ChannelsLast(fold_batchnorm(model)))
-    if mode == "onnxruntime":
-        return optimize(model, "fp32", backend="onnxruntime", input_size=input_size, onnx_path=workdir / "model.onnx")
-    if mode == "int8":
-        assert calibration is not None
-        return optimize(model, "int8", calibration=calibration.split(16))
-    if mode == "onnxruntime-int8":
-        from .quantize import quantize_onnx_int8
-        from .runtimes import load_exported
-
-        assert calibration is not None
-        path = workdir / "model_int8.onnx"
-        quantize_onnx_int8(fold_batchnorm(model), path, list(calibration.split(16)), {}, input_size)
-        return load_exported(path)
+    if mode in BACKEND_MODES:
+        backend, precision = BACKEND_MODES[mode]
+        batches = calibration.split(16) if calibration is not None and precision == "int8" else None
+        return build(backend, precision, model, input_size, batches)
     raise InvalidOption(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
 
 
@@ -104,17 +91,16 @@ def benchmark(
     arch: str,
     batch_sizes: Sequence[int] = (1, 16),
     input_size: int = 224,
-    modes: Sequence[str] = ("eager", "channels_last", "fused", "onnxruntime", "int8"),
+    modes: Sequence[str] = DEFAULT_MODES,
     threads: Optional[int] = None,
     runs: int = 10,
     warmup: int = 3,
     model: Optional[ResNetBase] = None,
-    workdir: Optional[Path] = None,
     log: Callable[[str], None] = lambda s: None,
+    device: Optional[torch.device] = None,
 ) -> Dict:
-    """Measure each mode at each batch size (warm-up, then ``runs`` timed calls; median and p95)."""
-    import tempfile
-
+    """Measure each mode at each batch size (warm-up, then ``runs`` timed calls; median and p95).
+    On a CUDA ``device`` the PyTorch modes run on the GPU; the runtimes' modes are CPU-only."""
     from ..models import build_architecture
 
     unknown = [m for m in modes if m not in MODES]
@@ -132,29 +118,20 @@ def benchmark(
     if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
         raise InvalidOption(f"--batch-size must be positive integers, got {list(batch_sizes)}")
     previous_threads = torch.get_num_threads()
-    workdir_given = workdir is not None
-    tmp = None if workdir_given else tempfile.TemporaryDirectory(prefix="resnetkit-bench-")
     try:
         if threads:
             torch.set_num_threads(threads)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = (model or build_architecture(arch)).eval()
-        return _measure(
-            arch,
-            model,
-            batch_sizes,
-            input_size,
-            modes,
-            runs,
-            warmup,
-            Path(workdir) if workdir is not None else Path(tmp.name),  # type: ignore[union-attr]
-            log,
-        )
+        device = torch.device(device or "cpu")
+        if device.type != "cpu":
+            cpu_only = [m for m in modes if m in BACKEND_MODES and m != "bf16"]
+            if cpu_only:
+                raise InvalidOption(f"{', '.join(cpu_only)} run on the CPU; leave them out with --device {device.type}")
+        return _measure(arch, model, batch_sizes, input_size, modes, runs, warmup, log, device)
     finally:
         torch.set_num_threads(previous_threads)
-        if tmp is not None:
-            tmp.cleanup()
 
 
 def _measure(
@@ -165,8 +142,8 @@ def _measure(
     modes: Sequence[str],
     runs: int,
     warmup: int,
-    workdir: Path,
     log: Callable[[str], None],
+    device: torch.device,
 ) -> Dict:
     from ..measure import count_macs
 
@@ -183,9 +160,10 @@ def _measure(
     runners = {}
     for mode in modes:
         log(f"preparing {mode}")
-        runners[mode] = build_runner(mode, model, input_size, calibration, workdir)
+        runners[mode] = build_runner(mode, model.to(device), input_size, calibration)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for batch in batch_sizes:
-        x = torch.randn(batch, model.in_chans, input_size, input_size, generator=gen)
+        x = torch.randn(batch, model.in_chans, input_size, input_size, generator=gen).to(device)
         times: Dict[str, List[float]] = {m: [] for m in modes}
         with torch.no_grad():
             for mode in modes:
@@ -198,6 +176,7 @@ def _measure(
                 for mode in modes:
                     t = time.perf_counter()
                     runners[mode](x)
+                    sync()
                     times[mode].append(time.perf_counter() - t)
         eager_rate = batch / statistics.median(times["eager"]) if "eager" in times else None
         for mode in modes:
@@ -219,6 +198,7 @@ def _measure(
             )
     return {
         "arch": arch,
+        "device": str(device),
         "input_size": input_size,
         "threads": torch.get_num_threads(),
         "gmacs": macs / 1e9,

@@ -17,8 +17,7 @@ from ..errors import BadFile, InvalidOption, MissingDependency, ResnetkitError
 from ..fileio import atomic_path, check_output_file, make_dir
 from ..weights.io import save_safetensors
 
-ONNX_FP32_TOLERANCE = 1e-4
-INT8_TOLERANCE = 1e-3  # a quantized model exported as is: only the file round trip is compared
+FP32_TOLERANCE = 1e-4
 FORMATS = {
     ".onnx": "onnx",
     ".pt2": "pt2",
@@ -35,6 +34,8 @@ class ExportReport:
     format: str
     max_abs_diff: Optional[float] = None  # against PyTorch, after re-loading the exported file
     checked_batches: Tuple[int, ...] = ()
+    agreement: Optional[float] = None  # int8/bf16: top-1 agreement (%) with the fp32 model
+    precision: str = "fp32"
 
 
 def _example(model: nn.Module, input_size: int, batch: int) -> torch.Tensor:
@@ -103,17 +104,19 @@ def _write_pt2(model: nn.Module, path: Path, example: torch.Tensor, metadata: Di
         torch.export.save(program, str(tmp), extra_files={"resnetkit.json": json.dumps(metadata)})
 
 
-def _write_openvino(model: nn.Module, path: Path, example: torch.Tensor, metadata: Dict[str, Any]) -> None:
-    try:
-        import openvino as ov
-    except ImportError:
-        raise MissingDependency("OpenVINO export needs openvino: pip install 'resnetkit[openvino]'") from None
+def _write_openvino(
+    model: nn.Module, path: Path, example: torch.Tensor, metadata: Dict[str, Any], calibration=None
+) -> None:
+    from .backends import nncf_quantize, openvino_model, require
+
+    require("openvino", metadata.get("precision", "fp32"))
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise BadFile(f"--out {path} exists and is not an empty folder; an OpenVINO IR export writes a new folder")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ov_model = ov.convert_model(model, example_input=example)
-    ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, *example.shape[1:]])})
+    import openvino as ov
+
+    ov_model = openvino_model(model, example.shape[-1])
+    if metadata.get("precision") == "int8":
+        ov_model = nncf_quantize(ov_model, calibration)
     ov_model.set_rt_info(json.dumps(metadata), ["resnetkit", "meta"])
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -129,21 +132,36 @@ def _write_openvino(model: nn.Module, path: Path, example: torch.Tensor, metadat
 
 
 WRITERS = {"onnx": _write_onnx, "torchscript": _write_torchscript, "pt2": _write_pt2, "openvino": _write_openvino}
+# Which precisions each format stores. bf16 in OpenVINO IR is a run-time setting kept in the
+# file's metadata (the weights stay fp32: OpenVINO converts them when it compiles for a CPU with bf16).
+PRECISIONS_OF = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
 
 
 def export(
-    model: nn.Module, path, metadata: Optional[dict] = None, input_size: int = 224, verify: bool = True
+    model: nn.Module,
+    path,
+    metadata: Optional[dict] = None,
+    input_size: int = 224,
+    verify: bool = True,
+    precision: str = "fp32",
+    calibration=None,
 ) -> ExportReport:
     """Write ``model`` to ``path``; the format follows the name: .onnx (ONNX, run by ONNX Runtime),
     .pt2 (``torch.export`` program), a folder name (OpenVINO IR), .pt (TorchScript, legacy) or
     .safetensors (the state_dict).
 
     Every runnable format gets a dynamic batch axis and ``metadata`` (arch, classes,
-    preprocessing), and is loaded back by its runtime and run at two batch sizes: the max abs
-    difference to PyTorch is reported and must be <= 1e-4 for fp32 (the file is removed if not).
+    preprocessing), and is loaded back by its runtime and run at two batch sizes: for fp32 the
+    max abs difference to PyTorch must be <= 1e-4 of the logits' size (the file is removed if
+    not). ``precision="int8"`` (ONNX: ONNX Runtime static QDQ; OpenVINO: NNCF) needs
+    ``calibration`` (>= 32 images) and reports the file's top-1 agreement with the fp32 model on
+    them; ``"bf16"`` (OpenVINO) reports the agreement on random images.
     """
     path = Path(path)
     fmt = format_of(path)
+    if precision != "fp32" and precision not in PRECISIONS_OF.get(fmt, ()):
+        offered = [f"{f} ({', '.join(p)})" for f, p in PRECISIONS_OF.items()]
+        raise InvalidOption(f"{fmt} export is fp32 only; {precision} exports to {' or '.join(offered)}")
     if fmt != "openvino":
         check_output_file(path, "export file")
     if model.training:
@@ -155,19 +173,41 @@ def export(
     if fmt == "safetensors":
         save_safetensors(model.state_dict(), path, metadata)
         return ExportReport(path, fmt)
-    checks = (1, 3)
+    batches = None
+    if precision == "int8":
+        from .quantize import check_calibration
+
+        batches = check_calibration(calibration)
+    if precision != "fp32":
+        metadata["precision"] = precision
     with torch.no_grad():
         outputs = model(_example(model, input_size, 1)).shape[-1]
     # What a runner needs to know without the original model: the output and input sizes.
     metadata.setdefault("num_classes", int(outputs))
     metadata.setdefault("in_chans", int(getattr(model, "in_chans", 3)))
     metadata.setdefault("input_size", int(input_size))
-    WRITERS[fmt](model, path, _example(model, input_size, 2), metadata)
+    if precision == "int8" and fmt == "onnx":
+        from .quantize import quantize_onnx_int8
+
+        agreement = quantize_onnx_int8(model, path, batches or [], metadata, input_size)
+        return ExportReport(path, fmt, checked_batches=(), agreement=agreement, precision=precision)
+    if fmt == "openvino":
+        from .fold import fold_batchnorm
+
+        _write_openvino(fold_batchnorm(model), path, _example(model, input_size, 2), metadata, batches)
+    else:
+        WRITERS[fmt](model, path, _example(model, input_size, 2), metadata)
     if not verify:
-        return ExportReport(path, fmt)
+        return ExportReport(path, fmt, precision=precision)
     from .runtimes import load_exported
 
     runner = load_exported(path)
+    if precision != "fp32":
+        images = torch.cat(batches) if batches else _example(model, input_size, 32)
+        with torch.no_grad():
+            agree = (runner(images).argmax(1) == model(images).argmax(1)).float().mean().item()
+        return ExportReport(path, fmt, agreement=100.0 * agree, precision=precision)
+    checks = (1, 3)
     diff, scale = 0.0, 1.0
     with torch.no_grad():
         for b in checks:
@@ -175,7 +215,7 @@ def export(
             diff = max(diff, float((runner(_example(model, input_size, b)) - reference).abs().max()))
             scale = max(scale, float(reference.abs().max()))
     # Relative to the size of the logits (at least 1): runtimes reorder float sums differently.
-    tolerance = scale * (ONNX_FP32_TOLERANCE if metadata.get("precision", "fp32") == "fp32" else INT8_TOLERANCE)
+    tolerance = scale * FP32_TOLERANCE
     if diff > tolerance:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

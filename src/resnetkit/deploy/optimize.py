@@ -1,40 +1,161 @@
-"""`optimize()`: the fastest correct inference module for this machine and precision."""
+"""`optimize()`: the fastest correct inference runner for this machine, model, batch size and
+precision, chosen by measuring the installed backends once and remembering the choice."""
 
 from __future__ import annotations
 
-import copy
-import tempfile
+import hashlib
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
 
-from ..errors import InvalidOption, MissingDependency
-from .export import export
-from .fold import fold_batchnorm
-from .quantize import quantize_int8
-from .runtimes import load_exported
+from ..errors import InvalidOption
+from .backends import PRECISIONS, SUPPORTED, ChannelsLast, available, build, require
 
-PRECISIONS = ("fp32", "bf16", "int8")
+__all__ = ["optimize", "Choice", "ChannelsLast", "cache_file"]
+
+FP32_TOLERANCE = 1e-3  # relative to the logits' size: runtimes sum in different orders
+AGREEMENT_SLACK = 5.0  # points of top-1 agreement a reduced-precision candidate may lose to the best one
+WARMUP, ROUNDS = 2, 3
 
 
-class ChannelsLast(nn.Module):
-    """Runs a channels_last copy of ``model`` on channels_last input (optionally under bf16
-    autocast), float32 out. The given model is not modified (``.to`` would convert it in place)."""
+@dataclass
+class Choice:
+    """Which backend ``optimize()`` chose and why; ``str()`` gives a one-line account."""
 
-    def __init__(self, model: nn.Module, bf16: bool = False) -> None:
-        super().__init__()
-        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        self.bf16 = bf16
+    backend: str
+    precision: str
+    batch_size: int
+    how: str  # "measured", "cached", "only one installed" or "asked for"
+    images_per_s: Dict[str, float] = field(default_factory=dict)  # per measured backend
+    rejected: Dict[str, str] = field(default_factory=dict)  # backend -> why it was not correct
 
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
-        if self.bf16:
-            with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                return self.model(x).float()
-        return self.model(x)
+    def __str__(self) -> str:
+        text = f"{self.precision} on {self.backend} ({self.how}"
+        if self.images_per_s:
+            rates = ", ".join(f"{b} {r:.1f}" for b, r in sorted(self.images_per_s.items(), key=lambda kv: -kv[1]))
+            text += f"; images/s at batch {self.batch_size}: {rates}"
+        if self.rejected:
+            text += "; rejected: " + ", ".join(f"{b} ({why})" for b, why in self.rejected.items())
+        return text + ")"
+
+
+def cache_file() -> Path:
+    """Where choices are remembered: ``$RESNETKIT_HOME/optimize.json`` if set, else
+    ``$XDG_CACHE_HOME/resnetkit/optimize.json`` (``~/.cache/resnetkit/optimize.json``)."""
+    home = os.environ.get("RESNETKIT_HOME")
+    if home:
+        return Path(home).expanduser() / "optimize.json"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "resnetkit" / "optimize.json"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions() -> Dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "onnxruntime", "openvino", "nncf"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def cache_key(model: nn.Module, precision: str, input_size: int, batch_size: int) -> str:
+    """Speed depends on the machine, the thread count, the network's structure (not its weights),
+    the input and batch size, the precision and the runtime versions; so does the key."""
+    facts = {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "structure": hashlib.sha256(repr(model).encode()).hexdigest()[:16],
+        "input_size": input_size,
+        "batch_size": batch_size,
+        "precision": precision,
+        "versions": _versions(),
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _read_cache() -> Dict[str, dict]:
+    try:
+        data = json.loads(cache_file().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # no cache yet, or a damaged one: measure again and rewrite it
+
+
+def _remember(key: str, choice: Choice) -> None:
+    from ..fileio import atomic_path
+
+    data = _read_cache()
+    data[key] = dict(asdict(choice), measured_at=time.strftime("%Y-%m-%d %H:%M:%S"))
+    path = cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, "optimize cache") as tmp:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    except Exception:
+        pass  # an unwritable cache only costs a measurement next time
+
+
+def _probe(model: nn.Module, calibration, input_size: int) -> torch.Tensor:
+    if calibration is not None:
+        from .quantize import check_calibration
+
+        return torch.cat(check_calibration(calibration))[:32]
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(16, getattr(model, "in_chans", 3), input_size, input_size, generator=gen)
+
+
+def _check(runner: nn.Module, reference: torch.Tensor, probe: torch.Tensor, precision: str) -> Optional[float]:
+    """None if the runner's fp32 output differs beyond tolerance or is not finite; else its top-1
+    agreement (%) with the fp32 model on the probe images."""
+    with torch.no_grad():
+        out = runner(probe)
+    if out.shape != reference.shape or not torch.isfinite(out).all():
+        return None
+    if precision == "fp32":
+        scale = max(1.0, float(reference.abs().max()))
+        if float((out - reference).abs().max()) > FP32_TOLERANCE * scale:
+            return None
+    return 100.0 * float((out.argmax(1) == reference.argmax(1)).float().mean())
+
+
+def _time(runners: Dict[str, nn.Module], x: torch.Tensor) -> Dict[str, float]:
+    times: Dict[str, list] = {b: [] for b in runners}
+    with torch.no_grad():
+        for runner in runners.values():
+            for _ in range(WARMUP):
+                runner(x)
+        for _ in range(ROUNDS):  # interleaved, so a drifting machine affects all alike
+            for backend, runner in runners.items():
+                t = time.perf_counter()
+                runner(x)
+                times[backend].append(time.perf_counter() - t)
+    return {b: len(x) / statistics.median(ts) for b, ts in times.items()}
+
+
+def _attach(runner: nn.Module, choice: Choice) -> None:
+    object.__setattr__(runner, "choice", choice)  # a plain attribute, outside the module's state
 
 
 def optimize(
@@ -43,42 +164,80 @@ def optimize(
     calibration=None,
     backend: str = "auto",
     input_size: int = 224,
-    onnx_path: Optional[Path] = None,
+    batch_size: int = 16,
+    cache: bool = True,
+    log: Optional[Callable[[str], None]] = None,
 ) -> nn.Module:
-    """The fastest correct inference module for ``model``.
+    """The fastest correct inference runner of ``model`` for ``precision`` (fp32, bf16, int8).
 
-    - fp32: BatchNorm folded, then onnxruntime (``backend="auto"``/``"onnxruntime"``; measured
-      fastest on x86 CPUs, see the README's table) or eager channels_last (``"eager"``).
-    - bf16: folded, channels_last, bf16 autocast (fast on CPUs with AVX512-BF16/AMX and on GPUs).
-    - int8: post-training static quantization for x86 with ``calibration`` (>= 32 images).
+    ``backend="auto"`` builds every installed backend that offers the precision (PyTorch,
+    ONNX Runtime, OpenVINO), checks each against the fp32 model (fp32: max difference <= 1e-3 of
+    the logits' size; bf16/int8: top-1 agreement within 5 points of the best candidate), times
+    them at ``batch_size`` and keeps the fastest. The choice is remembered per machine, thread
+    count, network structure, input size, batch size, precision and runtime versions (see
+    ``cache_file()``), so the next call builds only the winner. The runner's ``.choice`` says what
+    was chosen and why (``log`` gets the same line). int8 needs ``calibration`` (>= 32 images).
     The input model is not modified.
     """
     if precision not in PRECISIONS:
         raise InvalidOption(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if model.training:
         raise InvalidOption("optimize() needs the model in eval mode: call model.eval() first")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidOption(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    calibration_batches = None
     if precision == "int8":
-        if calibration is None:
-            raise InvalidOption("int8 needs calibration images (a folder or a tensor of at least 32 images)")
-        return quantize_int8(model, calibration)
-    folded = fold_batchnorm(model)
-    if precision == "bf16":
-        return ChannelsLast(folded, bf16=True).eval()
-    if backend not in ("auto", "onnxruntime", "eager"):
-        raise InvalidOption(f"backend {backend!r} is not one of auto, onnxruntime, eager")
-    if backend in ("auto", "onnxruntime"):
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            if backend == "onnxruntime":
-                raise MissingDependency("onnxruntime is not installed: pip install 'resnetkit[deploy]'") from None
-            return ChannelsLast(folded).eval()
-        if onnx_path:
-            export(folded, Path(onnx_path), input_size=input_size)
-            return load_exported(Path(onnx_path)).eval()
-        # The session holds the model in memory, so the file is only needed while it is created.
-        with tempfile.TemporaryDirectory(prefix="resnetkit-") as tmp:
-            path = Path(tmp) / "model.onnx"
-            export(folded, path, input_size=input_size)
-            return load_exported(path).eval()
-    return ChannelsLast(folded).eval()
+        from .quantize import check_calibration
+
+        calibration_batches = check_calibration(calibration)
+    say = log or (lambda s: None)
+    if backend != "auto":
+        require(backend, precision)
+        runner = build(backend, precision, model, input_size, calibration_batches)
+        _attach(runner, Choice(backend, precision, batch_size, "asked for"))
+        return runner
+    candidates = available(precision)
+    if not candidates:  # int8 with neither runtime installed: name what to install
+        require(SUPPORTED[precision][0], precision)
+    key = cache_key(model, precision, input_size, batch_size)
+    remembered = _read_cache().get(key) if cache else None
+    if remembered and remembered.get("backend") in candidates:
+        runner = build(remembered["backend"], precision, model, input_size, calibration_batches)
+        choice = Choice(remembered["backend"], precision, batch_size, "cached", remembered.get("images_per_s", {}))
+        _attach(runner, choice)
+        say(f"optimize: {choice}")
+        return runner
+    if len(candidates) == 1:
+        runner = build(candidates[0], precision, model, input_size, calibration_batches)
+        choice = Choice(candidates[0], precision, batch_size, "only one installed")
+        _attach(runner, choice)
+        say(f"optimize: {choice}")
+        return runner
+    say(f"optimize: measuring {precision} on {', '.join(candidates)} at batch {batch_size} (once; remembered)")
+    probe = _probe(model, calibration_batches, input_size)
+    with torch.no_grad():
+        reference = model(probe)
+    runners, agreements, rejected = {}, {}, {}
+    for name in candidates:
+        runner = build(name, precision, model, input_size, calibration_batches)
+        agreement = _check(runner, reference, probe, precision)
+        if agreement is None:
+            rejected[name] = "output differs from fp32" if precision == "fp32" else "output not finite"
+            continue
+        runners[name], agreements[name] = runner, agreement
+    best_agreement = max(agreements.values(), default=0.0)
+    for name, agreement in list(agreements.items()):
+        if agreement < best_agreement - AGREEMENT_SLACK:
+            rejected[name] = f"top-1 agreement {agreement:.1f} % vs {best_agreement:.1f} %"
+            del runners[name]
+    if not runners:
+        raise InvalidOption(f"no backend produced correct {precision} output: {rejected}")
+    x = _probe(model, None, input_size)[:1].expand(batch_size, -1, -1, -1).contiguous()
+    rates = _time(runners, x)
+    winner = max(rates, key=lambda b: rates[b])
+    choice = Choice(winner, precision, batch_size, "measured", rates, rejected)
+    if cache:
+        _remember(key, choice)
+    _attach(runners[winner], choice)
+    say(f"optimize: {choice}")
+    return runners[winner]

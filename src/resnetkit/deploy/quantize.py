@@ -1,9 +1,8 @@
-"""Post-training static int8 quantization for x86 CPUs (per-channel weights, calibrated activations)."""
+"""Post-training static int8 quantization (per-channel int8 weights, calibrated activations) on
+ONNX Runtime or OpenVINO/NNCF; calibration data from tensors or image folders."""
 
 from __future__ import annotations
 
-import copy
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, List, Sequence, Union
 
@@ -17,22 +16,6 @@ if TYPE_CHECKING:
 from ..errors import BadFile, InvalidOption, MissingDependency, ResnetkitError
 
 MIN_CALIBRATION_IMAGES = 32
-
-
-def supported_engines() -> List[str]:
-    return list(torch.backends.quantized.supported_engines)
-
-
-def int8_backend() -> str:
-    """The quantized engine to use here, or a clear error when the machine has none for x86."""
-    engines = supported_engines()
-    for name in ("x86", "fbgemm"):
-        if name in engines:
-            return name
-    raise ResnetkitError(
-        f"int8 needs PyTorch's x86 (fbgemm) quantized engine; this machine/build offers {engines}: "
-        "use precision fp32 or bf16"
-    )
 
 
 def calibration_batches(
@@ -63,16 +46,12 @@ def calibration_batches(
     return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
 
 
-def quantize_int8(model: nn.Module, calibration: Union[torch.Tensor, Iterable[torch.Tensor]]) -> nn.Module:
-    """An int8 copy of ``model`` (FX graph mode, x86 qconfig: per-channel symmetric weights,
-    histogram-calibrated activations; conv+BN+ReLU and add+ReLU fused). ``calibration`` is a
-    (N, C, H, W) tensor or batches of images, at least 32 in all. The original is untouched."""
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    if model.training:
-        raise InvalidOption("int8 quantization needs the model in eval mode: call model.eval() first")
-    backend = int8_backend()
+def check_calibration(calibration: Union[torch.Tensor, Iterable[torch.Tensor], None]) -> List[torch.Tensor]:
+    """Calibration images as a list of (N, C, H, W) batches, at least 32 images in all."""
+    if calibration is None:
+        raise InvalidOption(
+            f"int8 needs calibration images: a folder or a tensor of at least {MIN_CALIBRATION_IMAGES} images"
+        )
     if isinstance(calibration, torch.Tensor):
         if calibration.dim() != 4:
             raise InvalidOption(
@@ -85,33 +64,18 @@ def quantize_int8(model: nn.Module, calibration: Union[torch.Tensor, Iterable[to
         raise InvalidOption(
             f"calibration needs at least {MIN_CALIBRATION_IMAGES} images, got {count}; add representative images"
         )
-    float_model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization announces its own deprecation
-        prepared = prepare_fx(float_model, get_default_qconfig_mapping(backend), example_inputs=(batches[0],))
-        with torch.no_grad():
-            for batch in batches:
-                prepared(batch.contiguous())
-        quantized = convert_fx(prepared)
-    quantized.eval()
-    return Int8Model(quantized, backend).eval()
+    return [b.detach().to("cpu", torch.float32).contiguous() for b in batches]
 
 
-class Int8Model(nn.Module):
-    """A quantized model that selects its quantized engine only while it runs, so the process-wide
-    ``torch.backends.quantized.engine`` is restored after each call."""
+def quantize_int8(
+    model: nn.Module, calibration: Union[torch.Tensor, Iterable[torch.Tensor]], backend: str = "auto"
+) -> nn.Module:
+    """An int8 runner of ``model`` (the original is untouched): post-training static quantization
+    calibrated on ``calibration`` (a (N, C, H, W) tensor or batches, >= 32 images), on OpenVINO
+    (NNCF) or ONNX Runtime; ``backend="auto"`` takes the faster one here (see ``optimize``)."""
+    from .optimize import optimize
 
-    def __init__(self, quantized: nn.Module, engine: str) -> None:
-        super().__init__()
-        self.quantized, self.engine = quantized, engine
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        previous = torch.backends.quantized.engine
-        torch.backends.quantized.engine = self.engine
-        try:
-            return self.quantized(x)
-        finally:
-            torch.backends.quantized.engine = previous
+    return optimize(model, "int8", calibration=calibration, backend=backend)
 
 
 def quantize_onnx_int8(
@@ -134,9 +98,7 @@ def quantize_onnx_int8(
     from .export import export
     from .runtimes import load_exported
 
-    images = torch.cat([b if b.dim() == 4 else b.unsqueeze(0) for b in calibration])
-    if len(images) < MIN_CALIBRATION_IMAGES:
-        raise InvalidOption(f"calibration needs at least {MIN_CALIBRATION_IMAGES} images, got {len(images)}")
+    images = torch.cat(check_calibration(calibration))
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -149,7 +111,7 @@ def quantize_onnx_int8(
     meta = dict(metadata, precision="int8")
     with tempfile.TemporaryDirectory(prefix="resnetkit-int8-") as tmp:
         fp32, prepared, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
-        export(model, fp32, metadata=metadata, input_size=input_size)
+        export(model, fp32, metadata={k: v for k, v in metadata.items() if k != "precision"}, input_size=input_size)
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
@@ -161,6 +123,9 @@ def quantize_onnx_int8(
             weight_type=QuantType.QInt8,
         )
         proto = onnx.load(str(int8))
+        # What export() wrote into the fp32 file (input size, class count...), then the caller's.
+        written = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
+        meta = dict(written, **meta)
         del proto.metadata_props[:]
         for key, value in meta.items():
             entry = proto.metadata_props.add()

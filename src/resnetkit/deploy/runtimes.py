@@ -132,11 +132,12 @@ def _openvino(path: Path) -> ExportedModel:
     meta: Dict[str, Any] = {}
     if model.has_rt_info(["resnetkit", "meta"]):
         meta = json.loads(model.get_rt_info(["resnetkit", "meta"]).astype(str))
-    precision = "bf16" if meta.get("precision") == "bf16" else "f32"
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+    from .backends import OpenVINORunner
+
+    runner = OpenVINORunner(model, str(meta.get("precision", "fp32")))
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(compiled(x.numpy())[0].copy())
+        return runner(x)
 
     return ExportedModel(run, meta, "openvino", xml)
 

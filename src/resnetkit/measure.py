@@ -1,8 +1,10 @@
-"""Counting multiply-accumulates with torch's own FLOP counter (shared by inspect and deploy)."""
+"""Counting multiply-accumulates with torch's own FLOP counter, and timing inference runners side by
+side (shared by inspect and deploy)."""
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import time
+from typing import Callable, Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -30,3 +32,31 @@ def count_macs(model: nn.Module, input_size: Tuple[int, int], in_chans: int = 3)
         if name.startswith(root + "."):
             per_module[name[len(root) + 1 :]] = int(sum(ops.values()) // 2)
     return int(counter.get_total_flops() // 2), per_module
+
+
+def time_blocks(
+    runners: Dict[str, Callable], x, runs: int, warmup: int, rounds: int = 2, sync: Callable[[], None] = lambda: None
+) -> Dict[str, List[float]]:
+    """Seconds per call of each runner on ``x``: ``runs`` timed calls each, in ``rounds`` blocks.
+
+    Each block starts with untimed calls (``warmup`` in the first round, one after): runtimes
+    such as ONNX Runtime and OpenVINO keep their threads spinning for a while after a call, and
+    on a machine with few cores that steals the next runner's time - timing runners call by call
+    in turn measured ONNX Runtime at half its speed here. Blocks alternate their order so a
+    machine whose speed drifts affects every runner alike."""
+    rounds = max(1, min(rounds, runs))
+    times: Dict[str, List[float]] = {name: [] for name in runners}
+    names = list(runners)
+    with torch.no_grad():
+        for r in range(rounds):
+            per_round = runs // rounds + (1 if r < runs % rounds else 0)
+            for name in names if r % 2 == 0 else names[::-1]:
+                for _ in range(warmup if r == 0 else 1):
+                    runners[name](x)
+                sync()
+                for _ in range(per_round):
+                    t = time.perf_counter()
+                    runners[name](x)
+                    sync()
+                    times[name].append(time.perf_counter() - t)
+    return times

@@ -110,7 +110,7 @@ def test_outputs_to_unusable_paths(small_weights, tmp_path, unwritable, a_file):
         (["bench", "resnet18", "--runs", "0"], ">= 1", 2),
         (["bench", "resnet99"], "unknown model", 1),
         (["predict", "x.png", "--weights", "w", "--topk", "0"], ">= 1", 2),
-        (["export", "--weights", "w", "--format", "pt2", "--int8", "--out", "x.pt2"], "use --format onnx", 1),
+        (["export", "--weights", "w", "--format", "pt2", "--int8", "--out", "x.pt2"], "pt2 is fp32 only", 1),
     ],
 )
 def test_bad_options_one_line(args, words, code):
@@ -138,6 +138,32 @@ def test_exported_artifacts_run_everywhere(small_weights, tmp_path):
         got = json.loads(cli("predict", tmp_path / "d.png", "--weights", tmp_path / out, "--json").stdout)["top"]
         assert [t["class"] for t in got] == [t["class"] for t in want], fmt
         assert all(abs(a["prob"] - b["prob"]) < 1e-4 for a, b in zip(got, want)), fmt
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i in range(32):
+        class_image(i % 3, i, size=40).save(calibration / f"{i}.png")
+    for fmt, precision, out in (("onnx", "int8", "q.onnx"), ("openvino", "int8", "q_ov"), ("openvino", "bf16", "b_ov")):
+        flags = ("--calibration", calibration) if precision == "int8" else ()
+        exported = cli(
+            "export",
+            "--weights",
+            small_weights,
+            "--format",
+            fmt,
+            "--precision",
+            precision,
+            "--out",
+            tmp_path / out,
+            *flags,
+        )
+        assert exported.returncode == 0 and f"({fmt}, {precision}); top-1 agreement" in exported.stdout, exported.stderr
+        got = json.loads(cli("predict", tmp_path / "d.png", "--weights", tmp_path / out, "--json").stdout)["top"]
+        assert got[0]["class"] == want[0]["class"], (fmt, precision)
+    for fmt, precision in (("pt2", "int8"), ("onnx", "bf16"), ("safetensors", "bf16")):
+        out = tmp_path / f"x.{fmt}"
+        assert "precision" in one_line_error(
+            cli("export", "--weights", small_weights, "--format", fmt, "--precision", precision, "--out", out)
+        )
     result = cli("eval", "--weights", tmp_path / "m.onnx", "--data", _eval_folder(tmp_path), "--json", "-j", "0")
     assert result.returncode == 0 and json.loads(result.stdout.splitlines()[-1])["images"] == 3
     assert "folder" in one_line_error(

@@ -38,12 +38,22 @@ PACKAGES = {"onnxruntime": ("onnxruntime", "deploy"), "openvino": ("openvino", "
 INT8_PACKAGES = {"openvino": ("nncf", "openvino"), "onnxruntime": ("onnx", "deploy")}
 
 
+def _importable(name: str) -> bool:
+    if name == "nncf":  # heavy to import (it loads its torch backend): look for it only
+        return importlib.util.find_spec(name) is not None
+    try:
+        __import__(name)  # a broken install is as good as none
+    except ImportError:
+        return False
+    return True
+
+
 def installed(backend: str, precision: str = "fp32") -> bool:
-    """Whether this backend's packages are importable (without importing them)."""
+    """Whether this backend's packages can be imported."""
     needed = [PACKAGES[backend][0]] if backend in PACKAGES else []
     if precision == "int8" and backend in INT8_PACKAGES:
         needed.append(INT8_PACKAGES[backend][0])
-    return all(importlib.util.find_spec(name) is not None for name in needed)
+    return all(_importable(name) for name in needed)
 
 
 def require(backend: str, precision: str) -> None:
@@ -139,6 +149,12 @@ def nncf_quantize(ov_model, calibration: Sequence[torch.Tensor]):
         cpp_log.setLevel(level)
 
 
+def ov_shape(shape) -> object:
+    import openvino as ov
+
+    return ov.PartialShape(list(shape))
+
+
 class OpenVINORunner(nn.Module):
     """A compiled OpenVINO model behind a module interface (CPU float tensors in, logits out).
 
@@ -159,6 +175,9 @@ class OpenVINORunner(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        expected = self.compiled.input(0).get_partial_shape()
+        if not expected.compatible(ov_shape(array.shape)):
+            raise InvalidOption(f"input of shape {list(array.shape)} does not fit this model's input {expected}")
         self.request.infer({0: array}, share_inputs=True)
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 

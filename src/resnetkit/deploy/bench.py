@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidOption
+from ..measure import time_blocks
 from ..models import ResNetBase
 from .modes import BACKEND_MODES, MODES
 
@@ -164,20 +165,8 @@ def _measure(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for batch in batch_sizes:
         x = torch.randn(batch, model.in_chans, input_size, input_size, generator=gen).to(device)
-        times: Dict[str, List[float]] = {m: [] for m in modes}
-        with torch.no_grad():
-            for mode in modes:
-                log(f"warming up {mode} at batch {batch}")
-                for _ in range(warmup):
-                    runners[mode](x)
-            # Interleaved rounds: a machine whose speed drifts (shared VMs, turbo) affects every
-            # mode alike, so the ratios stay fair.
-            for _ in range(runs):
-                for mode in modes:
-                    t = time.perf_counter()
-                    runners[mode](x)
-                    sync()
-                    times[mode].append(time.perf_counter() - t)
+        log(f"timing {', '.join(modes)} at batch {batch}")
+        times = time_blocks(runners, x, runs, warmup, rounds=2, sync=sync)
         eager_rate = batch / statistics.median(times["eager"]) if "eager" in times else None
         for mode in modes:
             ts = sorted(times[mode])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import statistics
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -62,15 +61,9 @@ def _predict(runner: Callable, images: torch.Tensor) -> torch.Tensor:
 
 
 def _times(runner: Callable, x: torch.Tensor, runs: int, warmup: int) -> List[float]:
-    out = []
-    with torch.no_grad():
-        for _ in range(warmup):
-            runner(x)
-        for _ in range(runs):
-            t = time.perf_counter()
-            runner(x)
-            out.append(time.perf_counter() - t)
-    return sorted(out)
+    from ..measure import time_blocks
+
+    return sorted(time_blocks({"runner": runner}, x, runs, warmup, rounds=1)["runner"])
 
 
 def _artifact(fmt: str, precision: str, model: nn.Module, meta: dict, calibration, input_size: int, folder: Path):

@@ -141,16 +141,9 @@ def _check(runner: nn.Module, reference: torch.Tensor, probe: torch.Tensor, prec
 
 
 def _time(runners: Dict[str, nn.Module], x: torch.Tensor) -> Dict[str, float]:
-    times: Dict[str, list] = {b: [] for b in runners}
-    with torch.no_grad():
-        for runner in runners.values():
-            for _ in range(WARMUP):
-                runner(x)
-        for _ in range(ROUNDS):  # interleaved, so a drifting machine affects all alike
-            for backend, runner in runners.items():
-                t = time.perf_counter()
-                runner(x)
-                times[backend].append(time.perf_counter() - t)
+    from ..measure import time_blocks
+
+    times = time_blocks(runners, x, runs=ROUNDS * 2, warmup=WARMUP, rounds=ROUNDS)
     return {b: len(x) / statistics.median(ts) for b, ts in times.items()}
 
 
@@ -163,7 +156,7 @@ def optimize(
     precision: str = "fp32",
     calibration=None,
     backend: str = "auto",
-    input_size: int = 224,
+    input_size: Optional[int] = None,
     batch_size: int = 16,
     cache: bool = True,
     log: Optional[Callable[[str], None]] = None,
@@ -173,7 +166,8 @@ def optimize(
     ``backend="auto"`` builds every installed backend that offers the precision (PyTorch,
     ONNX Runtime, OpenVINO), checks each against the fp32 model (fp32: max difference <= 1e-3 of
     the logits' size; bf16/int8: top-1 agreement within 5 points of the best candidate), times
-    them at ``batch_size`` and keeps the fastest. The choice is remembered per machine, thread
+    them at ``batch_size`` and ``input_size`` (default: the calibration images' size, else 224)
+    and keeps the fastest. The choice is remembered per machine, thread
     count, network structure, input size, batch size, precision and runtime versions (see
     ``cache_file()``), so the next call builds only the winner. The runner's ``.choice`` says what
     was chosen and why (``log`` gets the same line). int8 needs ``calibration`` (>= 32 images).
@@ -190,6 +184,8 @@ def optimize(
         from .quantize import check_calibration
 
         calibration_batches = check_calibration(calibration)
+    if input_size is None:  # the calibration images' size, else ImageNet's 224
+        input_size = int(calibration_batches[0].shape[-1]) if calibration_batches else 224
     say = log or (lambda s: None)
     if backend != "auto":
         require(backend, precision)

@@ -4,7 +4,7 @@ side (shared by inspect and deploy)."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Mapping, Tuple
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ def count_macs(model: nn.Module, input_size: Tuple[int, int], in_chans: int = 3)
 
 
 def time_blocks(
-    runners: Dict[str, Callable], x, runs: int, warmup: int, rounds: int = 2, sync: Callable[[], None] = lambda: None
+    runners: Mapping[str, Callable], x, runs: int, warmup: int, rounds: int = 2, sync: Callable[[], None] = lambda: None
 ) -> Dict[str, List[float]]:
     """Seconds per call of each runner on ``x``: ``runs`` timed calls each, in ``rounds`` blocks.
 

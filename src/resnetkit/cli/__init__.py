@@ -19,11 +19,12 @@ from . import eval as eval_cmd
 from . import export as export_cmd
 from . import models as models_cmd
 from . import predict as predict_cmd
+from . import serve as serve_cmd
 from . import summary as summary_cmd
 from . import train as train_cmd
 from . import weights as weights_cmd
 
-SUBCOMMANDS = [models_cmd, summary_cmd, weights_cmd, train_cmd, eval_cmd, predict_cmd, export_cmd, bench_cmd]
+SUBCOMMANDS = [models_cmd, summary_cmd, weights_cmd, train_cmd, eval_cmd, predict_cmd, export_cmd, bench_cmd, serve_cmd]
 
 
 class Parser(argparse.ArgumentParser):

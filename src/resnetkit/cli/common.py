@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 if TYPE_CHECKING:
@@ -77,19 +76,7 @@ def pick_device(name: str, model: object) -> torch.device:
 
 def load_for_inference(args: argparse.Namespace) -> Tuple[ResNetBase, LoadedWeights, Preprocess, Optional[List[str]]]:
     """The model with its weights (in eval mode), its evaluation preprocessing and its class
-    names, all read from the model's ``pretrained_cfg``."""
-    from ..data.transforms import Preprocess
-    from ..deploy.runtimes import exported_format, load_exported
-    from ..weights.factory import model_from_weights
-    from ..weights.resolve import LoadedWeights, resolve
+    names, all read from the model's ``pretrained_cfg``; exported artifacts run on their runtime."""
+    from ..deploy.loading import load_any
 
-    if exported_format(Path(args.weights).expanduser()):
-        # An exported artifact (ONNX, OpenVINO IR, .pt2, TorchScript) runs on its own runtime.
-        exported = load_exported(Path(args.weights).expanduser()).eval()
-        cfg = exported.pretrained_cfg
-        loaded = LoadedWeights({}, {"arch": exported.arch}, str(exported.path))
-        return exported, loaded, Preprocess.from_dict(cfg["preprocess"]), cfg.get("classes")  # type: ignore[return-value]
-    loaded = resolve(args.weights, arch=args.arch, progress=not args.no_progress, config=args.hf_config)
-    model = model_from_weights(loaded, arch=args.arch).eval()
-    cfg = model.pretrained_cfg
-    return model, loaded, Preprocess.from_dict(cfg["preprocess"]), cfg.get("classes")
+    return load_any(args.weights, arch=args.arch, progress=not args.no_progress, hf_config=args.hf_config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -79,29 +80,40 @@ def load_image(path: Union[str, os.PathLike], short_side: Optional[int] = None) 
         raise ImageDecodeError(str(exc)) from None
     if path.stat().st_size == 0:
         raise ImageDecodeError(f"{path}: empty file (0 bytes); re-copy or remove it")
+    return _open(path, str(path), short_side)
+
+
+def decode_image_bytes(data: bytes, name: str = "upload", short_side: Optional[int] = None) -> Image.Image:
+    """``load_image`` for an image held in memory (an upload): the same limits and messages."""
+    if not data:
+        raise ImageDecodeError(f"{name}: empty file (0 bytes); send the image's content")
+    return _open(io.BytesIO(data), name, short_side)
+
+
+def _open(source: Union[Path, io.BytesIO], name: str, short_side: Optional[int]) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise ImageDecodeError(
-                        f"{path}: {img.width}x{img.height} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
+                        f"{name}: {img.width}x{img.height} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
                         "(possible decompression bomb); downscale the image first"
                     )
-                check_resized_size(path, img.width, img.height, short_side)
+                check_resized_size(name, img.width, img.height, short_side)
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(f"{path}: refused as a possible decompression bomb ({exc})") from None
+        raise ImageDecodeError(f"{name}: refused as a possible decompression bomb ({exc})") from None
     except Image.UnidentifiedImageError:
-        raise ImageDecodeError(f"{path}: not an image file PIL can identify") from None
+        raise ImageDecodeError(f"{name}: not an image file PIL can identify") from None
     except PermissionError:
-        raise ImageDecodeError(f"{path}: permission denied; fix its permissions") from None
+        raise ImageDecodeError(f"{name}: permission denied; fix its permissions") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"{path}: corrupt or truncated image ({exc})") from None
+        raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from None
 
 
 def expand_inputs(inputs: Sequence[str]) -> List[Path]:

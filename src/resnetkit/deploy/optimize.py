@@ -24,6 +24,7 @@ __all__ = ["optimize", "Choice", "ChannelsLast", "cache_file"]
 FP32_TOLERANCE = 1e-3  # relative to the logits' size: runtimes sum in different orders
 AGREEMENT_SLACK = 5.0  # points of top-1 agreement a reduced-precision candidate may lose to the best one
 WARMUP, ROUNDS = 2, 3
+TIME_PER_RUNNER_S, MAX_RUNS = 1.0, 60
 
 
 @dataclass
@@ -141,9 +142,15 @@ def _check(runner: nn.Module, reference: torch.Tensor, probe: torch.Tensor, prec
 
 
 def _time(runners: Dict[str, nn.Module], x: torch.Tensor) -> Dict[str, float]:
+    """images/s of each runner: a first short measurement, then, for fast calls, about a second
+    of calls per runner (a few calls at batch 1 cannot tell runners 10 % apart)."""
     from ..measure import time_blocks
 
     times = time_blocks(runners, x, runs=ROUNDS * 2, warmup=WARMUP, rounds=ROUNDS)
+    slowest = max(statistics.median(ts) for ts in times.values())
+    runs = min(MAX_RUNS, int(TIME_PER_RUNNER_S / max(slowest, 1e-6)))
+    if runs > ROUNDS * 2:
+        times = time_blocks(runners, x, runs=runs, warmup=1, rounds=ROUNDS)
     return {b: len(x) / statistics.median(ts) for b, ts in times.items()}
 
 

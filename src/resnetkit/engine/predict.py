@@ -25,6 +25,16 @@ class Prediction:
         return {"path": self.path, "top": [{"class": c, "prob": round(p, 6)} for c, p in self.top]}
 
 
+def top_classes(logits: torch.Tensor, classes: Optional[Sequence[str]], topk: int) -> List[List[Tuple[str, float]]]:
+    """Per row of ``logits``: the ``topk`` (class name, probability) pairs, most likely first."""
+    probs = logits.float().softmax(dim=1)
+    values, indices = probs.topk(min(topk, probs.shape[1]), dim=1)
+    return [
+        [(classes[i] if classes and i < len(classes) else str(i), float(v)) for v, i in zip(vs, ids)]
+        for vs, ids in zip(values.tolist(), indices.tolist())
+    ]
+
+
 def _chunks(items: List[Path], size: int) -> Iterator[List[Path]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -53,15 +63,8 @@ def predict_files(
             except ImageDecodeError as exc:
                 results.append(Prediction(str(path), error=str(exc)))
         if tensors:
-            probs = model(torch.stack(tensors).to(device)).float().softmax(dim=1)
-            k = min(topk, probs.shape[1])
-            values, indices = probs.topk(k, dim=1)
-            good = iter(range(len(tensors)))
+            tops = iter(top_classes(model(torch.stack(tensors).to(device)), classes, topk))
             for r in results:
                 if r.error is None:
-                    row = next(good)
-                    r.top = [
-                        (classes[i] if classes and i < len(classes) else str(i), float(v))
-                        for v, i in zip(values[row].tolist(), indices[row].tolist())
-                    ]
+                    r.top = next(tops)
         yield from results

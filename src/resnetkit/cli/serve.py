@@ -1,0 +1,100 @@
+"""`resnetkit serve`: an HTTP inference service (FastAPI + uvicorn) with dynamic batching."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_weights_args, int_at_least
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a model over HTTP: /v1/predict with dynamic batching, a web page at /",
+        description="Serve SRC (anything predict accepts) on the fastest backend optimize() finds here. "
+        "Endpoints: POST /v1/predict, GET /healthz /readyz /v1/model /metrics, and a page at /.",
+    )
+    add_weights_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int_at_least(1), default=8000, help="port (default 8000)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32", help="default fp32")
+    p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: a run's val data)")
+    p.add_argument("--max-batch", type=int_at_least(1), default=16, help="images per model call (default 16)")
+    p.add_argument(
+        "--max-wait-ms", type=_non_negative_float, default=5.0, help="wait for a batch to fill (default 5 ms)"
+    )
+    p.add_argument(
+        "--max-queue", type=int_at_least(1), default=64, help="images waiting before 503 + Retry-After (default 64)"
+    )
+    p.add_argument("--max-body-mb", type=_positive_float, default=20.0, help="request size limit (default 20 MB)")
+    p.add_argument("--max-images", type=int_at_least(1), default=16, help="images per request (default 16)")
+    p.add_argument("--timeout", type=_positive_float, default=30.0, help="per-request timeout, s (default 30)")
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="uvicorn worker processes (default 1)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import MissingDependency
+    from ..serve.app import ServeConfig, config_to_environment, create_app, load_service
+
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingDependency("serve needs FastAPI and uvicorn: pip install 'resnetkit[serve]'") from None
+    if args.device == "cuda":
+        from ..errors import InvalidOption
+
+        raise InvalidOption("serve runs on the CPU backends optimize() picks; --device cuda is not supported")
+    cfg = ServeConfig(
+        weights=args.weights,
+        arch=args.arch,
+        precision=args.precision,
+        calibration=args.calibration,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_body_mb=args.max_body_mb,
+        max_images=args.max_images,
+        timeout_s=args.timeout,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        hf_config=args.hf_config,
+    ).check()
+    if cfg.workers > 1:
+        # Each worker process loads the model itself from these settings.
+        config_to_environment(cfg)
+        uvicorn.run(
+            "resnetkit.serve.app:app_from_environment",
+            factory=True,
+            host=cfg.host,
+            port=cfg.port,
+            workers=cfg.workers,
+            log_level="warning",
+        )
+        return 0
+    app = create_app(load_service(cfg), cfg, log=lambda s: print(s, flush=True))
+    uvicorn.run(
+        app, host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=int(cfg.timeout_s) + 1
+    )
+    return 0

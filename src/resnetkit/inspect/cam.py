@@ -1,0 +1,71 @@
+"""Grad-CAM heat maps: where in the image the model looked for its top class.
+
+The computation is the ``grad-cam`` package's ``GradCAM`` on the last stage of the network (the
+usual target layer for ResNets); this module only picks the layer, undoes the normalisation to
+show the image the model saw, and blends the map over it."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..errors import InvalidOption, MissingDependency
+
+
+def target_layer(model: nn.Module) -> nn.Module:
+    """The network's last stage (``layer4``; ``layer3`` for the CIFAR ResNets)."""
+    info = getattr(model, "feature_info", None)
+    if not info:
+        raise InvalidOption(
+            "Grad-CAM needs the PyTorch network (gradients flow through it); an exported model "
+            "(ONNX, OpenVINO, pt2) has none: use the weights it was exported from"
+        )
+    return model.get_submodule(info[-1]["module"])
+
+
+def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[Sequence[int]] = None) -> np.ndarray:
+    """(N, H, W) maps in [0, 1] at the input's resolution, for class ``targets[i]`` of image i
+    (default: each image's top class). The model's train/eval mode and gradients are left as they were."""
+    try:
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        raise MissingDependency("Grad-CAM needs the grad-cam package: pip install 'resnetkit[serve]'") from None
+    layer = target_layer(model)
+    was_training = model.training
+    model.eval()
+    try:
+        chosen = [ClassifierOutputTarget(int(t)) for t in targets] if targets is not None else None
+        with GradCAM(model=model, target_layers=[layer]) as cam:
+            maps = cam(input_tensor=images.float(), targets=chosen)
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    return np.asarray(maps, dtype=np.float32)
+
+
+def shown_image(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """The preprocessed (C, H, W) tensor the model saw, as an (H, W, 3) float array in [0, 1]."""
+    m = torch.tensor(list(mean)).view(-1, 1, 1)
+    s = torch.tensor(list(std)).view(-1, 1, 1)
+    x = (image.detach().cpu().float() * s + m).clamp(0, 1)
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    return x[:3].permute(1, 2, 0).numpy()
+
+
+def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """The heat map blended over the image (jet colours), as a PIL image."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    return Image.fromarray(show_cam_on_image(rgb.astype(np.float32), heat, use_rgb=True, image_weight=1 - alpha))
+
+
+def cam_overlays(model: nn.Module, images: torch.Tensor, mean, std, targets=None) -> List[Image.Image]:
+    """One overlay image per input image (see ``grad_cam``)."""
+    maps = grad_cam(model, images, targets)
+    return [overlay(shown_image(img, mean, std), heat) for img, heat in zip(images, maps)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from .common import add_weights_args, int_at_least
 
@@ -93,8 +94,20 @@ def run(args: argparse.Namespace) -> int:
             log_level="warning",
         )
         return 0
-    app = create_app(load_service(cfg), cfg, log=lambda s: print(s, flush=True))
-    uvicorn.run(
-        app, host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=int(cfg.timeout_s) + 1
-    )
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    app = create_app(load_service(cfg, log=say), cfg, log=say)
+    # uvicorn drains on SIGTERM (stops accepting, finishes requests in flight, shuts the batcher
+    # down) and then re-raises the signal to the handler it found: make that one a no-op, so a
+    # drained shutdown exits 0 as process managers expect.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        uvicorn.run(
+            app, host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=int(cfg.timeout_s) + 1
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    say("stopped: every request in flight was answered")
     return 0

@@ -117,7 +117,7 @@ def load_service(cfg: ServeConfig, log=print) -> Service:
             batch_size=cfg.max_batch,
             log=log,
         )
-        backend, precision, pytorch_model = getattr(runner, "choice").backend, cfg.precision, model
+        backend, precision, pytorch_model = runner.choice.backend, cfg.precision, model
     info = {
         "weights": loaded.source,
         "arch": getattr(model, "arch", None),
@@ -228,7 +228,7 @@ def create_app(service: Service, cfg: ServeConfig, log=print):
 
     metrics = Metrics()
     transform = service.preprocess.transform()
-    state: Dict[str, Any] = {"ready": False, "batcher": None}
+    state: Dict[str, Any] = {"ready": False, "batcher": None, "inflight": 0}
 
     @asynccontextmanager
     async def lifespan(app):
@@ -300,6 +300,22 @@ def create_app(service: Service, cfg: ServeConfig, log=print):
 
     @app.post("/v1/predict")
     async def predict(request: Request, topk: int = 5, cam: bool = False):
+        # Admission control before the body is read: requests being decoded, queued or computed are
+        # bounded (the queue plus one running batch), so a burst gets quick 503s, not memory growth.
+        limit = cfg.max_queue + cfg.max_batch
+        if state["inflight"] >= limit:
+            raise RequestError(
+                503,
+                f"server busy: {state['inflight']} requests in progress (limit {limit}); retry shortly",
+                {"Retry-After": "1"},
+            )
+        state["inflight"] += 1
+        try:
+            return await answer(request, topk, cam)
+        finally:
+            state["inflight"] -= 1
+
+    async def answer(request: Request, topk: int, cam: bool):
         if not state["ready"]:
             raise RequestError(503, "the model is still loading; retry shortly", {"Retry-After": "1"})
         if topk < 1:

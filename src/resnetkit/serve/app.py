@@ -117,7 +117,9 @@ def load_service(cfg: ServeConfig, log=print) -> Service:
             batch_size=cfg.max_batch,
             log=log,
         )
-        backend, precision, pytorch_model = runner.choice.backend, cfg.precision, model
+        choice = getattr(runner, "choice", None)  # what optimize() picked, and why
+        backend = choice.backend if choice is not None else "pytorch"
+        precision, pytorch_model = cfg.precision, model
     info = {
         "weights": loaded.source,
         "arch": getattr(model, "arch", None),

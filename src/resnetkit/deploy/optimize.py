@@ -141,6 +141,16 @@ def _check(runner: nn.Module, reference: torch.Tensor, probe: torch.Tensor, prec
     return 100.0 * float((out.argmax(1) == reference.argmax(1)).float().mean())
 
 
+def time_per_runner_s() -> float:
+    """Seconds of calls per candidate: ``$RESNETKIT_OPTIMIZE_SECONDS`` (e.g. 0.05 in tests, where
+    the choice need not be precise), default 1."""
+    text = os.environ.get("RESNETKIT_OPTIMIZE_SECONDS", "").strip()
+    try:
+        return float(text) if text else TIME_PER_RUNNER_S
+    except ValueError:
+        raise InvalidOption(f"RESNETKIT_OPTIMIZE_SECONDS={text!r} is not a number of seconds") from None
+
+
 def _time(runners: Dict[str, nn.Module], x: torch.Tensor) -> Dict[str, float]:
     """images/s of each runner: a first short measurement, then, for fast calls, about a second
     of calls per runner (a few calls at batch 1 cannot tell runners 10 % apart)."""
@@ -148,7 +158,7 @@ def _time(runners: Dict[str, nn.Module], x: torch.Tensor) -> Dict[str, float]:
 
     times = time_blocks(runners, x, runs=ROUNDS * 2, warmup=WARMUP, rounds=ROUNDS)
     slowest = max(statistics.median(ts) for ts in times.values())
-    runs = min(MAX_RUNS, int(TIME_PER_RUNNER_S / max(slowest, 1e-6)))
+    runs = min(MAX_RUNS, int(time_per_runner_s() / max(slowest, 1e-6)))
     if runs > ROUNDS * 2:
         times = time_blocks(runners, x, runs=runs, warmup=1, rounds=ROUNDS)
     return {b: len(x) / statistics.median(ts) for b, ts in times.items()}

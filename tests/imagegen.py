@@ -45,3 +45,23 @@ def make_image_folder(
     if broken:
         write_broken_files(root / "train" / "class_0")
     return root
+
+
+def write_small_weights(path, crop: int = 32, mean=(0.5,) * 3, std=(0.25,) * 3):
+    """A random resnet18 with 3 classes (a, b, c) at ``crop`` px, saved as a training run saves it."""
+    import resnetkit as rk
+
+    meta = {
+        "arch": "resnet18",
+        "num_classes": 3,
+        "classes": ["a", "b", "c"],
+        "preprocess": {
+            "resize_size": crop * 9 // 8,
+            "crop_size": crop,
+            "interpolation": "bilinear",
+            "mean": list(mean),
+            "std": list(std),
+        },
+    }
+    rk.save_safetensors(rk.resnet18(num_classes=3).state_dict(), path, meta)
+    return path

@@ -14,7 +14,7 @@ from PIL import Image
 import resnetkit as rk
 
 from ..clirun import cli
-from ..imagegen import class_image
+from ..imagegen import class_image, write_small_weights
 
 
 def one_line_error(result, code=1):
@@ -27,25 +27,7 @@ def one_line_error(result, code=1):
 @pytest.fixture(scope="module")
 def small_weights(tmp_path_factory):
     """A resnet18 with 3 classes at 32 px, saved as a run would save it."""
-    d = tmp_path_factory.mktemp("w")
-    path = d / "w.safetensors"
-    rk.save_safetensors(
-        rk.resnet18(num_classes=3).state_dict(),
-        path,
-        {
-            "arch": "resnet18",
-            "num_classes": 3,
-            "classes": ["a", "b", "c"],
-            "preprocess": {
-                "resize_size": 36,
-                "crop_size": 32,
-                "interpolation": "bilinear",
-                "mean": [0.5] * 3,
-                "std": [0.25] * 3,
-            },
-        },
-    )
-    return path
+    return write_small_weights(tmp_path_factory.mktemp("w") / "w.safetensors")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from PIL import Image
 
 import resnetkit as rk
 
-from ..imagegen import class_image
+from ..imagegen import class_image, write_small_weights
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -24,22 +24,8 @@ CLASSES = ["a", "b", "c"]
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "w.safetensors"
     torch.manual_seed(0)
-    meta = {
-        "arch": "resnet18",
-        "num_classes": 3,
-        "classes": CLASSES,
-        "preprocess": {
-            "resize_size": 36,
-            "crop_size": 32,
-            "interpolation": "bilinear",
-            "mean": [0.5] * 3,
-            "std": [0.25] * 3,
-        },
-    }
-    rk.save_safetensors(rk.resnet18(num_classes=3).state_dict(), path, meta)
-    return str(path)
+    return str(write_small_weights(tmp_path_factory.mktemp("w") / "w.safetensors"))
 
 
 @pytest.fixture(scope="module")
@@ -158,15 +144,6 @@ class Gate(torch.nn.Module):
         return self.model(x)
 
 
-async def until(condition):
-    """Yield to the event loop until ``condition()`` holds (state changes, no clock)."""
-    for _ in range(100_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
-
-
 def test_dynamic_batching_queue_bound_and_recovery(service, weights):
     gate = Gate(service.runner)
     gated = Service(gate, None, service.preprocess, service.classes, dict(service.info, grad_cam=False))
@@ -184,9 +161,9 @@ def test_dynamic_batching_queue_bound_and_recovery(service, weights):
         gate.open.clear()  # hold the next batch in the model
         batcher = app.state.batcher
         running = [asyncio.ensure_future(send(client, i)) for i in range(4)]
-        await until(lambda: batcher.running == 4)
+        await batcher.wait_until(lambda: batcher.running == 4)
         queued = [asyncio.ensure_future(send(client, i)) for i in range(4)]
-        await until(lambda: batcher.waiting == 4)
+        await batcher.wait_until(lambda: batcher.waiting == 4)
         refused = await send(client)  # the queue holds 4: the fifth image is refused at once
         gate.open.set()
         done = await asyncio.gather(*running, *queued)

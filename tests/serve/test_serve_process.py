@@ -10,9 +10,7 @@ import threading
 
 import pytest
 
-import resnetkit as rk
-
-from ..imagegen import class_image
+from ..imagegen import class_image, write_small_weights
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -25,20 +23,7 @@ def free_port() -> int:
 
 
 def test_sigterm_drains_the_request_in_flight(tmp_path):
-    weights = tmp_path / "w.safetensors"
-    meta = {
-        "arch": "resnet18",
-        "num_classes": 3,
-        "classes": ["a", "b", "c"],
-        "preprocess": {
-            "resize_size": 36,
-            "crop_size": 32,
-            "interpolation": "bilinear",
-            "mean": [0.5] * 3,
-            "std": [0.25] * 3,
-        },
-    }
-    rk.save_safetensors(rk.resnet18(num_classes=3).state_dict(), weights, meta)
+    weights = write_small_weights(tmp_path / "w.safetensors")
     port = free_port()
     env = dict(os.environ, RESNETKIT_HOME=str(tmp_path / "home"))
     # A 4-image batch that one request never fills: the request waits in the queue for 3 s.

@@ -66,15 +66,9 @@ def run_export(args: argparse.Namespace) -> int:
     model, loaded, preprocess, classes = load_for_inference(args)
     calibration = None
     if args.precision == "int8":
-        source = args.calibration
-        if not source:
-            from ..engine.rundir import run_directory_of, validation_images
+        from ..engine.rundir import calibration_source
 
-            run = run_directory_of(loaded.source)
-            if run is None:
-                raise InvalidOption("--precision int8 needs --calibration DIR with at least 32 representative images")
-            source = validation_images(run)
-            print(f"calibrating on the validation data of the training run {run}")
+        source = calibration_source(args.calibration, loaded.source)
         calibration = calibration_batches(source, preprocess)
     meta = {
         "arch": model.arch,

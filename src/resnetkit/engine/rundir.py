@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from ..errors import BadFile
+from ..errors import BadFile, InvalidOption
 from ..fileio import check_output_file, make_dir, write_text
 from ..weights.io import save_safetensors
 from .checkpoint import save_checkpoint
@@ -135,3 +135,15 @@ def validation_images(run: Path, limit: int = 128) -> torch.Tensor | str:
         return val.images[:limit]
     root = Path(config["data"])
     return str(root / "val" if (root / "val").is_dir() else root)
+
+
+def calibration_source(given, weights_source: str, log=print):
+    """int8 calibration images: ``given`` (a folder) if set, else the validation data of the training
+    run the weights come from; refused when there is neither."""
+    if given:
+        return given
+    run = run_directory_of(weights_source)
+    if run is None:
+        raise InvalidOption("--precision int8 needs --calibration DIR with at least 32 representative images")
+    log(f"calibrating on the validation data of the training run {run}")
+    return validation_images(run)

@@ -97,17 +97,9 @@ def load_service(cfg: ServeConfig, log=print) -> Service:
         calibration = None
         if cfg.precision == "int8":
             from ..deploy.quantize import calibration_batches
+            from ..engine.rundir import calibration_source
 
-            source = cfg.calibration
-            if not source:
-                from ..engine.rundir import run_directory_of, validation_images
-
-                run = run_directory_of(loaded.source)
-                if run is None:
-                    raise InvalidOption(
-                        "--precision int8 needs --calibration DIR with at least 32 representative images"
-                    )
-                source = str(validation_images(run))
+            source = calibration_source(cfg.calibration, loaded.source, log)
             calibration = calibration_batches(source, preprocess)
         runner = optimize(
             model,

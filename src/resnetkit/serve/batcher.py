@@ -36,6 +36,13 @@ class Batcher:
         self.waiting = 0  # images queued and not yet taken into a batch
         self.running = 0  # images in the batch being computed
         self.task: Optional[asyncio.Task] = None
+        self.changed = asyncio.Event()  # set whenever images are queued or a batch starts or ends
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Return once ``condition()`` holds, re-checking at each change of the queue's state."""
+        while not condition():
+            self.changed.clear()
+            await self.changed.wait()
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop())
@@ -55,6 +62,7 @@ class Batcher:
             self.queue.put_nowait((image, future))
             futures.append(future)
         self.waiting += len(images)
+        self.changed.set()
         try:
             return list(await asyncio.gather(*futures))
         except asyncio.CancelledError:  # the request timed out or its client left: skip its images
@@ -83,6 +91,7 @@ class Batcher:
             if not live:
                 continue
             self.running = len(live)
+            self.changed.set()
             try:
                 out = await loop.run_in_executor(self.executor, self._forward, torch.stack([x for x, _ in live]))
             except Exception as exc:  # a failed batch fails its requests, not the server
@@ -96,6 +105,7 @@ class Batcher:
                         f.set_result(row)
             finally:
                 self.running = 0
+                self.changed.set()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

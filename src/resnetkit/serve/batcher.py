@@ -113,8 +113,7 @@ class Batcher:
 
     async def close(self) -> None:
         """Finish every queued image, then stop (graceful shutdown)."""
-        while self.waiting or self.running:
-            await asyncio.sleep(0.01)  # polling the queue's state, not waiting on a clock
+        await self.wait_until(lambda: not self.waiting and not self.running)
         if self.task is not None:
             self.task.cancel()
             try:

@@ -120,7 +120,10 @@ def openvino_model(model: nn.Module, input_size: int):
     example = torch.randn(2, in_chans, input_size, input_size, generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ov_model = ov.convert_model(model, example_input=example)
+        # share_weights=False: by default the OpenVINO model (and what is compiled from it) reads the
+        # weights from the PyTorch tensors' memory, which is freed once ``model`` goes (build() passes a
+        # temporary folded copy): wrong logits, then a segfault in a later allocation.
+        ov_model = ov.convert_model(model, example_input=example, share_weights=False)
     ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, in_chans, input_size, input_size])})
     return ov_model
 

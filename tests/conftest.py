@@ -8,6 +8,19 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 os.environ.setdefault("RESNETKIT_OPTIMIZE_SECONDS", "0.05")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_home(tmp_path_factory):
+    """Tests never read or write the user's cache (weights, optimize()'s remembered choices): every
+    run starts from the empty one a fresh CI machine has."""
+    saved = os.environ.get("RESNETKIT_HOME")
+    os.environ["RESNETKIT_HOME"] = str(tmp_path_factory.mktemp("resnetkit-home"))
+    yield
+    if saved is None:
+        os.environ.pop("RESNETKIT_HOME", None)
+    else:
+        os.environ["RESNETKIT_HOME"] = saved
+
+
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)

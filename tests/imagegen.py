@@ -47,8 +47,11 @@ def make_image_folder(
     return root
 
 
-def write_small_weights(path, crop: int = 32, mean=(0.5,) * 3, std=(0.25,) * 3):
-    """A random resnet18 with 3 classes (a, b, c) at ``crop`` px, saved as a training run saves it."""
+def write_small_weights(path, crop: int = 32, mean=(0.5,) * 3, std=(0.25,) * 3, seed: int = 0):
+    """A random resnet18 with 3 classes (a, b, c) at ``crop`` px, saved as a training run saves it.
+    Seeded (the caller's random state untouched): the same weights, so the same near-ties, every run."""
+    import torch
+
     import resnetkit as rk
 
     meta = {
@@ -63,5 +66,8 @@ def write_small_weights(path, crop: int = 32, mean=(0.5,) * 3, std=(0.25,) * 3):
             "std": list(std),
         },
     }
-    rk.save_safetensors(rk.resnet18(num_classes=3).state_dict(), path, meta)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = rk.resnet18(num_classes=3)
+    rk.save_safetensors(model.state_dict(), path, meta)
     return path

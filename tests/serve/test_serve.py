@@ -24,15 +24,11 @@ CLASSES = ["a", "b", "c"]
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    torch.manual_seed(0)
     return str(write_small_weights(tmp_path_factory.mktemp("w") / "w.safetensors"))
 
 
 @pytest.fixture(scope="module")
-def service(weights, tmp_path_factory):
-    import os
-
-    os.environ.setdefault("RESNETKIT_HOME", str(tmp_path_factory.mktemp("home")))
+def service(weights):
     return load_service(ServeConfig(weights=weights, max_batch=4), log=lambda s: None)
 
 

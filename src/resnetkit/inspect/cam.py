@@ -1,7 +1,8 @@
 """Grad-CAM heat maps: where in the image the model looked for its top class.
 
 The computation is the ``grad-cam`` package's ``GradCAM`` on the last stage of the network (the
-usual target layer for ResNets); this module only picks the layer, undoes the normalisation to
+usual target layer for ResNets; an earlier stage for inputs too small for it, see ``target_layer``);
+this module only picks the layer, undoes the normalisation to
 show the image the model saw, and blends the map over it."""
 
 from __future__ import annotations
@@ -15,16 +16,26 @@ from torch import nn
 
 from ..errors import InvalidOption, MissingDependency
 
+# Positions along the short side the target layer must keep: at 1x1 a map is one number and says nothing.
+MIN_CAM_SIDE = 4
 
-def target_layer(model: nn.Module) -> nn.Module:
-    """The network's last stage (``layer4``; ``layer3`` for the CIFAR ResNets)."""
+
+def target_layer(model: nn.Module, input_hw: Optional[Sequence[int]] = None) -> nn.Module:
+    """The network's last stage (``layer4``; ``layer3`` for the CIFAR ResNets) - or, for an input so
+    small that the last stage is under ``MIN_CAM_SIDE`` positions a side (32 px: 1x1 at stride 32), the
+    deepest stage that still is (32 px: ``layer2``, 4x4)."""
     info = getattr(model, "feature_info", None)
     if not info:
         raise InvalidOption(
             "Grad-CAM needs the PyTorch network (gradients flow through it); an exported model "
             "(ONNX, OpenVINO, pt2) has none: use the weights it was exported from"
         )
-    return model.get_submodule(info[-1]["module"])
+    chosen = info[-1]
+    if input_hw is not None:
+        side = min(int(v) for v in input_hw)
+        wide_enough = [f for f in info if -(-side // int(f["reduction"])) >= MIN_CAM_SIDE]
+        chosen = wide_enough[-1] if wide_enough else info[0]
+    return model.get_submodule(chosen["module"])
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[Sequence[int]] = None) -> np.ndarray:
@@ -35,7 +46,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[Sequence[
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError:
         raise MissingDependency("Grad-CAM needs the grad-cam package: pip install 'resnetkit[serve]'") from None
-    layer = target_layer(model)
+    layer = target_layer(model, images.shape[-2:])
     was_training = model.training
     model.eval()
     try:

@@ -200,9 +200,12 @@ async def uploaded_images(request, limit: int, max_images: int) -> List[Tuple[st
         except MultiPartException as exc:
             raise RequestError(400, f"malformed multipart upload: {exc.message}") from None
         files = []
-        for _, value in form.multi_items():
-            if not isinstance(value, str):  # an uploaded file, not a text field
-                files.append((value.filename or "upload", await value.read()))
+        try:
+            for _, value in form.multi_items():
+                if not isinstance(value, str):  # an uploaded file, not a text field
+                    files.append((value.filename or "upload", await value.read()))
+        finally:
+            await form.close()  # the parser's spooled temporary files
         if not files:
             raise RequestError(422, "the multipart upload holds no file; send the image as a file field")
         return files

@@ -1,0 +1,112 @@
+"""The web page at / in a real headless browser (Debian's chromium, driven by Playwright): pick an image,
+see the top classes with bars and the Grad-CAM heat map; a broken file shows the server's error."""
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+
+import pytest
+
+from ..imagegen import class_image, write_small_weights
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
+
+from resnetkit.serve import ServeConfig, create_app, load_service  # noqa: E402
+
+# Debian's package; Playwright's own browser download needs the internet, which CI does not have.
+CHROMIUM = os.environ.get("RESNETKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+if not CHROMIUM:
+    pytest.skip("no chromium browser installed (apt-get install chromium); page test skipped", allow_module_level=True)
+
+# Headless, and no background connections: the closed network would refuse them at every start.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn in a thread, with an event set once it listens (waited for, never polled)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.listening = threading.Event()
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets=sockets)
+        self.listening.set()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    weights = str(write_small_weights(tmp_path_factory.mktemp("w") / "w.safetensors"))
+    cfg = ServeConfig(weights=weights, max_batch=4)
+    app = create_app(load_service(cfg, log=lambda s: None), cfg, log=lambda s: None)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = _Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=lambda: asyncio.run(srv.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    assert srv.listening.wait(120), "the server did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(60)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, tmp_path_factory):
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        profile = browser.new_context(viewport={"width": 900, "height": 700})
+        yield profile.new_page()
+        browser.close()
+
+
+def test_page_shows_top_classes_and_heat_map(page, server, tmp_path):
+    image = tmp_path / "digit.png"
+    class_image(1, 0, size=64).save(image)
+    page.goto(server)
+    assert "resnet18" in page.text_content("#about") and "3 classes" in page.text_content("#about")
+    assert page.is_hidden("#result")
+    page.set_input_files("#file", str(image))
+    page.wait_for_selector("#result", state="visible")
+    names = page.locator("#bars .name").all_text_contents()
+    percents = [float(t.rstrip("%")) for t in page.locator("#bars .pct").all_text_contents()]
+    assert sorted(names) == ["a", "b", "c"]  # top-5 of a 3-class model: all three, best first
+    assert percents == sorted(percents, reverse=True) and abs(sum(percents) - 100) < 0.5
+    widths = page.eval_on_selector_all("#bars .fill", "els => els.map(e => e.getBoundingClientRect().width)")
+    assert widths == sorted(widths, reverse=True) and widths[0] > 0
+    # The heat map is a decoded image on screen (not a broken-image icon), and so is the preview.
+    for selector in ("#cam", "#preview"):
+        page.wait_for_function(f"document.querySelector('{selector}').complete")
+        size = page.eval_on_selector(selector, "img => [img.naturalWidth, img.naturalHeight]")
+        assert size[0] > 0 and size[1] > 0, selector
+        assert page.is_visible(selector), selector
+    assert page.get_attribute("#cam", "src").startswith("data:image/png;base64,")
+    assert page.text_content("#error") == ""
+    shot = page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_page_shows_the_error_for_a_broken_file(page, server, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    page.goto(server)
+    page.set_input_files("#file", str(broken))
+    page.wait_for_function("document.querySelector('#error').textContent.length > 0")
+    message = page.text_content("#error")
+    assert "broken.png" in message or "image" in message.lower(), message
+    assert "Traceback" not in message and page.is_hidden("#result")

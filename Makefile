@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Test files spread over the cores (pytest-xdist; each file stays on one worker, its fixtures built once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 # Lint, format, types and the layer contract of DESIGN.md (CI runs this before the tests).
 lint: $(STAMP)

@@ -3,7 +3,9 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist the cores are shared among the workers: one worker's torch must not take them all.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _workers)))
 # optimize() times each backend for a second by default; tests need its choice, not its precision.
 os.environ.setdefault("RESNETKIT_OPTIMIZE_SECONDS", "0.05")
 

@@ -1,0 +1,109 @@
+"""Each runtime x precision on a trained model, missing runtimes, int8 calibration, optimize()."""
+
+import json
+
+import pytest
+import torch
+
+import resnetkit as rk
+from resnetkit.data.transforms import Preprocess
+from resnetkit.deploy import available, calibration_batches, fold_batchnorm, optimize, quantize_int8
+from resnetkit.deploy.backends import SUPPORTED, build
+from resnetkit.errors import ResnetkitError
+
+from ..imagegen import write_broken_files
+
+BACKEND_PRECISIONS = [(b, p) for p, backends in SUPPORTED.items() for b in backends]
+
+
+@pytest.mark.parametrize("backend,precision", BACKEND_PRECISIONS, ids=[f"{b}-{p}" for b, p in BACKEND_PRECISIONS])
+def test_every_backend_and_precision(backend, precision, digits_model, monkeypatch):
+    """Shapes, and agreement with fp32 on the trained digits model (the issue's bars: int8 >= 99 %
+    agreement and <= 0.5 points lost, bf16 >= 99.5 %); the runner owns its weights."""
+    import resnetkit.deploy.fold as fold_module
+
+    model, split = digits_model
+    if backend not in available(precision):
+        pytest.skip(f"{precision} on {backend} cannot run here")
+    folded = []
+    monkeypatch.setattr(fold_module, "fold_batchnorm", lambda m: folded.append(fold_batchnorm(m)) or folded[-1])
+    calibration = split.train.images[:256].split(16) if precision == "int8" else None  # 64 left ~1 % disagreeing
+    runner = build(backend, precision, model, 16, calibration)
+    x, y = split.val.images, split.val.targets
+    with torch.no_grad():
+        fp, out = model(x), runner(x)
+        assert runner(x[:1]).shape == (1, 10)
+        # build() converts a temporary folded copy; a runner that does not hold it must not read its
+        # memory afterwards (OpenVINO shares the tensors' memory by default: freed, then garbage).
+        if not any(m is folded[0] for m in runner.modules()):
+            for p in folded[0].parameters():
+                p.fill_(7.0)
+            assert torch.equal(runner(x[:8]), out[:8]), "the runner reads the weights of a copy it does not keep"
+    assert out.shape == fp.shape == (360, 10) and out.dtype == torch.float32
+    agree = (fp.argmax(1) == out.argmax(1)).float().mean().item()
+    acc_drop = (fp.argmax(1) == y).float().mean().item() - (out.argmax(1) == y).float().mean().item()
+    if precision == "fp32":
+        assert (out - fp).abs().max() <= 1e-3 * fp.abs().max()
+    assert agree >= {"fp32": 1.0, "bf16": 0.995, "int8": 0.99}[precision], agree
+    assert acc_drop <= 0.005
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), split.model_state))  # untouched
+
+
+def test_missing_runtime_is_named(monkeypatch, digits_model):
+    model, split = digits_model
+    from resnetkit.deploy import backends
+
+    monkeypatch.setattr(backends, "installed", lambda backend, precision="fp32": backend == "pytorch")
+    with pytest.raises(ImportError, match=r"pip install 'resnetkit\[openvino\]'"):
+        build("openvino", "fp32", model, 16)
+    with pytest.raises(ImportError, match=r"resnetkit\[deploy\]"):
+        quantize_int8(model, split.train.images[:32], backend="onnxruntime")
+    with pytest.raises(ImportError, match="int8 on openvino needs"):
+        quantize_int8(model, split.train.images[:32])  # auto: no int8 runtime at all
+    with pytest.raises(ResnetkitError, match="bf16 is not offered on onnxruntime"):
+        build("onnxruntime", "bf16", model, 16)
+    assert optimize(model, "fp32", input_size=16).choice.backend == "pytorch"
+
+
+def test_int8_calibration_refusals(digits_model):
+    model, split = digits_model
+    with pytest.raises(ResnetkitError, match="at least 32 images, got 16"):
+        quantize_int8(model, split.train.images[:16])
+    with pytest.raises(ResnetkitError, match=r"\(N, C, H, W\)"):
+        quantize_int8(model, split.train.images[0])
+    with pytest.raises(ResnetkitError, match="calibration"):
+        optimize(model, "int8")
+
+
+def test_calibration_folder_without_readable_images(tmp_path):
+    write_broken_files(tmp_path / "calib")
+    with pytest.raises(ResnetkitError, match="at least 32 readable images, got 0"):
+        calibration_batches(tmp_path / "calib", Preprocess(36, 32))
+
+
+def test_optimize_measures_once_and_remembers(tmp_path, monkeypatch, digits_model):
+    model, split = digits_model
+    monkeypatch.setenv("RESNETKIT_HOME", str(tmp_path / "home"))
+    lines = []
+    x = split.val.images[:8]
+    with torch.no_grad():
+        ref = model(x)
+        fast = optimize(model, "fp32", input_size=16, batch_size=4, log=lines.append)
+        assert fast.choice.how == "measured" and set(fast.choice.images_per_s) == set(available("fp32"))
+        assert fast.choice.backend == max(fast.choice.images_per_s, key=fast.choice.images_per_s.get)
+        assert (fast(x) - ref).abs().max() <= 1e-3 * ref.abs().max()
+        again = optimize(model, "fp32", input_size=16, batch_size=4, log=lines.append)
+        assert again.choice.how == "cached" and again.choice.backend == fast.choice.backend
+        other_batch = optimize(model, "fp32", input_size=16, batch_size=2, cache=False)
+        assert other_batch.choice.how == "measured"
+        bf = optimize(model, "bf16", input_size=16, batch_size=4)
+        assert (bf(x).argmax(1) == ref.argmax(1)).all()
+    assert "measuring fp32 on" in lines[0] and "fp32 on" in lines[1] and "(cached" in lines[2]
+    cache = json.loads((tmp_path / "home" / "optimize.json").read_text())
+    assert len(cache) == 2  # fp32 and bf16 at batch 4; the cache=False call wrote nothing
+    (tmp_path / "home" / "optimize.json").write_text("{not json")  # a damaged cache is measured again
+    assert optimize(model, "fp32", input_size=16, batch_size=4).choice.how == "measured"
+    with pytest.raises(ResnetkitError, match="precision"):
+        optimize(model, "fp8")
+    with pytest.raises(ResnetkitError, match="eval mode"):
+        optimize(rk.resnet18())

@@ -16,6 +16,7 @@ from ..imagegen import class_image, write_small_weights
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
+from resnetkit.errors import ResnetkitError  # noqa: E402
 from resnetkit.serve import ServeConfig, create_app, load_service  # noqa: E402
 from resnetkit.serve.app import Service  # noqa: E402
 
@@ -182,3 +183,24 @@ def test_grad_cam_in_json_and_page_flag(service, weights):
     assert answer.status_code == 200, answer.text
     heat = Image.open(io.BytesIO(base64.b64decode(answer.json()["predictions"][0]["cam_png"])))
     assert heat.size == (32, 32) and heat.mode == "RGB"
+
+
+def test_app_builder_for_ray_builds_a_working_app(weights):
+    """Ray Serve tells an app builder from an ASGI app by it being a plain function; the app it
+    builds (in the replica) loads the model and answers."""
+    import inspect
+
+    from resnetkit.serve.app import app_builder
+
+    build = app_builder(ServeConfig(weights=weights, max_batch=2))
+    assert inspect.isfunction(build) and not inspect.signature(build).parameters
+
+    async def scenario(client):
+        return await client.get("/readyz"), await client.post(
+            "/v1/predict", files={"file": ("x.png", png(), "image/png")}
+        )
+
+    ready, answer = run(build(), scenario)
+    assert ready.status_code == 200 and answer.status_code == 200, answer.text
+    with pytest.raises(ResnetkitError, match="max-batch"):
+        app_builder(ServeConfig(weights=weights, max_batch=0))

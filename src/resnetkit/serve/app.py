@@ -397,3 +397,15 @@ def app_from_environment():
 
 def config_to_environment(cfg: ServeConfig) -> None:
     os.environ[ENV_CONFIG] = json.dumps(asdict(cfg))
+
+
+def app_builder(cfg: ServeConfig):
+    """A zero-argument function that loads the model and returns the app, for hosts that build the
+    app where it will run - Ray Serve replicas: ``serve.ingress(app_builder(cfg))``. A plain function
+    (a closure; cloudpickle sends it), as Ray tells builders from ASGI apps by that."""
+    cfg = cfg.check()
+
+    def build_app():
+        return create_app(load_service(cfg), cfg)
+
+    return build_app

@@ -1,5 +1,6 @@
 """Each runtime x precision on a trained model, missing runtimes, int8 calibration, optimize()."""
 
+import importlib
 import json
 
 import pytest
@@ -94,10 +95,13 @@ def test_optimize_measures_once_and_remembers(tmp_path, monkeypatch, digits_mode
         assert (fast(x) - ref).abs().max() <= 1e-3 * ref.abs().max()
         again = optimize(model, "fp32", input_size=16, batch_size=4, log=lines.append)
         assert again.choice.how == "cached" and again.choice.backend == fast.choice.backend
-        other_batch = optimize(model, "fp32", input_size=16, batch_size=2, cache=False)
-        assert other_batch.choice.how == "measured"
         bf = optimize(model, "bf16", input_size=16, batch_size=4)
         assert (bf(x).argmax(1) == ref.argmax(1)).all()
+        # What follows checks when optimize() measures, not what: two cheap candidates are enough.
+        module = importlib.import_module("resnetkit.deploy.optimize")  # the package exports the function
+        monkeypatch.setattr(module, "available", lambda precision: ["pytorch", "onnxruntime"])
+        other_batch = optimize(model, "fp32", input_size=16, batch_size=2, cache=False)
+        assert other_batch.choice.how == "measured"
     assert "measuring fp32 on" in lines[0] and "fp32 on" in lines[1] and "(cached" in lines[2]
     cache = json.loads((tmp_path / "home" / "optimize.json").read_text())
     assert len(cache) == 2  # fp32 and bf16 at batch 4; the cache=False call wrote nothing

@@ -110,3 +110,25 @@ def test_page_shows_the_error_for_a_broken_file(page, server, tmp_path):
     message = page.text_content("#error")
     assert "broken.png" in message or "image" in message.lower(), message
     assert "Traceback" not in message and page.is_hidden("#result")
+
+
+def test_page_accepts_a_dropped_file(page, server, tmp_path):
+    """Drag and drop: a drop event carrying a PNG file gives the same result as picking it."""
+    image = tmp_path / "dropped.png"
+    class_image(2, 0, size=48).save(image)
+    page.goto(server)
+    data = list(image.read_bytes())
+    transfer = page.evaluate_handle(
+        """bytes => {
+            const t = new DataTransfer();
+            t.items.add(new File([new Uint8Array(bytes)], "dropped.png", {type: "image/png"}));
+            return t;
+        }""",
+        data,
+    )
+    page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
+    assert "over" in page.get_attribute("#drop", "class")
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#result", state="visible")
+    assert sorted(page.locator("#bars .name").all_text_contents()) == ["a", "b", "c"]
+    assert "over" not in (page.get_attribute("#drop", "class") or "")

@@ -1,5 +1,6 @@
 """Each runtime x precision on a trained model, missing runtimes, int8 calibration, optimize()."""
 
+import concurrent.futures
 import importlib
 import json
 
@@ -41,6 +42,13 @@ def test_every_backend_and_precision(backend, precision, digits_model, monkeypat
                 p.fill_(7.0)
             assert torch.equal(runner(x[:8]), out[:8]), "the runner reads the weights of a copy it does not keep"
     assert out.shape == fp.shape == (360, 10) and out.dtype == torch.float32
+    # Called from several threads at once (a server's pool, a user's executor), each caller gets the
+    # logits of its own images.
+    slices = [x[i * 8 : (i + 1) * 8] for i in range(4)]
+    with torch.no_grad(), concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            for got, want in zip(pool.map(runner, slices), (out[i * 8 : (i + 1) * 8] for i in range(4))):
+                assert torch.allclose(got, want, atol=1e-4 * out.abs().max().item()), "threads mixed up"
     agree = (fp.argmax(1) == out.argmax(1)).float().mean().item()
     acc_drop = (fp.argmax(1) == y).float().mean().item() - (out.argmax(1) == y).float().mean().item()
     if precision == "fp32":

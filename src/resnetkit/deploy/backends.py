@@ -162,18 +162,29 @@ class OpenVINORunner(nn.Module):
     """A compiled OpenVINO model behind a module interface (CPU float tensors in, logits out).
 
     Compiled with the LATENCY hint (one stream, all cores on one request: what a single caller
-    wants) and one infer request reused across calls, its input shared with the tensor's memory
-    rather than copied."""
+    wants) and an infer request per calling thread, reused across its calls (a request shared by two
+    threads would mix their inputs and outputs), its input shared with the tensor's memory rather
+    than copied."""
 
     def __init__(self, ov_model, precision: str = "fp32") -> None:
         super().__init__()
+        import threading
+
         import openvino as ov
 
         hint = {"bf16": "bf16"}.get(precision, "f32")  # int8 models keep f32 for the parts left in float
         self.compiled = ov.Core().compile_model(
             ov_model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         )
-        self.request = self.compiled.create_infer_request()
+        self._local = threading.local()
+
+    @property
+    def request(self):
+        """This thread's infer request."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,8 +192,9 @@ class OpenVINORunner(nn.Module):
         expected = self.compiled.input(0).get_partial_shape()
         if not expected.compatible(ov_shape(array.shape)):
             raise InvalidOption(f"input of shape {list(array.shape)} does not fit this model's input {expected}")
-        self.request.infer({0: array}, share_inputs=True)
-        return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
+        request = self.request
+        request.infer({0: array}, share_inputs=True)
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
 
 
 # ------------------------------------------------------------------------------------------- build

@@ -204,3 +204,21 @@ def test_app_builder_for_ray_builds_a_working_app(weights):
     assert ready.status_code == 200 and answer.status_code == 200, answer.text
     with pytest.raises(ResnetkitError, match="max-batch"):
         app_builder(ServeConfig(weights=weights, max_batch=0))
+
+
+def test_cli_names_a_port_in_use_or_a_foreign_address_before_loading(weights):
+    """One line and exit 1, before the model is loaded (so no "ready" line is printed first)."""
+    import socket
+
+    from ..clirun import cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = cli("serve", "--weights", weights, "--port", port)
+    assert result.returncode == 1 and "ready" not in result.stdout and "optimize" not in result.stdout
+    assert f"port {port} is already in use" in result.stderr and result.stderr.count("\n") == 1
+    for host, words in (("192.0.2.1", "not one of this machine's"), ("no-such-host.invalid", "not an address")):
+        result = cli("serve", "--weights", weights, "--host", host, "--port", "8000")
+        assert result.returncode == 1 and words in result.stderr and result.stderr.count("\n") == 1, result.stderr

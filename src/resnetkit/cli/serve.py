@@ -54,6 +54,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def listening_socket(host: str, port: int):
+    """A socket bound to host:port and listening, made before the model is loaded: a port in use or
+    an address that is not this machine's is named at once, in one line, not after seconds of
+    loading (and after a "ready" line, as uvicorn binding it itself would). Connections that arrive
+    before the server loop runs wait in the backlog."""
+    import errno
+    import socket
+
+    from ..errors import InvalidOption
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart without waiting
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except (socket.gaierror, UnicodeError) as exc:  # gaierror first: it is an OSError too
+        sock.close()
+        raise InvalidOption(
+            f"cannot listen on {host}:{port}: not an address or host name of this machine ({exc})"
+        ) from None
+    except OSError as exc:
+        sock.close()
+        hint = {
+            errno.EADDRINUSE: f"port {port} is already in use (another server?): stop it or pick another --port",
+            errno.EADDRNOTAVAIL: "that address is not one of this machine's: use 127.0.0.1, or 0.0.0.0 for all",
+            errno.EACCES: f"permission denied for port {port} (ports below 1024 need root): pick --port 8000",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise InvalidOption(f"cannot listen on {host}:{port}: {hint}") from None
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import MissingDependency
     from ..serve.app import ServeConfig, config_to_environment, create_app, load_service
@@ -82,8 +114,11 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         hf_config=args.hf_config,
     ).check()
+    sock = listening_socket(cfg.host, cfg.port)
     if cfg.workers > 1:
-        # Each worker process loads the model itself from these settings.
+        # Each worker process loads the model itself from these settings; uvicorn binds the port
+        # again in its supervisor, so this check's socket is closed first.
+        sock.close()
         config_to_environment(cfg)
         uvicorn.run(
             "resnetkit.serve.app:app_from_environment",
@@ -98,16 +133,22 @@ def run(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    app = create_app(load_service(cfg, log=say), cfg, log=say)
+    try:
+        app = create_app(load_service(cfg, log=say), cfg, log=say)
+    except BaseException:
+        sock.close()
+        raise
     # uvicorn drains on SIGTERM (stops accepting, finishes requests in flight, shuts the batcher
     # down) and then re-raises the signal to the handler it found: make that one a no-op, so a
     # drained shutdown exits 0 as process managers expect.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             app, host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=int(cfg.timeout_s) + 1
         )
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sock.close()
     say("stopped: every request in flight was answered")
     return 0

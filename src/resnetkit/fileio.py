@@ -57,20 +57,35 @@ def check_output_file(path: PathLike, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise BadFile(f"{what} {path} is a directory; give a file name")
+    _check_writable_under(path, path, what)
+    return path
+
+
+def check_output_dir(path: PathLike, what: str = "output folder") -> Path:
+    """Refuse, before any work is done, an output folder that is a file, lies under a file, or
+    cannot be created or written into (it need not exist yet)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BadFile(f"{what} {path} is a file, not a directory; choose another path")
+    _check_writable_under(path / "probe", path, what)
+    return path
+
+
+def _check_writable_under(path: Path, shown: Path, what: str) -> None:
+    """The nearest existing folder above ``path`` is a folder this process can write into."""
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise BadFile(f"{what} {path}: {parent} is a file, not a directory; choose another path")
+                raise BadFile(f"{what} {shown}: {parent} is a file, not a directory; choose another path")
             # Probe by creating a file: permission bits do not tell (root, read-only mounts, /sys).
             try:
                 with tempfile.TemporaryFile(dir=parent):
                     pass
             except OSError as exc:
                 raise BadFile(
-                    f"cannot write {what} {path}: {describe_os_error(parent, exc, 'write into').split(': ', 1)[-1]}"
+                    f"cannot write {what} {shown}: {describe_os_error(parent, exc, 'write into').split(': ', 1)[-1]}"
                 ) from None
             break
-    return path
 
 
 def make_dir(path: PathLike, what: str = "directory") -> Path:

@@ -59,6 +59,8 @@ def a_file(tmp_path):
 
 def test_outputs_to_unusable_paths(small_weights, tmp_path, unwritable, a_file):
     w = ["--weights", small_weights]
+    image = tmp_path / "x.png"
+    class_image(0, 0, size=40).save(image)
     a_dir = tmp_path / "dir.onnx"
     a_dir.mkdir()
     cases = [
@@ -72,10 +74,30 @@ def test_outputs_to_unusable_paths(small_weights, tmp_path, unwritable, a_file):
         (["summary", "resnet18", "--diagram", unwritable / "d.svg"], "writ"),
         (["summary", "resnet18", "--diagram", a_file / "d.png"], "is a file"),
         (["train", "--image-size", "16", "--out", unwritable / "run"], "run directory"),
+        (["predict", image, *w, "--cam", unwritable / "cams"], "writ"),
+        (["predict", image, *w, "--cam", a_file], "is a file"),
+        (["predict", image, *w, "--cam", a_file / "cams"], "is a file"),
     ]
     for args, words in cases:
         line = one_line_error(cli(*args))
         assert words in line, (args, line)
+    assert not (unwritable / "cams").exists()
+
+
+def test_predict_cam_writes_one_overlay_per_image(small_weights, tmp_path):
+    """--cam DIR: one Grad-CAM overlay PNG per image, at the model's input size, even for a folder."""
+    pytest.importorskip("pytorch_grad_cam")
+    from PIL import Image
+
+    images = tmp_path / "in"
+    images.mkdir()
+    for i in range(2):
+        class_image(i, i, size=40).save(images / f"{i}.png")
+    result = cli("predict", images, "--weights", small_weights, "--cam", tmp_path / "cams" / "new", "--topk", "1")
+    assert result.returncode == 0, result.stderr
+    written = sorted((tmp_path / "cams" / "new").iterdir())
+    assert [p.name for p in written] == ["0_cam.png", "1_cam.png"] and result.stdout.count("Grad-CAM: ") == 2
+    assert all(Image.open(p).size == (32, 32) and Image.open(p).mode == "RGB" for p in written)
 
 
 @pytest.mark.parametrize(

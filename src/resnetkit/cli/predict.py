@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if not any(p.exists() for p in paths):  # before any weights are downloaded
         raise BadFile(f"none of the inputs exist: {' '.join(args.inputs)}")
     if args.cam:
-        from ..fileio import check_output_file
+        from ..fileio import check_output_dir
 
-        check_output_file(Path(args.cam) / "probe_cam.png", "--cam folder")
+        check_output_dir(args.cam, "--cam folder")
     model, _, preprocess, classes = load_for_inference(args)
     if args.cam and getattr(model, "format", None):
         raise InvalidOption(

@@ -71,6 +71,18 @@ async def concurrent(client, body, total: int, clients: int):
     return results, time.perf_counter() - start
 
 
+def server_side(metrics: str) -> dict:
+    """{status: (count, seconds)} of /v1/predict requests, from the server's latency histogram."""
+    out: dict = {}
+    for line in metrics.splitlines():
+        for suffix, index in (("_count{", 0), ("_sum{", 1)):
+            if line.startswith("resnetkit_request_seconds" + suffix):
+                status = line.split('status="')[1].split('"')[0]
+                entry = out.setdefault(status, [0.0, 0.0])
+                entry[index] = float(line.split()[-1])
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def pct(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -88,11 +100,13 @@ async def main_async(args, base: str, pid: int) -> str:
         ok = [t for s, t in results if s == 200]
         rate = len(ok) / wall
         rss_before = rss_mb(pid)
+        served_before = server_side((await client.get("/metrics")).text)
         burst_start = time.perf_counter()
         burst = await asyncio.gather(*[one(client, body) for _ in range(args.queue * 4)])
         burst_wall = time.perf_counter() - burst_start
         refused = [t for s, t in burst if s == 503]
         rss_after = rss_mb(pid)
+        served_after = server_side((await client.get("/metrics")).text)
         again, wall2 = await concurrent(client, body, args.requests, args.clients)
         ok2 = [t for s, t in again if s == 200]
         metrics = (await client.get("/metrics")).text
@@ -113,6 +127,19 @@ async def main_async(args, base: str, pid: int) -> str:
         f"{len(refused)} answered 503 + Retry-After (median {1000 * statistics.median(refused or [0]):.1f} ms), "
         f"{sum(1 for s, _ in burst if s == 200)} answered 200, {sum(1 for s, _ in burst if s not in (200, 503))} other; "
         f"burst over in {burst_wall:.2f} s; server RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after.",
+        "server side, during the burst (resnetkit_request_seconds): "
+        + ", ".join(
+            f"{status}: {n:.0f} answered in {1000 * t / n:.1f} ms on average"
+            for status in sorted(served_after)
+            for n, t in [
+                (
+                    served_after[status][0] - served_before.get(status, (0, 0))[0],
+                    served_after[status][1] - served_before.get(status, (0, 0))[1],
+                )
+            ]
+            if n > 0
+        )
+        + " (the rest of a client's time is the client's own and the wait for a core).",
         f"mean batch size over the run: {total / max(count, 1):.2f} images ({count:.0f} model calls).",
     ]
     return "\n".join(lines)

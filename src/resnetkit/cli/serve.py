@@ -64,17 +64,22 @@ def listening_socket(host: str, port: int):
 
     from ..errors import InvalidOption
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart without waiting
     try:
-        sock.bind((host, port))
-        sock.listen(2048)
-    except (socket.gaierror, UnicodeError) as exc:  # gaierror first: it is an OSError too
-        sock.close()
+        # The address as getaddrinfo gives it, protocol included: asyncio sets TCP_NODELAY only on
+        # connections of a socket made with IPPROTO_TCP; without it every sequential request waited
+        # ~40 ms for a delayed ACK (measured: 8 ms -> 52 ms per request).
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
         raise InvalidOption(
             f"cannot listen on {host}:{port}: not an address or host name of this machine ({exc})"
         ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart without waiting
+    try:
+        sock.bind(address)
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         hint = {

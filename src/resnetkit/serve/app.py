@@ -145,7 +145,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "resnetkit_request_seconds",
-            "Prediction request latency",
+            "Prediction request latency, by status (a 503's time shows how fast overload is refused)",
+            ["status"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
@@ -268,7 +269,7 @@ def create_app(service: Service, cfg: ServeConfig, log=print):
         path = request.url.path if request.url.path in KNOWN_PATHS else "other"
         metrics.requests.labels(path, str(response.status_code)).inc()
         if path == "/v1/predict":
-            metrics.latency.observe(time.perf_counter() - start)
+            metrics.latency.labels(str(response.status_code)).observe(time.perf_counter() - start)
         return response
 
     @app.exception_handler(RequestError)

@@ -153,7 +153,10 @@ def test_exported_artifacts_run_everywhere(small_weights, tmp_path, monkeypatch)
     calibration.mkdir()
     for i in range(32):
         class_image(i % 3, i, size=40).save(calibration / f"{i}.png")
-    for fmt, precision, out in (("onnx", "int8", "q.onnx"), ("openvino", "int8", "q_ov"), ("openvino", "bf16", "b_ov")):
+    # One reduced-precision artifact end to end (NNCF int8 in OpenVINO IR, the most steps); every
+    # format x precision is exported and run by `bench --weights` (tests/deploy/test_export_bench.py)
+    # and by the docs' export block.
+    for fmt, precision, out in (("openvino", "int8", "q_ov"),):
         flags = ("--calibration", calibration) if precision == "int8" else ()
         exported = cli(
             "export",

@@ -119,3 +119,21 @@ def test_optimize_measures_once_and_remembers(tmp_path, monkeypatch, digits_mode
         optimize(model, "fp8")
     with pytest.raises(ResnetkitError, match="eval mode"):
         optimize(rk.resnet18())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_runtimes_take_the_thread_count_pytorch_has(threads, digits_model):
+    """torch.set_num_threads (bench --threads, OMP_NUM_THREADS) holds for ONNX Runtime and OpenVINO
+    too: they used every core whatever was asked, and bench's table said otherwise."""
+    model, _ = digits_model
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if "onnxruntime" in available("fp32"):
+            session = build("onnxruntime", "fp32", model, 16).runtime
+            assert session.get_session_options().intra_op_num_threads == threads
+        if "openvino" in available("fp32"):
+            runner = build("openvino", "fp32", model, 16)
+            assert int(runner.compiled.get_property("INFERENCE_NUM_THREADS")) == threads
+    finally:
+        torch.set_num_threads(previous)

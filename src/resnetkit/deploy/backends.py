@@ -173,8 +173,15 @@ class OpenVINORunner(nn.Module):
         import openvino as ov
 
         hint = {"bf16": "bf16"}.get(precision, "f32")  # int8 models keep f32 for the parts left in float
+        # Threads as PyTorch has them (see export.onnx_session): OpenVINO would take every core.
         self.compiled = ov.Core().compile_model(
-            ov_model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+            ov_model,
+            "CPU",
+            {
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": hint,
+                "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            },
         )
         self._local = threading.local()
 

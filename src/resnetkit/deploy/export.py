@@ -50,8 +50,9 @@ def onnx_session(path: Path, threads: Optional[int] = None):
         raise MissingDependency("onnxruntime is not installed: pip install 'resnetkit[deploy]'") from None
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        opts.intra_op_num_threads = threads
+    # The process's thread setting (torch.set_num_threads, OMP_NUM_THREADS, bench --threads) holds for
+    # every runtime, not only PyTorch: ONNX Runtime would otherwise take every core whatever was asked.
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

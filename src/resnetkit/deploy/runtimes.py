@@ -55,9 +55,17 @@ class ExportedModel(nn.Module):
     """An exported model run by its own runtime, with a PyTorch-module interface (CPU float
     tensors in, logits out) and the export's metadata as ``pretrained_cfg``."""
 
-    def __init__(self, run: Callable[[torch.Tensor], torch.Tensor], meta: Dict[str, Any], fmt: str, path: Path):
+    def __init__(
+        self,
+        run: Callable[[torch.Tensor], torch.Tensor],
+        meta: Dict[str, Any],
+        fmt: str,
+        path: Path,
+        runtime: Any = None,
+    ):
         super().__init__()
         self._run = run
+        self.runtime = runtime  # the runtime's own object (an ONNX Runtime session, ...), for inspection
         self.format, self.path = fmt, Path(path)
         self.arch = meta.get("arch")
         self.in_chans = int(meta.get("in_chans") or 3)
@@ -115,7 +123,7 @@ def _onnx(path: Path) -> ExportedModel:
     def run(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {name: x.numpy()})[0])
 
-    return ExportedModel(run, meta, "onnx", path)
+    return ExportedModel(run, meta, "onnx", path, runtime=session)
 
 
 def _openvino(path: Path) -> ExportedModel:
@@ -139,7 +147,7 @@ def _openvino(path: Path) -> ExportedModel:
     def run(x: torch.Tensor) -> torch.Tensor:
         return runner(x)
 
-    return ExportedModel(run, meta, "openvino", xml)
+    return ExportedModel(run, meta, "openvino", xml, runtime=runner)
 
 
 def _pt2(path: Path) -> ExportedModel:

@@ -26,3 +26,24 @@ def private_home(tmp_path_factory):
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)
+
+
+# The longest test files first, so that under pytest-xdist (one file per worker at a time) no
+# worker is left running a long file alone at the end (longest-first scheduling).
+SLOW_FIRST = [
+    "engine/test_train_cli.py",
+    "test_docs.py",
+    "deploy/test_backends.py",
+    "models/test_torchvision_parity.py",
+    "deploy/test_export_bench.py",
+    "models/test_timm_contract.py",
+    "cli/test_hardening.py",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file and among the rest is kept

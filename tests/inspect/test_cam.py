@@ -1,13 +1,16 @@
 """Grad-CAM target layer: the last stage, unless the input is too small for its map to say anything."""
 
+import importlib.util
+
 import pytest
 import torch
 
 import resnetkit as rk
+from resnetkit.inspect.cam import grad_cam, target_layer
 
-pytest.importorskip("pytorch_grad_cam")
-
-from resnetkit.inspect.cam import grad_cam, target_layer  # noqa: E402
+# Looked up, not imported: grad-cam takes a second to import, and every pytest-xdist worker collects this.
+if importlib.util.find_spec("pytorch_grad_cam") is None:
+    pytest.skip("grad-cam is not installed (pip install 'resnetkit[serve]')", allow_module_level=True)
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,8 @@ def test_bad_requests_get_json_errors_and_the_server_goes_on(service, weights):
         wide = io.BytesIO()
         Image.new("RGB", (20000, 2), "white").save(wide, format="PNG")
         out["wide"] = await client.post("/v1/predict", content=wide.getvalue(), headers={"content-type": "image/png"})
+        out["no_such_path"] = await client.get("/v2/predict")
+        out["wrong_method"] = await client.get("/v1/predict")
         out["after"] = await client.post("/v1/predict", content=png(), headers={"content-type": "image/png"})
         return out
 
@@ -120,9 +122,12 @@ def test_bad_requests_get_json_errors_and_the_server_goes_on(service, weights):
         "too_many": (400, "malformed multipart"),
         "topk": (422, "topk"),
         "wide": (422, "aspect ratio"),
+        "no_such_path": (404, "no such endpoint: GET /v2/predict; the endpoints are POST /v1/predict"),
+        "wrong_method": (405, "GET /v1/predict is not allowed here"),
     }
-    for name, (status, words) in expected.items():
+    for name, (status, words) in expected.items():  # one JSON shape for every error
         assert out[name].status_code == status, (name, out[name].text)
+        assert out[name].json().keys() == {"error", "status"} and out[name].json()["status"] == status, name
         assert words in out[name].json()["error"], (name, out[name].json())
     assert out["topk_text"].status_code == 422 and "Traceback" not in out["topk_text"].text
     assert out["after"].status_code == 200

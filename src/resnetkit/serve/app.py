@@ -24,6 +24,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import nn
 
 from ..errors import InvalidOption, ResnetkitError
@@ -276,6 +277,18 @@ def create_app(service: Service, cfg: ServeConfig, log=print):
     async def request_error(request: Request, exc: RequestError):
         return error(exc.status, exc.message, exc.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def routing_error(request: Request, exc: StarletteHTTPException):
+        # Unknown paths and wrong methods answer in the same JSON shape as every other error.
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404:
+            message = f"no such endpoint: {where}; the endpoints are {ENDPOINTS}"
+        elif exc.status_code == 405:
+            message = f"{where} is not allowed here; the endpoints are {ENDPOINTS}"
+        else:
+            message = str(exc.detail)
+        return error(exc.status_code, message, dict(exc.headers or {}))
+
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(request: Request, exc: RequestValidationError):
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
@@ -386,6 +399,7 @@ def create_app(service: Service, cfg: ServeConfig, log=print):
     return app
 
 
+ENDPOINTS = "POST /v1/predict, GET /healthz, /readyz, /v1/model, /metrics and the page at /"
 KNOWN_PATHS = ("/v1/predict", "/healthz", "/readyz", "/v1/model", "/metrics", "/")
 
 

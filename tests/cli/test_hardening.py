@@ -3,6 +3,7 @@ options, exported files given as weights, extreme images. In-process through res
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +190,22 @@ def test_exported_artifacts_run_everywhere(small_weights, tmp_path, monkeypatch)
     assert "folder" in one_line_error(
         cli("export", "--weights", small_weights, "--format", "openvino", "--out", tmp_path / "x.onnx")
     )
+    # Damaged artifacts: one line naming the file, what is wrong and the fix; nothing else printed.
+    (tmp_path / "cut.onnx").write_bytes((tmp_path / "m.onnx").read_bytes()[:5000])
+    (tmp_path / "cut.pt2").write_bytes((tmp_path / "m.pt2").read_bytes()[:3000])
+    shutil.copytree(tmp_path / "m_openvino", tmp_path / "no_bin")
+    (tmp_path / "no_bin" / "model.bin").unlink()
+    shutil.copytree(tmp_path / "m_openvino", tmp_path / "cut_bin")
+    with open(tmp_path / "cut_bin" / "model.bin", "r+b") as f:
+        f.truncate(1000)
+    for name, words in (
+        ("cut.onnx", "not a valid ONNX model"),
+        ("cut.pt2", "truncated, or not a .pt2"),
+        ("no_bin", "without its weights file model.bin"),
+        ("cut_bin", "Incorrect weights in bin file"),
+    ):
+        line = one_line_error(cli("predict", tmp_path / "d.png", "--weights", tmp_path / name))
+        assert words in line and name in line and "again" in line, line
 
 
 def _eval_folder(tmp_path):

@@ -26,7 +26,9 @@ def exported_format(path: Path) -> Optional[str]:
     path = Path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
-        return "openvino" if any(path.glob("*.xml")) and any(path.glob("*.bin")) else None
+        # An IR folder even when its .bin is missing: the loader names what is missing, rather than
+        # the folder being taken for a training run without weights.
+        return "openvino" if any(path.glob("*.xml")) else None
     if not path.is_file():
         return None
     if suffix == ".onnx":
@@ -102,6 +104,12 @@ class ExportedModel(nn.Module):
         return f"format={self.format!r}, path={str(self.path)!r}"
 
 
+def _last_line(exc: Exception) -> str:
+    """The informative part of a runtime's exception: OpenVINO's first lines name its own source file."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def _onnx(path: Path) -> ExportedModel:
     from .export import onnx_session
 
@@ -110,7 +118,7 @@ def _onnx(path: Path) -> ExportedModel:
     except MissingDependency:
         raise
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-        raise BadFile(f"{path}: not a valid ONNX model ({str(exc).splitlines()[0]})") from None
+        raise BadFile(f"{path}: not a valid ONNX model ({_last_line(exc)}); export it again") from None
     raw = session.get_modelmeta().custom_metadata_map
     meta = {}
     for key, value in raw.items():
@@ -132,11 +140,16 @@ def _openvino(path: Path) -> ExportedModel:
     except ImportError:
         raise _missing("openvino", "openvino") from None
     xml = path if path.suffix.lower() == ".xml" else next(iter(sorted(path.glob("*.xml"))))
+    weights = xml.with_suffix(".bin")
+    if not weights.is_file():
+        raise BadFile(
+            f"{xml}: OpenVINO IR without its weights file {weights.name}: put it beside the .xml, or export again"
+        )
     core = ov.Core()
     try:
         model = core.read_model(str(xml))
     except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-        raise BadFile(f"{xml}: not a valid OpenVINO IR model ({str(exc).splitlines()[0]})") from None
+        raise BadFile(f"{xml}: not a valid OpenVINO IR model ({_last_line(exc)}); export it again") from None
     meta: Dict[str, Any] = {}
     if model.has_rt_info(["resnetkit", "meta"]):
         meta = json.loads(model.get_rt_info(["resnetkit", "meta"]).astype(str))
@@ -151,11 +164,20 @@ def _openvino(path: Path) -> ExportedModel:
 
 
 def _pt2(path: Path) -> ExportedModel:
+    import logging
+
     extra = {"resnetkit.json": ""}
+    log = logging.getLogger("torch.export")
+    level = log.level
+    log.setLevel(logging.ERROR)  # it logs the reader's failure as a warning before raising it
     try:
         program = torch.export.load(str(path), extra_files=extra)
     except Exception as exc:  # torch.export raises a variety of types for foreign files
-        raise BadFile(f"{path}: not a readable torch.export program ({str(exc).splitlines()[0]})") from None
+        raise BadFile(
+            f"{path}: not a readable torch.export program ({_last_line(exc)}: truncated, or not a .pt2); export it again"
+        ) from None
+    finally:
+        log.setLevel(level)
     meta = json.loads(extra["resnetkit.json"]) if extra["resnetkit.json"] else {}
     module = program.module()
 

@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..deploy.modes import MODES
-from .common import add_weights_args, int_at_least
+from .common import add_weights_args, export_metadata, int_at_least
 
 
 def _int_list(text: str):
@@ -140,13 +140,7 @@ def run_formats(args: argparse.Namespace, log) -> int:
     if exported and exported not in ("onnx", "openvino"):
         raise InvalidOption(f"bench --weights measures PyTorch weights and ONNX or OpenVINO files, not {exported}")
     calibration = calibration_batches(args.calibration, preprocess) if args.calibration else list(x_all.split(16))
-    meta = {
-        "arch": model.arch,
-        "num_classes": model.num_classes,
-        "classes": classes,
-        "preprocess": preprocess.to_dict(),
-        "in_chans": getattr(model, "in_chans", 3),
-    }
+    meta = export_metadata(model, classes, preprocess)
     if args.threads:
         torch.set_num_threads(args.threads)
     result = compare_formats(

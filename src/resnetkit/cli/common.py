@@ -28,6 +28,33 @@ def int_at_least(low: int, flag_hint: str = ""):
     return parse
 
 
+def float_above(low: float, inclusive: bool = False):
+    """argparse type: a number > ``low`` (>= with ``inclusive``; the error names the range)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value >= low if inclusive else value > low):  # NaN fails both
+            raise argparse.ArgumentTypeError(f"{value} must be {'>=' if inclusive else '>'} {low:g}")
+        return value
+
+    return parse
+
+
+def export_metadata(model, classes, preprocess: Preprocess, **extra) -> dict:
+    """What every exported file carries: arch, classes, preprocessing, input channels."""
+    return {
+        "arch": model.arch,
+        "num_classes": model.num_classes,
+        "classes": classes,
+        "preprocess": preprocess.to_dict(),
+        "in_chans": getattr(model, "in_chans", 3),
+        **extra,
+    }
+
+
 def add_weights_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--weights",

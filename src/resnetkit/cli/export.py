@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidOption
-from .common import add_weights_args, load_for_inference
+from .common import add_weights_args, export_metadata, load_for_inference
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,14 +70,7 @@ def run_export(args: argparse.Namespace) -> int:
 
         source = calibration_source(args.calibration, loaded.source)
         calibration = calibration_batches(source, preprocess)
-    meta = {
-        "arch": model.arch,
-        "num_classes": model.num_classes,
-        "classes": classes,
-        "preprocess": preprocess.to_dict(),
-        "in_chans": getattr(model, "in_chans", 3),
-        "model_options": loaded.model_options,
-    }
+    meta = export_metadata(model, classes, preprocess, model_options=loaded.model_options)
     report = export(
         model, out, metadata=meta, input_size=preprocess.crop_size, precision=args.precision, calibration=calibration
     )

@@ -5,27 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 
-from .common import add_weights_args, int_at_least
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+from .common import add_weights_args, float_above, int_at_least
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,14 +22,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: a run's val data)")
     p.add_argument("--max-batch", type=int_at_least(1), default=16, help="images per model call (default 16)")
     p.add_argument(
-        "--max-wait-ms", type=_non_negative_float, default=5.0, help="wait for a batch to fill (default 5 ms)"
+        "--max-wait-ms",
+        type=float_above(0, inclusive=True),
+        default=5.0,
+        help="wait for a batch to fill (default 5 ms)",
     )
     p.add_argument(
         "--max-queue", type=int_at_least(1), default=64, help="images waiting before 503 + Retry-After (default 64)"
     )
-    p.add_argument("--max-body-mb", type=_positive_float, default=20.0, help="request size limit (default 20 MB)")
+    p.add_argument("--max-body-mb", type=float_above(0), default=20.0, help="request size limit (default 20 MB)")
     p.add_argument("--max-images", type=int_at_least(1), default=16, help="images per request (default 16)")
-    p.add_argument("--timeout", type=_positive_float, default=30.0, help="per-request timeout, s (default 30)")
+    p.add_argument("--timeout", type=float_above(0), default=30.0, help="per-request timeout, s (default 30)")
     p.add_argument("--workers", type=int_at_least(1), default=1, help="uvicorn worker processes (default 1)")
     p.set_defaults(handler=run)
 

@@ -406,8 +406,7 @@ KNOWN_PATHS = ("/v1/predict", "/healthz", "/readyz", "/v1/model", "/metrics", "/
 def app_from_environment():
     """The app for `serve --workers N`: each uvicorn worker loads the model from the settings the
     parent put in ``RESNETKIT_SERVE_CONFIG``."""
-    cfg = ServeConfig(**json.loads(os.environ[ENV_CONFIG])).check()
-    return create_app(load_service(cfg), cfg)
+    return app_builder(ServeConfig(**json.loads(os.environ[ENV_CONFIG])))()
 
 
 def config_to_environment(cfg: ServeConfig) -> None:

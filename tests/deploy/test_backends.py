@@ -38,9 +38,12 @@ def test_every_backend_and_precision(backend, precision, digits_model, monkeypat
         # build() converts a temporary folded copy; a runner that does not hold it must not read its
         # memory afterwards (OpenVINO shares the tensors' memory by default: freed, then garbage).
         if not any(m is folded[0] for m in runner.modules()):
+            # Same batch size before and after: oneDNN picks kernels by shape, so a batch of 8 and the
+            # first 8 rows of a batch of 360 may differ in the last bit.
+            before = runner(x[:8])
             for p in folded[0].parameters():
                 p.fill_(7.0)
-            assert torch.equal(runner(x[:8]), out[:8]), "the runner reads the weights of a copy it does not keep"
+            assert torch.equal(runner(x[:8]), before), "the runner reads the weights of a copy it does not keep"
     assert out.shape == fp.shape == (360, 10) and out.dtype == torch.float32
     # Called from several threads at once (a server's pool, a user's executor), each caller gets the
     # logits of its own images.

@@ -15,8 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from resnetkit.deploy.bench import benchmark, markdown_table
-from resnetkit.deploy.modes import MODES
+from resnetkit.deploy.bench import MODES, benchmark, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

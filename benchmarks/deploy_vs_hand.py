@@ -92,12 +92,13 @@ def fused_preprocessing(model, size, runs):
     import openvino as ov
     from openvino.preprocess import PrePostProcessor
 
-    from resnetkit.deploy.backends import OpenVINORunner, nncf_quantize, openvino_model
     from resnetkit.deploy.fold import fold_batchnorm
+    from resnetkit.deploy.runtimes.openvino import OpenVINORunner, convert
+    from resnetkit.deploy.runtimes.openvino import quantize as nncf_quantize
 
     gen = torch.Generator().manual_seed(1)
     calibration = [torch.randn(16, 3, size, size, generator=gen) for _ in range(4)]
-    quantized = nncf_quantize(openvino_model(fold_batchnorm(model), size), calibration)
+    quantized = nncf_quantize(convert(fold_batchnorm(model), size), calibration)
     float_in = OpenVINORunner(quantized.clone(), "int8")
     ppp = PrePostProcessor(quantized)
     ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))

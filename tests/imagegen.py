@@ -47,7 +47,7 @@ def make_image_folder(
     return root
 
 
-def write_small_weights(path, crop: int = 32, mean=(0.5,) * 3, std=(0.25,) * 3, seed: int = 0):
+def write_small_weights(path, crop: int = 32, mean=(0.5,) * 3, std=(0.25,) * 3, seed: int = 0, classes=("a", "b", "c")):
     """A random resnet18 with 3 classes (a, b, c) at ``crop`` px, saved as a training run saves it.
     Seeded (the caller's random state untouched): the same weights, so the same near-ties, every run."""
     import torch
@@ -56,8 +56,8 @@ def write_small_weights(path, crop: int = 32, mean=(0.5,) * 3, std=(0.25,) * 3, 
 
     meta = {
         "arch": "resnet18",
-        "num_classes": 3,
-        "classes": ["a", "b", "c"],
+        "num_classes": len(classes),
+        "classes": list(classes),
         "preprocess": {
             "resize_size": crop * 9 // 8,
             "crop_size": crop,
@@ -68,6 +68,6 @@ def write_small_weights(path, crop: int = 32, mean=(0.5,) * 3, std=(0.25,) * 3, 
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = rk.resnet18(num_classes=3)
+        model = rk.resnet18(num_classes=len(classes))
     rk.save_safetensors(model.state_dict(), path, meta)
     return path

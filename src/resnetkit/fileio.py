@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import pickle
 import re
+import shutil
+import socket
 import stat
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-from .errors import BadFile
+from .errors import BadFile, Busy, DiskFull
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -100,22 +105,54 @@ def make_dir(path: PathLike, what: str = "directory") -> Path:
     return path
 
 
+LOW_SPACE_BYTES = 1 << 20  # a writer that fails with less than this free is taken to have filled the disk
+
+
+def _filled_the_disk(exc: BaseException, directory: Path) -> bool:
+    """Whether a failed write failed for lack of space. Writers in C++ or Rust (torch.save to a path,
+    ONNX, OpenVINO) turn ENOSPC into their own exception types ("unexpected pos 576 vs 534"), so
+    besides the errno the free space left on that file system is asked."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(directory).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def disk_full_error(path: Path, what: str, existed: bool) -> DiskFull:
+    kept = f"the previous {what} at {path} is kept unchanged" if existed else "nothing was written"
+    return DiskFull(
+        f"no space left on the device writing the {what} {path}; {kept}: free some space or choose another disk"
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, what: str = "file") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it into place, so
     readers only ever see the old complete file or the new complete file. The result gets the
-    permissions a plain ``open()`` would give it (mkstemp's 0600 would hide it from other users)."""
+    permissions a plain ``open()`` would give it (mkstemp's 0600 would hide it from other users).
+    A writer that fails on a full disk is reported as DiskFull (naming the file, and that the
+    previous one is kept), whatever exception the writer raised."""
     path = check_output_file(path, what)
     make_dir(path.parent)
+    existed = path.exists()
     try:
         # The temporary name keeps the extension: some writers check it (torch.export.save).
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     except OSError as exc:
+        if _filled_the_disk(exc, path.parent):
+            raise disk_full_error(path, what, existed) from None
         raise BadFile(describe_os_error(path, exc, f"write the {what}")) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except Exception as exc:
+            if _filled_the_disk(exc, path.parent):
+                raise disk_full_error(path, what, existed) from None
+            raise
         try:
             # Set after the writer is done: some writers (safetensors) replace the file they are given.
             os.chmod(tmp_path, default_mode())
@@ -123,6 +160,8 @@ def atomic_path(path: PathLike, what: str = "file") -> Iterator[Path]:
                 os.fsync(f.fileno())
             os.replace(tmp_path, path)
         except OSError as exc:
+            if _filled_the_disk(exc, path.parent):
+                raise disk_full_error(path, what, existed) from None
             raise BadFile(describe_os_error(path, exc, f"write the {what}")) from None
         with contextlib.suppress(OSError):
             dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -132,6 +171,13 @@ def atomic_path(path: PathLike, what: str = "file") -> Iterator[Path]:
                 os.close(dir_fd)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(path: PathLike, data: bytes, what: str = "file") -> None:
+    """Atomically write ``data`` (through Python's own file I/O, so a full disk is an OSError)."""
+    with atomic_path(path, what) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
 
 
 def write_text(path: PathLike, text: str, what: str = "file") -> None:
@@ -171,11 +217,17 @@ def check_readable_file(path: PathLike, what: str = "file") -> Path:
 
 
 def save_torch(obj: Any, path: PathLike, what: str = "checkpoint") -> None:
-    """torch.save, atomically."""
+    """torch.save, atomically. Serialised in memory, then written by Python's own file I/O: torch's
+    C++ writer turns a full disk into "unexpected pos 576 vs 534", whether given a path or a file."""
+    import io
+
     import torch
 
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path, what) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
 
 
 def _is_torchscript_archive(path: Path) -> bool:
@@ -220,3 +272,70 @@ def load_torch(path: PathLike, map_location: str = "cpu") -> Any:
         ) from None
     except OSError as exc:
         raise BadFile(describe_os_error(path, exc, "read")) from None
+
+
+# ---- one writer per run directory or output file ----------------------------------------------------
+
+
+class OneWriter:
+    """An exclusive lock for the life of a job that writes ``target`` (a run directory or an output
+    table): a second process is refused at once, in one line naming the first (pid, command, start).
+
+    The lock is an OS file lock (``filelock``): the kernel releases it when its process ends however
+    it ends (SIGKILL included), so a lock is never left behind. Who holds it is written beside it,
+    only to name them."""
+
+    def __init__(self, target: PathLike, what: str = "run directory") -> None:
+        from filelock import FileLock
+
+        self.target, self.what = Path(target), what
+        if self.target.suffix:  # a file: the lock sits beside it
+            self.lock_path = self.target.with_name(f".{self.target.name}.lock")
+        else:  # a directory: inside it
+            self.lock_path = self.target / ".resnetkit.lock"
+        self.owner_path = self.lock_path.with_name(self.lock_path.name + ".owner")
+        self._lock = FileLock(str(self.lock_path), timeout=0)
+        self.held = False
+
+    def acquire(self) -> OneWriter:
+        from filelock import Timeout
+
+        make_dir(self.lock_path.parent, self.what)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise Busy(
+                f"{self.what} {self.target} is being written by another process ({self.owner()}); wait for it "
+                "to finish, or choose another output"
+            ) from None
+        except OSError as exc:
+            raise BadFile(describe_os_error(self.lock_path, exc, "lock")) from None
+        self.held = True
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:200]}
+        owner["since"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        with contextlib.suppress(OSError):
+            self.owner_path.write_text(json.dumps(owner))
+        return self
+
+    def owner(self) -> str:
+        try:
+            o = json.loads(self.owner_path.read_text())
+            return f"pid {o['pid']} on {o['host']}, since {o['since']}: {o['command']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "its pid is not recorded"
+
+    def release(self) -> None:
+        if self.held:
+            with contextlib.suppress(OSError):
+                self.owner_path.unlink()
+            self._lock.release()
+            self.held = False
+
+    def __enter__(self) -> OneWriter:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+LOCK_FILES = (".resnetkit.lock", ".resnetkit.lock.owner")

@@ -269,7 +269,7 @@ def test_extreme_aspect_ratio_images_are_refused_per_file(tmp_path, small_weight
 def test_extreme_aspect_ratio_in_training_and_calibration(tmp_path):
     from resnetkit.data.decode import ImageDecodeError, load_image
     from resnetkit.data.transforms import Preprocess
-    from resnetkit.deploy.quantize import calibration_batches
+    from resnetkit.deploy.calibration import calibration_batches
 
     Image.new("RGB", (1, 6000)).save(tmp_path / "tall.png")
     with pytest.raises(ImageDecodeError, match="extreme aspect ratio"):

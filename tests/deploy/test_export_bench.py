@@ -8,8 +8,8 @@ import torch
 import resnetkit as rk
 from resnetkit.data.transforms import Preprocess
 from resnetkit.deploy import available, export, optimize
-from resnetkit.deploy.compare import ROWS, RUNTIME_OF, format_table
-from resnetkit.deploy.runtimes import load_exported
+from resnetkit.deploy.compare import format_table, runtime_of, table_rows
+from resnetkit.deploy.formats import load_exported
 from resnetkit.errors import ResnetkitError
 from resnetkit.weights.io import load_safetensors
 
@@ -109,7 +109,7 @@ def test_bench_weights_every_format_and_nothing_left_behind(tmp_path, monkeypatc
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     rows = {(r["format"], r["precision"]): r for r in res["rows"]}
-    expected = {(f, p) for f, p in ROWS if f == "pytorch" or RUNTIME_OF[f] in available(p)}
+    expected = {(f, p) for f, p in table_rows() if f == "pytorch" or runtime_of(f) in available(p)}
     assert set(rows) == expected and res["images"] == 64
     assert rows["pytorch", "fp32"]["agreement"] == 100.0 and rows["pytorch", "fp32"]["x_eager"] == 1.0
     for (fmt, precision), row in rows.items():
@@ -118,7 +118,7 @@ def test_bench_weights_every_format_and_nothing_left_behind(tmp_path, monkeypatc
     if ("onnx", "int8") in rows:
         assert rows["onnx", "int8"]["file_mb"] < 0.4 * rows["onnx", "fp32"]["file_mb"]
     assert list(scratch.iterdir()) == []
-    optimize(digits_model[0], "fp32", input_size=16, cache=False)  # its ONNX Runtime candidate goes via a file
+    optimize(digits_model[0], "fp32", input_size=16, cache=False)  # its ONNX Runtime candidate is built in memory
     assert list(scratch.iterdir()) == []
     exported = tmp_path / "m.onnx"  # a single exported file: one row, measured as it is
     assert cli("export", "--weights", split.run, "--format", "onnx", "--out", exported).returncode == 0

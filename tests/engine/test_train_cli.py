@@ -342,8 +342,11 @@ def test_nonsense_values_are_refused_by_name(tmp_path, flags, words):
 def test_config_object_validates_itself():
     from resnetkit.engine.config import TrainConfig
 
-    with pytest.raises(ValueError, match="--optimizer 'adam' is not one of sgd, adamw"):
+    # The library names the field (the CLI shows the flag).
+    with pytest.raises(ValueError, match="^optimizer 'adam' is not one of sgd, adamw") as caught:
         TrainConfig(optimizer="adam")
+    assert caught.value.field == "optimizer"
+    assert "error: --lr must be in (0, inf]" in one_line_error(cli("train", "--lr", "0", "--out", "/nonexistent/r"))
 
 
 def test_single_class_and_empty_class_folders_are_refused(tmp_path):

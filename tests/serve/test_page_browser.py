@@ -1,23 +1,22 @@
 """The web page at / in a real headless browser (Debian's chromium, driven by Playwright): pick an image,
 see the top classes with bars and the Grad-CAM heat map; a broken file shows the server's error."""
 
-import asyncio
 import os
 import shutil
-import socket
-import threading
 
 import pytest
 
 from ..imagegen import class_image, write_small_weights
 
 pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
 )
 
 from resnetkit.serve import ServeConfig, create_app, load_service  # noqa: E402
+
+from .server import serving  # noqa: E402
 
 # Debian's package; Playwright's own browser download needs the internet, which CI does not have.
 CHROMIUM = os.environ.get("RESNETKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -36,43 +35,26 @@ CHROMIUM_ARGS = [
 ]
 
 
-class _Server(uvicorn.Server):
-    """uvicorn in a thread, with an event set once it listens (waited for, never polled)."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.listening = threading.Event()
-
-    async def startup(self, sockets=None):
-        await super().startup(sockets=sockets)
-        self.listening.set()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     weights = str(write_small_weights(tmp_path_factory.mktemp("w") / "w.safetensors"))
     cfg = ServeConfig(weights=weights, max_batch=4)
     app = create_app(load_service(cfg, log=lambda s: None), cfg, log=lambda s: None)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = _Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(srv.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    assert srv.listening.wait(120), "the server did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(60)
-    sock.close()
+    with serving(app) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="module")
-def page(server, tmp_path_factory):
+def browser():
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        profile = browser.new_context(viewport={"width": 900, "height": 700})
-        yield profile.new_page()
-        browser.close()
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    return browser.new_context(viewport={"width": 900, "height": 700}).new_page()
 
 
 def test_page_shows_top_classes_and_heat_map(page, server, tmp_path):
@@ -132,3 +114,35 @@ def test_page_accepts_a_dropped_file(page, server, tmp_path):
     page.wait_for_selector("#result", state="visible")
     assert sorted(page.locator("#bars .name").all_text_contents()) == ["a", "b", "c"]
     assert "over" not in (page.get_attribute("#drop", "class") or "")
+
+
+HOSTILE = [
+    "</script><script>window.__pwned = 1</script>",
+    '<img src=x onerror="window.__pwned = 2">',
+    "&lt;b&gt; \u2028 & \"quoted\" 'single'",
+]
+
+
+def test_hostile_class_and_file_names_stay_text(tmp_path, browser):
+    """Class names from a model file and file names from a client reach the page as text: none runs
+    script or becomes markup, whatever it contains; the page logs no console error."""
+    weights = str(write_small_weights(tmp_path / "hostile.safetensors", classes=HOSTILE))
+    cfg = ServeConfig(weights=weights, max_batch=2)
+    app = create_app(load_service(cfg, log=lambda s: None), cfg, log=lambda s: None)
+    image = tmp_path / '<img src=x onerror="window.__pwned=3">.png'
+    class_image(0, 0, size=48).save(image)
+    with serving(app) as (host, port):
+        page = browser.new_page()
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        response = page.goto(f"http://{host}:{port}/")
+        assert "script-src 'nonce-" in response.headers["content-security-policy"]
+        assert "3 classes" in page.text_content("#about")
+        page.set_input_files("#file", str(image))
+        page.wait_for_selector("#result", state="visible")
+        assert sorted(page.locator("#bars .name").all_text_contents()) == sorted(HOSTILE)
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("#bars img").count() == 0 and page.locator("body script").count() == 2
+        page.close()
+    assert problems == []

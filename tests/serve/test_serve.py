@@ -17,8 +17,12 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
 from resnetkit.errors import ResnetkitError  # noqa: E402
-from resnetkit.serve import ServeConfig, create_app, load_service  # noqa: E402
-from resnetkit.serve.app import Service  # noqa: E402
+from resnetkit.serve import (  # noqa: E402
+    ServeConfig,
+    ServedModel,  # noqa: E402
+    create_app,
+    load_service,
+)
 
 CLASSES = ["a", "b", "c"]
 
@@ -119,7 +123,7 @@ def test_bad_requests_get_json_errors_and_the_server_goes_on(service, weights):
         "corrupt": (422, "corrupt or truncated"),
         "empty": (422, "empty"),
         "big": (413, "limit"),
-        "too_many": (400, "malformed multipart"),
+        "too_many": (413, "the limit is 2"),
         "topk": (422, "topk"),
         "wide": (422, "aspect ratio"),
         "no_such_path": (404, "no such endpoint: GET /v2/predict; the endpoints are POST /v1/predict"),
@@ -149,7 +153,7 @@ class Gate(torch.nn.Module):
 
 def test_dynamic_batching_queue_bound_and_recovery(service, weights):
     gate = Gate(service.runner)
-    gated = Service(gate, None, service.preprocess, service.classes, dict(service.info, grad_cam=False))
+    gated = ServedModel(gate, None, service.preprocess, service.classes, dict(service.info, grad_cam=False))
     cfg = ServeConfig(weights=weights, max_batch=4, max_wait_ms=60_000, max_queue=4)
     app = create_app(gated, cfg, log=lambda s: None)
 
@@ -162,7 +166,7 @@ def test_dynamic_batching_queue_bound_and_recovery(service, weights):
         first = await asyncio.gather(*[send(client, i) for i in range(4)])
         assert gate.sizes == [4]
         gate.open.clear()  # hold the next batch in the model
-        batcher = app.state.batcher
+        batcher = app.state.service.batcher
         running = [asyncio.ensure_future(send(client, i)) for i in range(4)]
         await batcher.wait_until(lambda: batcher.running == 4)
         queued = [asyncio.ensure_future(send(client, i)) for i in range(4)]
@@ -208,7 +212,7 @@ def test_app_builder_for_ray_builds_a_working_app(weights):
 
     ready, answer = run(build(), scenario)
     assert ready.status_code == 200 and answer.status_code == 200, answer.text
-    with pytest.raises(ResnetkitError, match="max-batch"):
+    with pytest.raises(ResnetkitError, match="max_batch must be an integer >= 1"):
         app_builder(ServeConfig(weights=weights, max_batch=0))
 
 

@@ -64,3 +64,40 @@ def test_sigterm_drains_the_request_in_flight(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_two_workers_report_the_same_totals(tmp_path):
+    """`serve --workers 2`: whichever worker answers a scrape, /metrics shows the requests of both."""
+    import re
+
+    weights = write_small_weights(tmp_path / "w.safetensors")
+    port = free_port()
+    env = dict(os.environ, RESNETKIT_HOME=str(tmp_path / "home"))
+    cmd = [sys.executable, "-m", "resnetkit", "serve", "--weights", str(weights), "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        pids = set()
+        while len(pids) < 2:  # each worker prints its own ready line
+            line = proc.stdout.readline()
+            assert line, f"exit {proc.wait()}: " + proc.stderr.read()
+            if line.startswith("ready: "):
+                pids.add(re.search(r"pid (\d+)", line).group(1))
+        base = f"http://127.0.0.1:{port}"
+        buf = io.BytesIO()
+        class_image(0, 0).save(buf, format="PNG")
+        with httpx.Client(base_url=base) as client:
+            for _ in range(10):
+                answer = client.post("/v1/predict", content=buf.getvalue(), headers={"content-type": "image/png"})
+                assert answer.status_code == 200
+        scrapes = []
+        for _ in range(6):  # new connections: spread over the workers
+            scrapes.append(httpx.get(f"{base}/metrics").text)
+        for text in scrapes:
+            assert 'resnetkit_requests_total{path="/v1/predict",status="200"} 10.0' in text, text[:2000]
+            assert "resnetkit_images_total 10.0" in text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

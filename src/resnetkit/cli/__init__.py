@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import sys
 import warnings
 from typing import List, Optional
@@ -63,6 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_of(parser: argparse.ArgumentParser, field: str) -> Optional[str]:
+    """The flag that sets ``field`` (an argparse dest) in this parser, e.g. --max-batch for max_batch."""
+    for action in parser._actions:
+        if action.dest == field and action.option_strings:
+            long = [o for o in action.option_strings if o.startswith("--")]
+            return (long or action.option_strings)[0]
+    return None
+
+
+def user_message(exc: ResnetkitError, parser: argparse.ArgumentParser) -> str:
+    """The error as the command line says it: the settings the library names by their fields
+    (max_batch) are named by the flags the user typed (--max-batch)."""
+    text = str(exc)
+    for field in getattr(exc, "fields", ()):
+        flag = flag_of(parser, field)
+        if flag:
+            text = re.sub(rf"(?<![\w-]){re.escape(field)}(?![\w-])", flag, text)
+    return text
+
+
 def _one_line_warning(command: str):
     def show(message, category, filename, lineno, file=None, line=None):
         text = " ".join(str(message).split())
@@ -79,8 +100,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     args.debug = debug
+    command_parser = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr,index]
     if extra:  # let the subcommand's own parser report it, so the suggestion knows its flags
-        command_parser = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr,index]
         command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     with warnings.catch_warnings():
         warnings.simplefilter("default")
@@ -90,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ResnetkitError as exc:
             if args.debug:
                 raise
-            print(f"resnetkit {args.command}: error: {exc}", file=sys.stderr)
+            print(f"resnetkit {args.command}: error: {user_message(exc, command_parser)}", file=sys.stderr)
             return 1
         except BrokenPipeError:  # output piped into `head` and friends
             sys.stderr.close()

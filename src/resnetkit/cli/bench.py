@@ -7,8 +7,8 @@ import argparse
 import json
 import sys
 
-from ..deploy.modes import MODES
-from .common import add_weights_args, export_metadata, int_at_least
+from ..deploy.bench import MODES
+from .common import add_weights_args, data_root, int_at_least, labelled_data, load_for_inference, print_skipped
 
 
 def _int_list(text: str):
@@ -72,14 +72,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(handler=run_bench)
 
 
-def default_modes() -> list:
-    from ..deploy.backends import available
-    from ..deploy.bench import DEFAULT_MODES
-    from ..deploy.modes import BACKEND_MODES
-
-    return [m for m in DEFAULT_MODES if m not in BACKEND_MODES or BACKEND_MODES[m][0] in available(BACKEND_MODES[m][1])]
-
-
 def run_bench(args: argparse.Namespace) -> int:
     from ..errors import InvalidOption
 
@@ -92,7 +84,7 @@ def run_bench(args: argparse.Namespace) -> int:
         return run_formats(args, log)
     if args.architecture is None:
         raise InvalidOption("bench needs an architecture (resnetkit bench resnet50) or --weights SRC")
-    from ..deploy.bench import benchmark, markdown_table
+    from ..deploy.bench import benchmark, default_modes, markdown_table, skipped_modes
     from ..models import get_constructor
     from .common import pick_device
 
@@ -109,25 +101,22 @@ def run_bench(args: argparse.Namespace) -> int:
         log=log,
         device=device,
     )
+    results["skipped"] = {} if args.modes else skipped_modes()  # default modes that cannot run here, and why
+    if not args.json:
+        for mode, why in results["skipped"].items():
+            print(f"skipped {mode}: {why}", file=sys.stderr)
     print(json.dumps(results) if args.json else markdown_table([results]))
     return 0
 
 
-def run_formats(args: argparse.Namespace, log) -> int:
+def validation_images(args: argparse.Namespace, model) -> tuple:
+    """Up to --max-images labelled images of --data (default: the digits val split) for acc@1."""
     import torch
 
-    from ..deploy.compare import ROWS, compare_formats, format_table
-    from ..deploy.quantize import calibration_batches
     from ..engine.evaluate import eval_batches
-    from ..errors import InvalidOption
-    from .common import load_for_inference
-    from .eval import data_root, labelled_data, print_skipped
 
-    if args.batch_size and len(args.batch_size) != 1:
-        raise InvalidOption("with --weights, --batch-size is the one throughput batch size (latency is at batch 1)")
-    root = data_root(args.data)
-    model, loaded, preprocess, classes = load_for_inference(args)
-    dataset, _, source = labelled_data(root, model, preprocess, classes)
+    card = model.card
+    dataset, _, source = labelled_data(data_root(args.data), model, card.preprocess, card.classes)
     images, targets = [], []
     for x, y, skipped in eval_batches(dataset, 64, 0):
         print_skipped(skipped)
@@ -135,27 +124,36 @@ def run_formats(args: argparse.Namespace, log) -> int:
         targets.append(y)
         if sum(len(t) for t in targets) >= args.max_images:
             break
-    x_all, y_all = torch.cat(images)[: args.max_images], torch.cat(targets)[: args.max_images]
-    exported = getattr(model, "format", None)
-    if exported and exported not in ("onnx", "openvino"):
-        raise InvalidOption(f"bench --weights measures PyTorch weights and ONNX or OpenVINO files, not {exported}")
-    calibration = calibration_batches(args.calibration, preprocess) if args.calibration else list(x_all.split(16))
-    meta = export_metadata(model, classes, preprocess)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = compare_formats(
-        model,
-        meta,
-        x_all,
-        y_all,
-        calibration,
-        rows=ROWS,
-        batch=(args.batch_size or [16])[0],
-        runs=args.runs,
-        warmup=args.warmup,
-        log=log,
-        given=model if exported else None,
-    )
-    result["weights"], result["data"] = loaded.source, source
+    return torch.cat(images)[: args.max_images], torch.cat(targets)[: args.max_images], source
+
+
+def run_formats(args: argparse.Namespace, log) -> int:
+    import torch
+
+    from ..deploy.calibration import calibration_batches
+    from ..deploy.compare import compare_formats, format_table
+    from ..deploy.loading import is_exported
+    from ..errors import InvalidOption
+
+    if args.batch_size and len(args.batch_size) != 1:
+        raise InvalidOption("with --weights, --batch-size is the one throughput batch size (latency is at batch 1)")
+    model = load_for_inference(args)
+    card = model.card
+    exported = is_exported(model)
+    if exported and card.format not in ("onnx", "openvino"):
+        raise InvalidOption(f"bench --weights measures PyTorch weights and ONNX or OpenVINO files, not {card.format}")
+    x_all, y_all, source = validation_images(args, model)
+    calibration = calibration_batches(args.calibration, card.preprocess) if args.calibration else list(x_all.split(16))
+    previous = torch.get_num_threads()
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        result = compare_formats(
+            model, card, x_all, y_all, calibration, batch=(args.batch_size or [16])[0], runs=args.runs,
+            warmup=args.warmup, log=log, given=model if exported else None,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+    result["weights"], result["data"] = card.source, source
     print(json.dumps(result) if args.json else format_table(result, source))
     return 0

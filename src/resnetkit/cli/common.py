@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 if TYPE_CHECKING:
     import torch
-
-    from ..data.transforms import Preprocess
-    from ..models import ResNetBase
-    from ..weights.resolve import LoadedWeights
 
 
 def int_at_least(low: int, flag_hint: str = ""):
@@ -41,18 +38,6 @@ def float_above(low: float, inclusive: bool = False):
         return value
 
     return parse
-
-
-def export_metadata(model, classes, preprocess: Preprocess, **extra) -> dict:
-    """What every exported file carries: arch, classes, preprocessing, input channels."""
-    return {
-        "arch": model.arch,
-        "num_classes": model.num_classes,
-        "classes": classes,
-        "preprocess": preprocess.to_dict(),
-        "in_chans": getattr(model, "in_chans", 3),
-        **extra,
-    }
 
 
 def add_weights_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -89,9 +74,10 @@ def pick_device(name: str, model: object) -> torch.device:
     """The device ``--device`` names; exported artifacts run on their runtime's (CPU) device."""
     import torch
 
+    from ..deploy.loading import is_exported
     from ..errors import InvalidOption
 
-    exported = getattr(model, "format", None) is not None
+    exported = is_exported(model)
     if name == "cuda" and not torch.cuda.is_available():
         raise InvalidOption("--device cuda: no CUDA GPU is available here; use --device cpu (or auto)")
     if name == "cuda" and exported:
@@ -101,9 +87,62 @@ def pick_device(name: str, model: object) -> torch.device:
     return torch.device("cpu")
 
 
-def load_for_inference(args: argparse.Namespace) -> Tuple[ResNetBase, LoadedWeights, Preprocess, Optional[List[str]]]:
-    """The model with its weights (in eval mode), its evaluation preprocessing and its class
-    names, all read from the model's ``pretrained_cfg``; exported artifacts run on their runtime."""
-    from ..deploy.loading import load_any
+def load_for_inference(args: argparse.Namespace) -> Any:
+    """The model ``--weights`` names, in eval mode; its card (``model.card``) says what it is and how to
+    feed it. Exported artifacts run on their runtime."""
+    from ..deploy.loading import load_inference_model
 
-    return load_any(args.weights, arch=args.arch, progress=not args.no_progress, hf_config=args.hf_config)
+    return load_inference_model(args.weights, arch=args.arch, progress=not args.no_progress, hf_config=args.hf_config)
+
+
+# ---- labelled data (eval, bench --weights) ----------------------------------------------------------
+
+
+def print_skipped(messages: list) -> None:
+    for message in messages:
+        print(f"skipped: {message}")
+
+
+def data_root(data: Optional[str]) -> Optional[Path]:
+    """The ImageFolder root ``--data`` names (DIR/val when present), checked; None for the digits."""
+    from ..data.datasets import class_names
+
+    if data is None:
+        return None
+    root = Path(data)
+    root = root / "val" if (root / "val").is_dir() else root
+    class_names(root)  # says what is wrong with the folder before any model is loaded
+    return root
+
+
+def labelled_data(root: Optional[Path], model, preprocess, classes) -> Tuple[object, List[str], str]:
+    """(dataset, class names, description) of the evaluation data: the folder at ``root`` or the
+    digits val split, its classes matched against the model's (refused when they cannot be)."""
+    from ..data.datasets import FolderImages, class_names, find_images, load_digits
+    from ..errors import BadFile, InvalidOption
+
+    if root is None:
+        split = load_digits(image_size=preprocess.crop_size)
+        data_classes, dataset, source = split.classes, split.val, "digits val split"
+    else:
+        data_classes = class_names(root)
+        transform = preprocess.transform(model.card.in_chans)
+        dataset = FolderImages(find_images(root), transform, short_side=preprocess.resize_size)
+        if len(dataset) == 0:
+            raise BadFile(f"no image files under {root}")
+        source = str(root)
+    num_classes = model.num_classes
+    if classes is not None and list(classes) != list(data_classes):
+        if len(classes) == len(data_classes):
+            print(
+                "warning: the data's class folders are named differently from the model's classes; "
+                "matching them by sorted order"
+            )
+        else:
+            raise InvalidOption(
+                f"the model has {num_classes} classes but {source} has {len(data_classes)}; "
+                "evaluate on data with the model's classes"
+            )
+    elif num_classes != len(data_classes):
+        raise InvalidOption(f"the model has {num_classes} outputs but {source} has {len(data_classes)} classes")
+    return dataset, list(data_classes), source

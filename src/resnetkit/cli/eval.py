@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import List, Optional, Tuple
 
-from .common import add_weights_args, int_at_least, load_for_inference, pick_device
+from .common import (
+    add_weights_args,
+    data_root,
+    int_at_least,
+    labelled_data,
+    load_for_inference,
+    pick_device,
+    print_skipped,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,92 +35,97 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="bf16 is faster on CPUs with bf16 support; none (default) reproduces fp32 numbers exactly",
     )
     p.add_argument(
-        "--confusion", metavar="PNG", help="confusion matrix image (default: confusion.png in the run directory, or ./)"
+        "--out",
+        metavar="DIR",
+        help="write eval.json and confusion.png here (default: into the training run the weights come from; "
+        "for other weights nothing is written unless --out is given)",
     )
+    p.add_argument("--confusion", metavar="PNG", help="the confusion matrix image's path (default: DIR/confusion.png)")
+    p.add_argument("--exist-ok", action="store_true", help="replace eval.json / confusion.png already in --out")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(handler=run)
 
 
-def print_skipped(messages: list) -> None:
-    for message in messages:
-        print(f"skipped: {message}")
+class Reports:
+    """Where eval's files go: the training run the weights belong to (its own outputs, written under
+    its lock), else only where --out / --confusion say, never over an existing file without
+    --exist-ok. Decided before any work is done."""
 
+    def __init__(self, args: argparse.Namespace, weights_source: str) -> None:
+        from ..engine.rundir import run_directory_of
+        from ..errors import BadFile
+        from ..fileio import OneWriter, check_output_dir, check_output_file
 
-def data_root(data: Optional[str]) -> Optional[Path]:
-    """The ImageFolder root ``--data`` names (DIR/val when present), checked; None for the digits."""
-    from ..data.datasets import class_names
+        self.lock = None
+        run = run_directory_of(weights_source)
+        folder = Path(args.out) if args.out else run
+        if args.out:
+            check_output_dir(args.out, "--out folder")
+        self.json = folder / "eval.json" if folder is not None else None
+        self.png = (
+            Path(args.confusion) if args.confusion else (folder / "confusion.png" if folder is not None else None)
+        )
+        if self.png is not None:
+            check_output_file(self.png, "--confusion image")
+        if folder is not None and not args.out:  # the run's own eval.json: replaced, under the run's lock
+            assert run is not None
+            self.lock = OneWriter(run, "run directory").acquire()
+            return
+        existing = [p for p in (self.json, self.png) if p is not None and p.exists()]
+        if existing and not args.exist_ok:
+            raise BadFile(f"{existing[0]} already exists; pass --exist-ok to replace it, or choose another --out")
 
-    if data is None:
-        return None
-    root = Path(data)
-    root = root / "val" if (root / "val").is_dir() else root
-    class_names(root)  # says what is wrong with the folder before any model is loaded
-    return root
+    def write(self, report: dict, confusion, names) -> None:
+        from ..engine.report import write_confusion
+        from ..fileio import write_text
 
+        if self.png is not None:
+            write_confusion(confusion, names, self.png)
+            report["confusion_png"] = str(self.png)
+        if self.json is not None:
+            write_text(self.json, json.dumps(report, indent=1) + "\n", what="eval report")
 
-def labelled_data(root: Optional[Path], model, preprocess, classes) -> Tuple[object, List[str], str]:
-    """(dataset, class names, description) of the evaluation data: the folder at ``root`` or the
-    digits val split, its classes matched against the model's (refused when they cannot be)."""
-    from ..data.datasets import FolderImages, class_names, find_images, load_digits
-    from ..errors import BadFile, InvalidOption
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
-    if root is None:
-        split = load_digits(image_size=preprocess.crop_size)
-        data_classes, dataset, source = split.classes, split.val, "digits val split"
-    else:
-        data_classes = class_names(root)
-        dataset = FolderImages(find_images(root), preprocess.transform(), short_side=preprocess.resize_size)
-        if len(dataset) == 0:
-            raise BadFile(f"no image files under {root}")
-        source = str(root)
-    num_classes = model.num_classes
-    if classes is not None and list(classes) != list(data_classes):
-        if len(classes) == len(data_classes):
-            print(
-                "warning: the data's class folders are named differently from the model's classes; "
-                "matching them by sorted order"
-            )
-        else:
-            raise InvalidOption(
-                f"the model has {num_classes} classes but {source} has {len(data_classes)}; "
-                "evaluate on data with the model's classes"
-            )
-    elif num_classes != len(data_classes):
-        raise InvalidOption(f"the model has {num_classes} outputs but {source} has {len(data_classes)} classes")
-    return dataset, list(data_classes), source
+    def saved(self) -> str:
+        files = [str(p) for p in (self.json, self.png) if p is not None]
+        return (
+            f"wrote {', '.join(files)}" if files else "nothing saved (pass --out DIR for eval.json and confusion.png)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
-
-    from ..engine.evaluate import eval_batches, evaluate
-    from ..engine.report import write_confusion
-    from ..fileio import check_output_file, write_text
-
-    if args.confusion:
-        check_output_file(args.confusion, "--confusion image")
     root = data_root(args.data)
-    model, loaded, preprocess, classes = load_for_inference(args)
-    dataset, data_classes, source = labelled_data(root, model, preprocess, classes)
-    num_classes = model.num_classes
+    model = load_for_inference(args)
+    reports = Reports(args, model.card.source or args.weights)
+    try:
+        return evaluate_and_report(args, root, model, reports)
+    finally:
+        reports.close()
+
+
+def evaluate_and_report(args, root, model, reports: Reports) -> int:
+    from ..engine.evaluate import eval_batches, evaluate
+
+    card = model.card
+    classes = list(card.classes) if card.classes else None
+    dataset, data_classes, source = labelled_data(root, model, card.preprocess, classes)
     device = pick_device(args.device, model)
     model.to(device)
     result = evaluate(
         model,
         eval_batches(dataset, args.batch_size, args.workers),
-        num_classes,
+        model.num_classes,
         device,
         amp=args.amp,
         channels_last=False,
         on_skipped=print_skipped,
     )
     names = list(classes or data_classes)
-    # Reports go into the training run directory when evaluating a run, else the current directory.
-    source_dir = Path(loaded.source).parent
-    out_dir = source_dir if (source_dir / "config.json").is_file() else Path(".")
-    confusion_path = Path(args.confusion) if args.confusion else out_dir / "confusion.png"
-    write_confusion(result.confusion, names, confusion_path)
-    report = {"weights": loaded.source, "data": source, **result.to_dict(names), "confusion_png": str(confusion_path)}
-    write_text(out_dir / "eval.json", json.dumps(report, indent=1) + "\n", what="eval report")
+    report = {"weights": card.source, "data": source, **result.to_dict(names)}
+    reports.write(report, result.confusion, names)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -123,5 +135,5 @@ def run(args: argparse.Namespace) -> int:
     )
     worst = sorted(zip(result.per_class_acc, names))[:5]
     print("lowest per-class acc@1: " + ", ".join(f"{n} {a:.1f}%" for a, n in worst))
-    print(f"confusion matrix: {confusion_path}")
+    print(reports.saved())
     return 0

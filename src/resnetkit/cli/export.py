@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidOption
-from .common import add_weights_args, export_metadata, load_for_inference
+from .common import add_weights_args, load_for_inference
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,36 +43,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_export)
 
 
-EXTENSIONS = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt", "safetensors": ".safetensors", "openvino": ""}
-
-
 def run_export(args: argparse.Namespace) -> int:
-    from ..deploy.export import PRECISIONS_OF, export
-    from ..deploy.quantize import calibration_batches
+    from ..deploy.calibration import calibration_batches
+    from ..deploy.export import export
+    from ..deploy.formats import FORMATS, require
     from ..fileio import check_output_file
 
+    fmt = FORMATS[args.format]
     out = Path(args.out)
-    if out.suffix != EXTENSIONS[args.format]:
-        if args.format == "openvino":
+    if out.suffix != fmt.suffix:
+        if fmt.name == "openvino":
             raise InvalidOption(f"--out {out}: an OpenVINO IR export is a folder; give a name without an extension")
-        raise InvalidOption(f"--out {out}: a {args.format} file must end in {EXTENSIONS[args.format]}")
-    check_output_file(out if args.format != "openvino" else out / "model.xml", "--out file")
-    if args.precision != "fp32" and args.format not in PRECISIONS_OF:
-        raise InvalidOption(
-            f"--precision {args.precision} exports to onnx (int8) or openvino (bf16, int8); {args.format} is fp32 only"
+        raise InvalidOption(f"--out {out}: a {fmt.name} file must end in {fmt.suffix}")
+    check_output_file(out if fmt.suffix else out / "model.xml", "--out file")
+    if args.precision not in fmt.precisions:
+        offered = " or ".join(
+            f"{f.name} ({', '.join(f.precisions[1:])})" for f in FORMATS.values() if len(f.precisions) > 1
         )
-    if args.precision not in PRECISIONS_OF.get(args.format, ("fp32",)):
-        raise InvalidOption(f"--precision {args.precision} is not offered for {args.format}: use openvino")
-    model, loaded, preprocess, classes = load_for_inference(args)
+        raise InvalidOption(f"--precision {args.precision} exports to {offered}; {fmt.name} is fp32 only")
+    if fmt.load is not None:
+        require(fmt.runtime, args.precision)  # the extra to install, named before the model is loaded
+    model = load_for_inference(args)
+    card = model.card
     calibration = None
     if args.precision == "int8":
         from ..engine.rundir import calibration_source
 
-        source = calibration_source(args.calibration, loaded.source)
-        calibration = calibration_batches(source, preprocess)
-    meta = export_metadata(model, classes, preprocess, model_options=loaded.model_options)
+        source = calibration_source(args.calibration, card.source or args.weights)
+        calibration = calibration_batches(source, card.preprocess, in_chans=card.in_chans)
     report = export(
-        model, out, metadata=meta, input_size=preprocess.crop_size, precision=args.precision, calibration=calibration
+        model, out, metadata=card, input_size=card.input_size, precision=args.precision, calibration=calibration
     )
     if report.agreement is not None:
         on = "the calibration images" if args.precision == "int8" else "random images"

@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.decode import expand_inputs
+    from ..deploy.loading import is_exported
     from ..engine.predict import predict_files
     from ..errors import BadFile, InvalidOption
 
@@ -41,11 +42,12 @@ def run(args: argparse.Namespace) -> int:
         from ..fileio import check_output_dir
 
         check_output_dir(args.cam, "--cam folder")
-    model, _, preprocess, classes = load_for_inference(args)
-    if args.cam and getattr(model, "format", None):
+    model = load_for_inference(args)
+    preprocess, classes = model.card.preprocess, model.card.classes
+    if args.cam and is_exported(model):
         raise InvalidOption(
             f"--cam needs the PyTorch weights (Grad-CAM follows gradients); {args.weights} is an exported "
-            f"{model.format} model"
+            f"{model.card.format} model"
         )
     device = pick_device(args.device, model)
     failed = 0
@@ -77,7 +79,7 @@ def write_cam(model, path: Path, preprocess, folder: Path, device) -> Path:
     from ..fileio import atomic_path, make_dir
     from ..inspect.cam import cam_overlays
 
-    x = preprocess.transform()(load_image(path, preprocess.resize_size))[None].to(device)
+    x = preprocess.transform(model.card.in_chans)(load_image(path, preprocess.resize_size))[None].to(device)
     overlay = cam_overlays(model, x, preprocess.mean, preprocess.std)[0]
     make_dir(folder, "--cam folder")
     out = folder / f"{path.stem}_cam.png"

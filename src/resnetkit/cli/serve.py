@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 
 from .common import add_weights_args, float_above, int_at_least
@@ -32,7 +33,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-body-mb", type=float_above(0), default=20.0, help="request size limit (default 20 MB)")
     p.add_argument("--max-images", type=int_at_least(1), default=16, help="images per request (default 16)")
-    p.add_argument("--timeout", type=float_above(0), default=30.0, help="per-request timeout, s (default 30)")
+    p.add_argument(
+        "--timeout", dest="timeout_s", type=float_above(0), default=30.0, help="per-request timeout, s (default 30)"
+    )
+    p.add_argument(
+        "--read-timeout",
+        dest="read_timeout_s",
+        type=float_above(0),
+        default=10.0,
+        help="seconds a client gets to send a request's headers and to start its body; a stalled client is "
+        "answered 408 (default 10)",
+    )
+    p.add_argument(
+        "--min-upload-rate",
+        dest="min_upload_kib_s",
+        type=float_above(0),
+        default=32.0,
+        metavar="KIB_S",
+        help="after --read-timeout, a body must keep arriving at this many KiB/s on average, or 408 (default 32)",
+    )
     p.add_argument("--workers", type=int_at_least(1), default=1, help="uvicorn worker processes (default 1)")
     p.set_defaults(handler=run)
 
@@ -75,81 +94,98 @@ def listening_socket(host: str, port: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import MissingDependency
-    from ..serve.app import ServeConfig, config_to_environment, create_app, load_service
+    from ..errors import InvalidOption, MissingDependency
 
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
+
+        from ..serve.config import ServeConfig
     except ImportError:
         raise MissingDependency("serve needs FastAPI and uvicorn: pip install 'resnetkit[serve]'") from None
     if args.device == "cuda":
-        from ..errors import InvalidOption
-
         raise InvalidOption("serve runs on the CPU backends optimize() picks; --device cuda is not supported")
-    cfg = ServeConfig(
-        weights=args.weights,
-        arch=args.arch,
-        precision=args.precision,
-        calibration=args.calibration,
-        max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms,
-        max_queue=args.max_queue,
-        max_body_mb=args.max_body_mb,
-        max_images=args.max_images,
-        timeout_s=args.timeout,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        hf_config=args.hf_config,
-    ).check()
+    fields = {f.name for f in dataclasses.fields(ServeConfig)}
+    cfg = ServeConfig(**{k: v for k, v in vars(args).items() if k in fields}).check()
     sock = listening_socket(cfg.host, cfg.port)
-    if cfg.workers > 1:
-        # Each worker process loads the model itself from these settings and serves this socket.
-        # uvicorn's supervisor is given the socket rather than binding its own: uvicorn makes that
-        # one without IPPROTO_TCP, so its connections lacked TCP_NODELAY (measured: 54 ms per
-        # sequential request instead of 8).
-        import inspect
+    try:
+        if cfg.workers > 1:
+            return run_workers(cfg, sock)
+        return run_one(cfg, sock)
+    finally:
+        sock.close()
 
-        from uvicorn.supervisors import Multiprocess
 
-        config_to_environment(cfg)
-        config = uvicorn.Config(
-            "resnetkit.serve.app:app_from_environment",
-            factory=True,
-            host=cfg.host,
-            port=cfg.port,
-            workers=cfg.workers,
-            log_level="warning",
-            timeout_graceful_shutdown=int(cfg.timeout_s) + 1,
-        )
-        try:
-            if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.30
-                Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
-            else:
-                Multiprocess(config, sockets=[sock]).run()
-        finally:
-            sock.close()
-        return 0
+def uvicorn_config(app, cfg, **options):
+    """uvicorn's settings for resnetkit's app: its own HTTP protocol (a deadline for request heads,
+    JSON answers to malformed requests), quiet logs, a drain as long as a request may take."""
+    import uvicorn
+
+    from ..serve.protocol import GuardedH11Protocol
+
+    return uvicorn.Config(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        http=GuardedH11Protocol,
+        log_level="warning",
+        timeout_graceful_shutdown=int(cfg.timeout_s) + 1,
+        **options,
+    )
+
+
+def run_one(cfg, sock) -> int:
+    import uvicorn
+
+    from ..serve.app import create_app, ensure_log_handler, load_service
 
     def say(line: str) -> None:
         print(line, flush=True)
 
-    try:
-        app = create_app(load_service(cfg, log=say), cfg, log=say)
-    except BaseException:
-        sock.close()
-        raise
+    ensure_log_handler()
+    app = create_app(load_service(cfg, log=say), cfg, log=say)
     # uvicorn drains on SIGTERM (stops accepting, finishes requests in flight, shuts the batcher
     # down) and then re-raises the signal to the handler it found: make that one a no-op, so a
     # drained shutdown exits 0 as process managers expect.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        config = uvicorn.Config(
-            app, host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=int(cfg.timeout_s) + 1
-        )
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(app, cfg)).run(sockets=[sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
-        sock.close()
     say("stopped: every request in flight was answered")
+    return 0
+
+
+def run_workers(cfg, sock) -> int:
+    """N worker processes serving one socket, each loading the model from ``cfg`` (passed through
+    the environment), their metrics summed through a shared folder (prometheus_client's multiprocess
+    mode). uvicorn's supervisor is given resnetkit's socket rather than binding its own: uvicorn makes
+    that one without IPPROTO_TCP, so its connections lacked TCP_NODELAY (measured: 54 ms per
+    sequential request instead of 8)."""
+    import inspect
+    import os
+    import shutil
+    import tempfile
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from ..serve.metrics import MULTIPROC_ENV
+
+    metrics_dir = tempfile.mkdtemp(prefix="resnetkit-metrics-")
+    saved = {name: os.environ.get(name) for name in (MULTIPROC_ENV, "RESNETKIT_SERVE_CONFIG")}
+    os.environ[MULTIPROC_ENV] = metrics_dir  # read by prometheus_client when each worker imports it
+    cfg.to_environment()
+    try:
+        config = uvicorn_config("resnetkit.serve.app:app_from_environment", cfg, factory=True, workers=cfg.workers)
+        if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.30
+            Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
+        else:
+            Multiprocess(config, sockets=[sock]).run()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

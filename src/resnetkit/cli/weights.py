@@ -110,7 +110,7 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from ..fileio import check_output_file
     from ..weights.factory import model_from_weights
-    from ..weights.io import json_meta, save_safetensors
+    from ..weights.io import save_safetensors
     from ..weights.resolve import resolve
 
     if not args.dst.endswith(".safetensors"):
@@ -122,15 +122,7 @@ def run_convert(args: argparse.Namespace) -> int:
         raise BadFile(f"{args.src}: not recognised as any resnetkit architecture; pass --arch if it is one")
     # Loading into the architecture validates the file before anything is written.
     model = model_from_weights(loaded, arch=arch)
-    cfg = model.pretrained_cfg
-    out_meta = {
-        **json_meta(loaded.meta),
-        "arch": arch,
-        "num_classes": model.num_classes,
-        "classes": cfg.get("classes"),
-        "source": str(args.src),
-        "model_options": loaded.model_options,
-    }
-    save_safetensors(loaded.state, args.dst, out_meta)
+    card = model.card.but(source=str(args.src), model_options=loaded.model_options, format="safetensors")
+    save_safetensors(loaded.state, args.dst, card)
     print(f"{args.src} ({arch}, {len(loaded.state)} tensors) -> {args.dst}")
     return 0

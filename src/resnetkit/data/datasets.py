@@ -233,7 +233,7 @@ def load_folder(
         classes = class_names(base)
         fraction = 0.1 if val_split is None else val_split
         if not 0 < fraction < 1:
-            raise InvalidOption(f"--val-split must be between 0 and 1 (exclusive), got {fraction}")
+            raise InvalidOption(f"val_split must be between 0 and 1 (exclusive), got {fraction}", field="val_split")
         samples = find_images(base, require_every_class=True)
         from sklearn.model_selection import train_test_split
 

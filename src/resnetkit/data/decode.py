@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import BadFile
+from ..errors import BadFile, ImageDecodeError
 from ..fileio import check_readable_file
 
 # 89 megapixels (PIL's own default). Anything above is refused as a possible decompression bomb
@@ -21,11 +21,9 @@ MAX_PIXELS = 89_478_485
 # file into a huge tensor (a 1x3000 PNG resized to 256 px is 196 megapixels). Refused above this.
 MAX_RESIZED_PIXELS = 4_194_304
 
+__all__ = ["ImageDecodeError", "decode_image_bytes", "expand_inputs", "load_image"]
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-
-
-class ImageDecodeError(BadFile):
-    """An image file that cannot be used; the message names the file and the reason."""
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -1,10 +1,12 @@
-"""Deployment: BatchNorm folding, int8 quantization, export, and the fastest inference runner."""
+"""Deployment: the table of runtimes and formats (formats.py), one leaf per runtime (runtimes/),
+and the verbs over them: export, load_inference_model, optimize (the fastest runner), bench."""
 
-from .backends import available
+from .calibration import calibration_batches
 from .export import ExportReport, export
 from .fold import fold_batchnorm
-from .optimize import Choice, optimize
-from .quantize import calibration_batches, quantize_int8
+from .formats import available
+from .loading import load_inference_model
+from .optimize import Choice, optimize, quantize_int8
 
 __all__ = [
     "Choice",
@@ -13,6 +15,7 @@ __all__ = [
     "calibration_batches",
     "export",
     "fold_batchnorm",
+    "load_inference_model",
     "optimize",
     "quantize_int8",
 ]

@@ -13,7 +13,28 @@ from torch import nn
 from ..errors import InvalidOption
 from ..measure import time_blocks
 from ..models import ResNetBase
-from .modes import BACKEND_MODES, MODES
+from .fold import fold_batchnorm
+from .formats import RUNTIMES, available
+from .optimize import build
+from .runtimes.pytorch import ChannelsLast
+
+
+def mode_name(runtime: str, precision: str) -> str:
+    """A runtime's mode in `bench --modes`: its name for fp32, name-precision else (PyTorch's bf16: bf16)."""
+    if runtime == "pytorch":
+        return precision
+    return runtime if precision == "fp32" else f"{runtime}-{precision}"
+
+
+# PyTorch ways of running the same fp32 model, then every (runtime, precision) of the table.
+PYTORCH_MODES = ("eager", "channels_last", "fused", "compile")
+RUNTIME_MODES = {
+    mode_name(r.name, p): (r.name, p)
+    for r in RUNTIMES.values()
+    for p in r.precisions
+    if (r.name, p) != ("pytorch", "fp32")
+}
+MODES = PYTORCH_MODES + tuple(RUNTIME_MODES)
 
 ROOF_CHANNELS, ROOF_SIDE = 1024, 64  # a 1x1 convolution 1024 -> 1024 on a 64x64 map: 8.6 GFLOP
 ROOF_REPEATS = 5
@@ -69,10 +90,27 @@ class BenchRow:
         return asdict(self)
 
 
-def build_runner(mode: str, model: nn.Module, input_size: int, calibration: Optional[torch.Tensor]) -> Callable:
-    from .backends import ChannelsLast, build
-    from .fold import fold_batchnorm
+def default_modes() -> List[str]:
+    """The modes timed when none are named: those of DEFAULT_MODES whose runtime is installed."""
+    return [m for m in DEFAULT_MODES if m not in RUNTIME_MODES or RUNTIME_MODES[m][0] in available(RUNTIME_MODES[m][1])]
 
+
+def skipped_modes() -> Dict[str, str]:
+    """The default modes that cannot run here, each with the reason (the extra to install)."""
+    from ..errors import MissingDependency
+    from .formats import require
+
+    out = {}
+    for mode in DEFAULT_MODES:
+        if mode in RUNTIME_MODES:
+            try:
+                require(*RUNTIME_MODES[mode])
+            except MissingDependency as exc:
+                out[mode] = str(exc)
+    return out
+
+
+def build_runner(mode: str, model: nn.Module, input_size: int, calibration: Optional[torch.Tensor]) -> Callable:
     if mode == "eager":
         return model
     if mode == "channels_last":
@@ -81,8 +119,8 @@ def build_runner(mode: str, model: nn.Module, input_size: int, calibration: Opti
         return ChannelsLast(fold_batchnorm(model))
     if mode == "compile":
         return torch.compile(ChannelsLast(fold_batchnorm(model)))
-    if mode in BACKEND_MODES:
-        backend, precision = BACKEND_MODES[mode]
+    if mode in RUNTIME_MODES:
+        backend, precision = RUNTIME_MODES[mode]
         batches = calibration.split(16) if calibration is not None and precision == "int8" else None
         return build(backend, precision, model, input_size, batches)
     raise InvalidOption(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
@@ -108,16 +146,17 @@ def benchmark(
     if unknown:
         raise InvalidOption(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise InvalidOption(f"--threads must be an integer >= 1, got {threads!r}")
+        raise InvalidOption(f"threads must be an integer >= 1, got {threads!r}", field="threads")
     if not isinstance(input_size, int) or input_size < 32:
         raise InvalidOption(
-            f"--input-size must be an integer >= 32 (pixels; the network reduces it 32x), got {input_size!r}"
+            f"input_size must be an integer >= 32 (pixels; the network reduces it 32x), got {input_size!r}",
+            field="input_size",
         )
-    for name, value in (("--runs", runs), ("--warmup", warmup)):
-        if not isinstance(value, int) or value < (1 if name == "--runs" else 0):
-            raise InvalidOption(f"{name} must be an integer >= {1 if name == '--runs' else 0}, got {value!r}")
+    for name, value in (("runs", runs), ("warmup", warmup)):
+        if not isinstance(value, int) or value < (1 if name == "runs" else 0):
+            raise InvalidOption(f"{name} must be an integer >= {1 if name == 'runs' else 0}, got {value!r}", field=name)
     if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
-        raise InvalidOption(f"--batch-size must be positive integers, got {list(batch_sizes)}")
+        raise InvalidOption(f"batch_size must be positive integers, got {list(batch_sizes)}", field="batch_size")
     previous_threads = torch.get_num_threads()
     try:
         if threads:
@@ -127,7 +166,7 @@ def benchmark(
             model = (model or build_architecture(arch)).eval()
         device = torch.device(device or "cpu")
         if device.type != "cpu":
-            cpu_only = [m for m in modes if m in BACKEND_MODES and m != "bf16"]
+            cpu_only = [m for m in modes if m in RUNTIME_MODES and RUNTIME_MODES[m][0] != "pytorch"]
             if cpu_only:
                 raise InvalidOption(f"{', '.join(cpu_only)} run on the CPU; leave them out with --device {device.type}")
         return _measure(arch, model, batch_sizes, input_size, modes, runs, warmup, log, device)

@@ -14,24 +14,24 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..card import ModelCard
 from ..errors import InvalidOption, MissingDependency
+from .export import export
+from .fold import fold_batchnorm
+from .formats import FORMATS, RUNTIMES, require
+from .runtimes.pytorch import ChannelsLast
 
-# (format, precision), in the order of the table. "pytorch" runs the safetensors file in PyTorch.
-ROWS: Tuple[Tuple[str, str], ...] = (
-    ("pytorch", "fp32"),
-    ("pytorch", "bf16"),
-    ("onnx", "fp32"),
-    ("onnx", "int8"),
-    ("openvino", "fp32"),
-    ("openvino", "bf16"),
-    ("openvino", "int8"),
-)
-FILE_NAMES = {
-    "pytorch": "model.safetensors",
-    "onnx": "model_{precision}.onnx",
-    "openvino": "model_{precision}_openvino",
-}
-RUNTIME_OF = {"pytorch": "pytorch", "onnx": "onnxruntime", "openvino": "openvino"}
+
+def table_rows() -> Tuple[Tuple[str, str], ...]:
+    """(format, precision) of every row, in table order: the weights file run by PyTorch ("pytorch",
+    at each precision PyTorch offers), then each format of another runtime at each precision it stores."""
+    pytorch = tuple(("pytorch", p) for p in RUNTIMES["pytorch"].precisions)
+    others = tuple((f.name, p) for f in FORMATS.values() if f.runtime != "pytorch" for p in f.precisions)
+    return pytorch + others
+
+
+def runtime_of(fmt: str) -> str:
+    return "pytorch" if fmt == "pytorch" else FORMATS[fmt].runtime
 
 
 @dataclass
@@ -66,100 +66,115 @@ def _times(runner: Callable, x: torch.Tensor, runs: int, warmup: int) -> List[fl
     return sorted(time_blocks({"runner": runner}, x, runs, warmup, rounds=1)["runner"])
 
 
-def _artifact(fmt: str, precision: str, model: nn.Module, meta: dict, calibration, input_size: int, folder: Path):
+def _artifact(fmt: str, precision: str, model: nn.Module, card: ModelCard, calibration, input_size: int, folder: Path):
     """Write the file for one row and load it back the way `predict --weights FILE` would."""
-    from .backends import ChannelsLast, require
-    from .export import export
-    from .runtimes import load_exported
-
-    path = folder / FILE_NAMES[fmt].format(precision=precision)
     if fmt == "pytorch":
+        path = folder / "model.safetensors"
         if not path.exists():
-            export(model, path, metadata={k: str(v) for k, v in meta.items()})
-        from .fold import fold_batchnorm
+            export(model, path, metadata=card)
+        runner = model if precision == "fp32" else ChannelsLast(fold_batchnorm(model), bf16=True).eval()
+        return path, runner
+    require(runtime_of(fmt), precision)
+    path = folder / f"model_{precision}{FORMATS[fmt].suffix}"
+    export(model, path, metadata=card, input_size=input_size, precision=precision, calibration=calibration)
+    return path, FORMATS[fmt].load(path)  # type: ignore[misc]
 
-        return path, (model if precision == "fp32" else ChannelsLast(fold_batchnorm(model), bf16=True).eval())
-    require(RUNTIME_OF[fmt], precision)
-    export(model, path, metadata=meta, input_size=input_size, precision=precision, calibration=calibration)
-    return path, load_exported(path)
+
+def _flops_model(model: nn.Module, given: Optional[nn.Module]) -> nn.Module:
+    """The PyTorch network FLOPs are counted on: the model, or the one an exported file came from."""
+    if given is None:
+        return model
+    from ..models import build_architecture
+
+    arch = getattr(given, "arch", None)
+    if not arch:
+        raise InvalidOption(f"{getattr(given, 'path', 'the file')}: no architecture in its metadata to count FLOPs")
+    return build_architecture(arch, num_classes=getattr(given, "num_classes", 1000)).eval()
+
+
+@dataclass
+class Bench:
+    """What every row is measured on: the images, their labels, the fp32 reference, the timing settings."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    reference: Optional[torch.Tensor]
+    batch: int
+    runs: int
+    warmup: int
+    roof: float
+
+    def row(self, fmt: str, precision: str, path: Path, runner: Callable) -> FormatRow:
+        predictions = _predict(runner, self.images)
+        one = self.images[:1].contiguous()
+        many = self.images[: self.batch] if len(self.images) >= self.batch else one.expand(self.batch, -1, -1, -1)
+        latency = _times(runner, one, self.runs, self.warmup)
+        rate = self.batch / statistics.median(
+            _times(runner, many.contiguous(), max(3, self.runs // 2), max(1, self.warmup))
+        )
+        agreement = float("nan")
+        if self.reference is not None:
+            agreement = 100.0 * float((predictions == self.reference).float().mean())
+        return FormatRow(
+            fmt,
+            precision,
+            _size_mb(path),
+            100.0 * float((predictions == self.targets).float().mean()),
+            agreement,
+            1000 * statistics.median(latency),
+            1000 * latency[min(len(latency) - 1, int(round(0.95 * (len(latency) - 1))))],
+            rate,
+            float("nan"),
+            100.0 * rate / self.roof,
+        )
 
 
 def compare_formats(
     model: nn.Module,
-    meta: dict,
+    card: ModelCard,
     images: torch.Tensor,
     targets: torch.Tensor,
     calibration: Sequence[torch.Tensor],
-    rows: Sequence[Tuple[str, str]] = ROWS,
+    rows: Optional[Sequence[Tuple[str, str]]] = None,
     batch: int = 16,
     runs: int = 10,
     warmup: int = 3,
     log: Callable[[str], None] = lambda s: None,
     given: Optional[nn.Module] = None,
 ) -> Dict:
-    """Measure each (format, precision) of ``rows`` that this machine can run; the rest are
-    listed under "skipped" with the reason (a runtime not installed, no bf16 on this CPU).
-    ``given``: an exported model (``load_exported``) measured as it is, in one row, instead;
-    agreement and x eager then have no fp32 PyTorch reference and are NaN."""
+    """Measure each (format, precision) of ``rows`` (default: every row of ``table_rows()``) that this
+    machine can run; the rest are listed under "skipped" with the reason (a runtime not installed, no
+    bf16 on this CPU). ``given``: an exported model measured as it is, in one row, instead; agreement
+    and x eager then have no fp32 PyTorch reference and are NaN."""
     from ..measure import count_macs
-    from .bench import cpu_peak
+    from .bench import cpu_peak  # noqa: F401
 
     input_size = int(images.shape[-1])
-    reference_model = model
-    if given is not None:  # FLOPs are counted on the PyTorch network the file was exported from
-        from ..models import build_architecture
-
-        arch = getattr(given, "arch", None)
-        if not arch:
-            raise InvalidOption(f"{getattr(given, 'path', 'the file')}: no architecture in its metadata to count FLOPs")
-        reference_model = build_architecture(arch, num_classes=getattr(given, "num_classes", 1000)).eval()
-    macs, _ = count_macs(reference_model, (input_size, input_size), getattr(model, "in_chans", 3))
+    macs, _ = count_macs(_flops_model(model, given), (input_size, input_size), getattr(model, "in_chans", 3))
     peak = cpu_peak()
-    roof = peak.gflops * 1e9 / (2 * macs)
     reference = _predict(model, images) if given is None else None
-    one = images[:1].contiguous()
-    many = images[:batch] if len(images) >= batch else images[:1].expand(batch, -1, -1, -1)
-    many = many.contiguous()
+    bench = Bench(images, targets, reference, batch, runs, warmup, peak.gflops * 1e9 / (2 * macs))
+    if given is not None:
+        given_card: ModelCard = given.card  # type: ignore[assignment]
+        rows = [(given_card.format, given_card.precision)]
     measured: List[FormatRow] = []
     skipped: Dict[str, str] = {}
-    eager_rate: Optional[float] = None
     with tempfile.TemporaryDirectory(prefix="resnetkit-bench-") as tmp:
-        if given is not None:
-            cfg = getattr(given, "pretrained_cfg", {})
-            rows = [(str(cfg.get("format")), str(cfg.get("precision", "fp32")))]
-        for fmt, precision in rows:
-            name = f"{fmt} {precision}"
+        for fmt, precision in rows or table_rows():
+            log(f"exporting and measuring {fmt} {precision}")
             try:
-                log(f"exporting and measuring {name}")
                 if given is not None:
                     path, runner = Path(given.path), given  # type: ignore[arg-type]
                 else:
-                    path, runner = _artifact(fmt, precision, model, meta, calibration, input_size, Path(tmp))
+                    path, runner = _artifact(fmt, precision, model, card, calibration, input_size, Path(tmp))
             except MissingDependency as exc:
-                skipped[name] = str(exc)
+                skipped[f"{fmt} {precision}"] = str(exc)
                 continue
-            predictions = _predict(runner, images)
-            latency = _times(runner, one, runs, warmup)
-            rate = batch / statistics.median(_times(runner, many, max(3, runs // 2), max(1, warmup)))
-            if (fmt, precision) == ("pytorch", "fp32"):
-                eager_rate = rate
-            measured.append(
-                FormatRow(
-                    fmt,
-                    precision,
-                    _size_mb(path),
-                    100.0 * float((predictions == targets).float().mean()),
-                    100.0 * float((predictions == reference).float().mean()) if reference is not None else float("nan"),
-                    1000 * statistics.median(latency),
-                    1000 * latency[min(len(latency) - 1, int(round(0.95 * (len(latency) - 1))))],
-                    rate,
-                    float("nan"),
-                    100.0 * rate / roof,
-                )
-            )
+            measured.append(bench.row(fmt, precision, path, runner))
             del runner
+    eager = next((r.images_per_s for r in measured if (r.format, r.precision) == ("pytorch", "fp32")), None)
     for row in measured:
-        row.x_eager = row.images_per_s / eager_rate if eager_rate else float("nan")
+        row.x_eager = row.images_per_s / eager if eager else float("nan")
     return {
         "images": len(images),
         "batch": batch,
@@ -167,7 +182,7 @@ def compare_formats(
         "threads": torch.get_num_threads(),
         "gmacs": macs / 1e9,
         "peak": asdict(peak),
-        "roof_images_per_s": roof,
+        "roof_images_per_s": bench.roof,
         "rows": [asdict(r) for r in measured],
         "skipped": skipped,
     }

@@ -1,34 +1,34 @@
-"""Load anything `predict` accepts: weights (run directory, file, URL, catalog name, Hugging Face
-folder) as a PyTorch model, or an exported artifact (ONNX, OpenVINO IR, .pt2, TorchScript) on its
-runtime; with its evaluation preprocessing and class names."""
+"""``load_inference_model``: anything ``--weights`` accepts, as a model ready to run, with its card.
+
+Weights (a run directory, a file, a URL, a catalog name, a Hugging Face folder) become the PyTorch
+model they belong to; an exported artifact (ONNX, OpenVINO IR, .pt2, TorchScript) runs on its own
+runtime. Both are ``InferenceModel``s: call them on a float batch, read ``model.card``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import Optional, cast
 
-if TYPE_CHECKING:
-    from ..data.transforms import Preprocess
-    from ..models import ResNetBase
-    from ..weights.resolve import LoadedWeights
+from ..card import InferenceModel
+from .formats import detect
 
 
-def load_any(
+def is_exported(model: object) -> bool:
+    """Whether ``model`` runs on an exported file's runtime (no gradients, no PyTorch modules)."""
+    card = getattr(model, "card", None)
+    return card is not None and card.format not in ("pytorch", "safetensors")
+
+
+def load_inference_model(
     source: str, arch: Optional[str] = None, progress: bool = True, hf_config: Optional[str] = None
-) -> Tuple[ResNetBase, LoadedWeights, Preprocess, Optional[List[str]]]:
-    """(model in eval mode, where its weights came from, preprocessing, class names), all read
-    from the model's ``pretrained_cfg``."""
-    from ..data.transforms import Preprocess
+) -> InferenceModel:
+    """The model ``source`` names, in eval mode, its card saying what it is and how to feed it."""
     from ..weights.factory import model_from_weights
-    from ..weights.resolve import LoadedWeights, resolve
-    from .runtimes import exported_format, load_exported
+    from ..weights.resolve import resolve
 
-    if exported_format(Path(source).expanduser()):
-        exported = load_exported(Path(source).expanduser()).eval()
-        cfg = exported.pretrained_cfg
-        loaded = LoadedWeights({}, {"arch": exported.arch}, str(exported.path))
-        return exported, loaded, Preprocess.from_dict(cfg["preprocess"]), cfg.get("classes")  # type: ignore[return-value]
+    path = Path(str(source)).expanduser()
+    fmt = detect(path)
+    if fmt is not None and fmt.load is not None:
+        return cast(InferenceModel, fmt.load(path).eval())
     loaded = resolve(source, arch=arch, progress=progress, config=hf_config)
-    model = model_from_weights(loaded, arch=arch).eval()
-    cfg = model.pretrained_cfg
-    return model, loaded, Preprocess.from_dict(cfg["preprocess"]), cfg.get("classes")
+    return cast(InferenceModel, model_from_weights(loaded, arch=arch).eval())

@@ -11,15 +11,17 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import InvalidOption
-from .backends import PRECISIONS, SUPPORTED, ChannelsLast, available, build, require
+from .calibration import check_calibration
+from .fold import fold_batchnorm
+from .formats import PREFERENCE, RUNTIMES, available, check_precision, require
 
-__all__ = ["optimize", "Choice", "ChannelsLast", "cache_file"]
+__all__ = ["optimize", "quantize_int8", "build", "Choice", "cache_file"]
 
 FP32_TOLERANCE = 1e-3  # relative to the logits' size: runtimes sum in different orders
 AGREEMENT_SLACK = 5.0  # points of top-1 agreement a reduced-precision candidate may lose to the best one
@@ -120,8 +122,6 @@ def _remember(key: str, choice: Choice) -> None:
 
 def _probe(model: nn.Module, calibration, input_size: int) -> torch.Tensor:
     if calibration is not None:
-        from .quantize import check_calibration
-
         return torch.cat(check_calibration(calibration))[:32]
     gen = torch.Generator().manual_seed(0)
     return torch.randn(16, getattr(model, "in_chans", 3), input_size, input_size, generator=gen)
@@ -164,8 +164,64 @@ def _time(runners: Dict[str, nn.Module], x: torch.Tensor) -> Dict[str, float]:
     return {b: len(x) / statistics.median(ts) for b, ts in times.items()}
 
 
+def build(
+    backend: str,
+    precision: str,
+    model: nn.Module,
+    input_size: int = 224,
+    calibration: Optional[Sequence[torch.Tensor]] = None,
+) -> nn.Module:
+    """A runner of ``model`` (eval mode; not modified) on ``backend`` at ``precision``, built in memory;
+    int8 needs ``calibration`` batches. Every runner takes float NCHW tensors and returns float logits."""
+    check_precision(precision)
+    require(backend, precision)
+    if model.training:
+        raise InvalidOption("inference backends need the model in eval mode: call model.eval() first")
+    batches = check_calibration(calibration) if precision == "int8" else None
+    return RUNTIMES[backend].build(fold_batchnorm(model), precision, input_size, batches)
+
+
 def _attach(runner: nn.Module, choice: Choice) -> None:
     object.__setattr__(runner, "choice", choice)  # a plain attribute, outside the module's state
+
+
+def _measure(
+    model: nn.Module,
+    precision: str,
+    candidates: List[str],
+    input_size: int,
+    batch_size: int,
+    calibration: Optional[List[torch.Tensor]],
+) -> tuple:
+    """Build every candidate, keep the correct ones, time them: (runners, rates, rejected)."""
+    probe = _probe(model, calibration, input_size)
+    with torch.no_grad():
+        reference = model(probe)
+    runners, agreements, rejected = {}, {}, {}
+    for name in candidates:
+        runner = build(name, precision, model, input_size, calibration)
+        agreement = _check(runner, reference, probe, precision)
+        if agreement is None:
+            rejected[name] = "output differs from fp32" if precision == "fp32" else "output not finite"
+            continue
+        runners[name], agreements[name] = runner, agreement
+    best_agreement = max(agreements.values(), default=0.0)
+    for name, agreement in list(agreements.items()):
+        if agreement < best_agreement - AGREEMENT_SLACK:
+            rejected[name] = f"top-1 agreement {agreement:.1f} % vs {best_agreement:.1f} %"
+            del runners[name]
+    if not runners:
+        raise InvalidOption(f"no backend produced correct {precision} output: {rejected}")
+    x = _probe(model, None, input_size)[:1].expand(batch_size, -1, -1, -1).contiguous()
+    return runners, _time(runners, x), rejected
+
+
+def _check_arguments(model: nn.Module, precision: str, batch_size: int) -> None:
+    check_precision(precision)
+    if model.training:
+        raise InvalidOption("optimize() needs the model in eval mode: call model.eval() first")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidOption(f"batch_size must be an integer >= 1, got {batch_size!r}", field="batch_size")
 
 
 def optimize(
@@ -184,73 +240,47 @@ def optimize(
     ONNX Runtime, OpenVINO), checks each against the fp32 model (fp32: max difference <= 1e-3 of
     the logits' size; bf16/int8: top-1 agreement within 5 points of the best candidate), times
     them at ``batch_size`` and ``input_size`` (default: the calibration images' size, else 224)
-    and keeps the fastest. The choice is remembered per machine, thread
-    count, network structure, input size, batch size, precision and runtime versions (see
-    ``cache_file()``), so the next call builds only the winner. The runner's ``.choice`` says what
-    was chosen and why (``log`` gets the same line). int8 needs ``calibration`` (>= 32 images).
-    The input model is not modified.
+    and keeps the fastest. The choice is remembered per machine, thread count, network structure,
+    input size, batch size, precision and runtime versions (see ``cache_file()``), so the next call
+    builds only the winner. The runner's ``.choice`` says what was chosen and why (``log`` gets the
+    same line). int8 needs ``calibration`` (>= 32 images). The input model is not modified.
     """
-    if precision not in PRECISIONS:
-        raise InvalidOption(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if model.training:
-        raise InvalidOption("optimize() needs the model in eval mode: call model.eval() first")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidOption(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    calibration_batches = None
-    if precision == "int8":
-        from .quantize import check_calibration
-
-        calibration_batches = check_calibration(calibration)
+    _check_arguments(model, precision, batch_size)
+    batches = check_calibration(calibration) if precision == "int8" else None
     if input_size is None:  # the calibration images' size, else ImageNet's 224
-        input_size = int(calibration_batches[0].shape[-1]) if calibration_batches else 224
+        input_size = int(batches[0].shape[-1]) if batches else 224
     say = log or (lambda s: None)
     if backend != "auto":
-        require(backend, precision)
-        runner = build(backend, precision, model, input_size, calibration_batches)
+        runner = build(backend, precision, model, input_size, batches)
         _attach(runner, Choice(backend, precision, batch_size, "asked for"))
         return runner
     candidates = available(precision)
     if not candidates:  # int8 with neither runtime installed: name what to install
-        require(SUPPORTED[precision][0], precision)
+        require(PREFERENCE[precision][0], precision)
     key = cache_key(model, precision, input_size, batch_size)
     remembered = _read_cache().get(key) if cache else None
     if remembered and remembered.get("backend") in candidates:
-        runner = build(remembered["backend"], precision, model, input_size, calibration_batches)
         choice = Choice(remembered["backend"], precision, batch_size, "cached", remembered.get("images_per_s", {}))
-        _attach(runner, choice)
-        say(f"optimize: {choice}")
-        return runner
-    if len(candidates) == 1:
-        runner = build(candidates[0], precision, model, input_size, calibration_batches)
+    elif len(candidates) == 1:
         choice = Choice(candidates[0], precision, batch_size, "only one installed")
-        _attach(runner, choice)
+    else:
+        say(f"optimize: measuring {precision} on {', '.join(candidates)} at batch {batch_size} (once; remembered)")
+        runners, rates, rejected = _measure(model, precision, candidates, input_size, batch_size, batches)
+        winner = max(rates, key=lambda b: rates[b])
+        choice = Choice(winner, precision, batch_size, "measured", rates, rejected)
+        if cache:
+            _remember(key, choice)
+        _attach(runners[winner], choice)
         say(f"optimize: {choice}")
-        return runner
-    say(f"optimize: measuring {precision} on {', '.join(candidates)} at batch {batch_size} (once; remembered)")
-    probe = _probe(model, calibration_batches, input_size)
-    with torch.no_grad():
-        reference = model(probe)
-    runners, agreements, rejected = {}, {}, {}
-    for name in candidates:
-        runner = build(name, precision, model, input_size, calibration_batches)
-        agreement = _check(runner, reference, probe, precision)
-        if agreement is None:
-            rejected[name] = "output differs from fp32" if precision == "fp32" else "output not finite"
-            continue
-        runners[name], agreements[name] = runner, agreement
-    best_agreement = max(agreements.values(), default=0.0)
-    for name, agreement in list(agreements.items()):
-        if agreement < best_agreement - AGREEMENT_SLACK:
-            rejected[name] = f"top-1 agreement {agreement:.1f} % vs {best_agreement:.1f} %"
-            del runners[name]
-    if not runners:
-        raise InvalidOption(f"no backend produced correct {precision} output: {rejected}")
-    x = _probe(model, None, input_size)[:1].expand(batch_size, -1, -1, -1).contiguous()
-    rates = _time(runners, x)
-    winner = max(rates, key=lambda b: rates[b])
-    choice = Choice(winner, precision, batch_size, "measured", rates, rejected)
-    if cache:
-        _remember(key, choice)
-    _attach(runners[winner], choice)
+        return runners[winner]
+    runner = build(choice.backend, precision, model, input_size, batches)
+    _attach(runner, choice)
     say(f"optimize: {choice}")
-    return runners[winner]
+    return runner
+
+
+def quantize_int8(model: nn.Module, calibration, backend: str = "auto") -> nn.Module:
+    """An int8 runner of ``model`` (the original is untouched): post-training static quantization
+    calibrated on ``calibration`` (a (N, C, H, W) tensor or batches, >= 32 images), on OpenVINO
+    (NNCF) or ONNX Runtime; ``backend="auto"`` takes the faster one here (see ``optimize``)."""
+    return optimize(model, "int8", calibration=calibration, backend=backend)

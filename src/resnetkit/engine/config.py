@@ -79,7 +79,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise InvalidOption(f"unknown config keys {sorted(unknown)}")
+            raise InvalidOption(f"unknown config keys {sorted(unknown)}", field=sorted(unknown)[0])
         return cls(**d)
 
 
@@ -156,7 +156,7 @@ CHOICES = {
 def make_config(recipe: str = "digits", **overrides: Any) -> TrainConfig:
     """Defaults, then the recipe's values, then explicit overrides (``None`` means not given)."""
     if recipe not in RECIPES:
-        raise InvalidOption(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        raise InvalidOption(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}", field="recipe")
     values = dict(RECIPES[recipe])
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["recipe"] = recipe
@@ -170,23 +170,19 @@ def effective_defaults(recipe: str) -> Dict[str, Any]:
     return base
 
 
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
 def _check_range(
     cfg: TrainConfig, key: str, low: float, high: float, low_open: bool = False, high_open: bool = False, hint: str = ""
 ) -> None:
     value = getattr(cfg, key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise InvalidOption(f"{_flag(key)} must be a number, got {value!r}")
+        raise InvalidOption(f"{key} must be a number, got {value!r}", field=key)
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
         upper = "inf" if high == math.inf else f"{high:g}"
-        raise InvalidOption(f"{_flag(key)} must be in {lo}{low:g}, {upper}{hi}, got {value!r}{hint}")
+        raise InvalidOption(f"{key} must be in {lo}{low:g}, {upper}{hi}, got {value!r}{hint}", field=key)
 
 
 INF = math.inf
@@ -214,11 +210,11 @@ def validate(cfg: TrainConfig) -> None:
     """Every value in its valid range, or InvalidOption naming the flag and the range."""
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
-            raise InvalidOption(f"{_flag(key)} {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+            raise InvalidOption(f"{key} {getattr(cfg, key)!r} is not one of {', '.join(allowed)}", field=key)
     for key, low in INTEGER_MINIMUMS.items():
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidOption(f"{_flag(key)} must be an integer >= {low}, got {value!r}")
+            raise InvalidOption(f"{key} must be an integer >= {low}, got {value!r}", field=key)
     _check_range(cfg, "lr", 0, INF, low_open=True)
     _check_range(cfg, "momentum", 0, 1, high_open=True)
     _check_range(cfg, "weight_decay", 0, INF)
@@ -233,15 +229,25 @@ def validate(cfg: TrainConfig) -> None:
     _check_range(cfg, "backbone_lr_scale", 0, 1, low_open=True)
     _check_range(cfg, "warmup_epochs", 0, INF)
     if cfg.warmup_epochs > 0 and cfg.warmup_epochs >= cfg.epochs:
-        raise InvalidOption(f"--warmup-epochs {cfg.warmup_epochs} must be less than --epochs {cfg.epochs}; lower it")
+        raise InvalidOption(
+            f"warmup_epochs {cfg.warmup_epochs} must be less than epochs {cfg.epochs}; lower it",
+            field="warmup_epochs",
+            related=("epochs",),
+        )
     if cfg.clip_grad_norm is not None:
         _check_range(cfg, "clip_grad_norm", 0, INF, low_open=True)
     if cfg.val_split is not None:
         _check_range(cfg, "val_split", 0, 1, low_open=True, high_open=True)
     if cfg.eval_crop > cfg.eval_resize:
         raise InvalidOption(
-            f"--eval-crop {cfg.eval_crop} is larger than --eval-resize {cfg.eval_resize}: the center crop must fit "
-            "in the resized image; use a crop <= the resize (e.g. 224 and 256)"
+            f"eval_crop {cfg.eval_crop} is larger than eval_resize {cfg.eval_resize}: the center crop must fit "
+            "in the resized image; use a crop <= the resize (e.g. 224 and 256)",
+            field="eval_crop",
+            related=("eval_resize",),
         )
     if cfg.pad_crop and cfg.data is None and cfg.pad_crop >= cfg.image_size:
-        raise InvalidOption(f"--pad-crop {cfg.pad_crop} must be smaller than --image-size {cfg.image_size}")
+        raise InvalidOption(
+            f"pad_crop {cfg.pad_crop} must be smaller than image_size {cfg.image_size}",
+            field="pad_crop",
+            related=("image_size",),
+        )

@@ -19,7 +19,7 @@ def autocast_context(amp: str, device: torch.device):
     if amp == "none":
         return contextlib.nullcontext()
     if amp == "fp16" and device.type != "cuda":
-        raise InvalidOption("--amp fp16 needs a GPU; use --amp bf16 on CPU")
+        raise InvalidOption("amp fp16 needs a GPU; use amp bf16 on CPU", field="amp")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
@@ -30,7 +30,7 @@ def eval_batches(dataset, batch_size: int, workers: int = 0, rank: int = 0, worl
     from ..data.sampling import shard
 
     if batch_size < 1:
-        raise InvalidOption(f"--batch-size must be >= 1, got {batch_size}")
+        raise InvalidOption(f"batch_size must be >= 1, got {batch_size}", field="batch_size")
     indices = shard(len(dataset), rank, world)
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     if isinstance(dataset, TensorImages):

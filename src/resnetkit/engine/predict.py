@@ -53,7 +53,7 @@ def predict_files(
     """Yield one Prediction per path, in order. Undecodable files yield an error, not an exception."""
     device = device or torch.device("cpu")
     model.eval().to(device)
-    transform = preprocess.transform()
+    transform = preprocess.transform(int(getattr(model, "in_chans", 3)))
     for chunk in _chunks(list(paths), batch_size):
         tensors, results = [], []
         for path in chunk:

@@ -1,7 +1,8 @@
 """The run directory: its policy (never silently overwritten) and everything written into it.
 
-One writer: the trainer's rank 0 writes every file through this class (configuration, class
-names, checkpoints, metrics and plots, final weights, summary, sample images)."""
+One writer: the trainer's rank 0 holds the directory's lock for the life of the run (a second process
+is refused, naming the first) and writes every file through this class (configuration, class names,
+checkpoints, metrics and plots, final weights, summary, sample images)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from ..card import ModelCard
 from ..errors import BadFile, InvalidOption
-from ..fileio import check_output_file, make_dir, write_text
+from ..fileio import LOCK_FILES, OneWriter, check_output_file, make_dir, write_text
 from ..weights.io import save_safetensors
 from .checkpoint import save_checkpoint
 from .report import write_curves, write_metrics_csv
@@ -52,6 +54,19 @@ class RunDirectory:
     def __init__(self, path: Path, writer: bool = True) -> None:
         self.path = Path(path)
         self.writer = writer
+        self.lock = OneWriter(self.path, "run directory")
+
+    def claim(self, create: bool = True) -> None:
+        """Take the directory's lock (the writer only), or Busy naming the process that holds it.
+        ``create=False`` (a resume) takes it only if the directory exists."""
+        if self.writer:
+            if self.path.exists() and not self.path.is_dir():
+                raise BadFile(f"out {self.path} is an existing file, not a directory; choose another out", field="out")
+            if create or self.path.is_dir():
+                self.lock.acquire()
+
+    def release(self) -> None:
+        self.lock.release()
 
     def prepare_new(self, exist_ok: bool) -> List[str]:
         """Check that a new run may use this directory, before any work is done: it must be absent
@@ -59,14 +74,16 @@ class RunDirectory:
         Returns what was removed."""
         path = self.path
         if path.exists() and not path.is_dir():
-            raise BadFile(f"--out {path} is an existing file, not a directory; choose another --out")
+            raise BadFile(f"out {path} is an existing file, not a directory; choose another out", field="out")
         check_output_file(path / "config.json", "run directory file")
         removed: List[str] = []
-        if path.is_dir() and any(path.iterdir()):
+        if path.is_dir() and any(p.name not in LOCK_FILES for p in path.iterdir()):
             if not exist_ok:
                 raise BadFile(
-                    f"--out {path} already holds a run; use --resume {path} to continue it, --exist-ok to replace "
-                    f"it, or a new directory such as --out {next_free(path)}"
+                    f"out {path} already holds a run; use resume {path} to continue it, exist_ok to replace "
+                    f"it, or a new directory such as out {next_free(path)}",
+                    field="out",
+                    related=("resume", "exist_ok"),
                 )
             if self.writer:
                 for name in RUN_OUTPUTS:
@@ -100,9 +117,9 @@ class RunDirectory:
             write_metrics_csv(history, self.path / "metrics.csv")
             write_curves(history, self.path / "curves.png")
 
-    def write_weights(self, name: str, state: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
+    def write_weights(self, name: str, state: Dict[str, torch.Tensor], card: ModelCard) -> None:
         if self.writer:
-            save_safetensors(state, self.path / name, meta)
+            save_safetensors(state, self.path / name, card.but(format="safetensors"))
 
     def write_samples(self, count: int = 8) -> Optional[Path]:
         """A few validation digits as PNG files, to try ``resnetkit predict`` on real image files."""
@@ -144,6 +161,10 @@ def calibration_source(given, weights_source: str, log=print):
         return given
     run = run_directory_of(weights_source)
     if run is None:
-        raise InvalidOption("--precision int8 needs --calibration DIR with at least 32 representative images")
+        raise InvalidOption(
+            "precision int8 needs calibration DIR with at least 32 representative images",
+            field="precision",
+            related=("calibration",),
+        )
     log(f"calibrating on the validation data of the training run {run}")
     return validation_images(run)

@@ -40,7 +40,7 @@ def lr_factor(
         return 1.0
     if schedule == "step":
         if step_size < 1:
-            raise InvalidOption(f"--step-size must be >= 1 epoch, got {step_size}")
+            raise InvalidOption(f"step_size must be >= 1 epoch, got {step_size}", field="step_size")
         return gamma ** (step // (steps_per_epoch * step_size))
     if schedule == "cosine":
         t = min(1.0, (step - warmup) / max(1, total - warmup))

@@ -1,16 +1,28 @@
-"""What a training run is built from: the model, its parameter groups, optimizer, EMA and batch mixing."""
+"""What a training run is built from: the data, the model, its parameter groups, optimizer, schedule,
+EMA, batch mixing and batch order - made by one function, ``build_components``, held by one object."""
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
+from ..data.datasets import Split, collate, load_digits, load_folder
+from ..data.sampling import BatchOrder
+from ..data.transforms import Preprocess, train_transform
 from ..errors import InvalidOption
 from ..models import NORM_LAYERS
 from ..weights.factory import get_model, load_weights
+from . import distributed as D
 from .config import TrainConfig
+from .schedule import make_scheduler
+
+# Below this input size the last stage sees 1x1 feature maps (see effective_amp).
+MIN_BF16_CPU_INPUT = 32
 
 
 def build_model(cfg: TrainConfig, num_classes: int, progress: bool) -> nn.Module:
@@ -46,10 +58,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> List[dict]:
         wd = cfg.norm_weight_decay if (is_norm and cfg.norm_weight_decay is not None) else cfg.weight_decay
         scale = 1.0 if name.startswith("fc.") else cfg.backbone_lr_scale
         groups.setdefault((wd, scale), []).append(p)
-    return [
-        {"params": ps, "weight_decay": wd, "lr_scale": scale, "lr": cfg.lr * scale}
-        for (wd, scale), ps in groups.items()
-    ]
+    return [{"params": ps, "weight_decay": wd, "lr": cfg.lr * scale} for (wd, scale), ps in groups.items()]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -61,7 +70,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def ema_decay_per_update(cfg: TrainConfig, world: int) -> float:
+def ema_decay_per_update(cfg: TrainConfig) -> float:
     """torchvision's reference adjustment: ``ema_decay`` is stated per image-epoch unit, so the
     decay applied every ``ema_steps`` steps is 1 - (1 - decay) * global_batch * ema_steps / epochs."""
     adjust = cfg.batch_size * cfg.ema_steps / cfg.epochs
@@ -69,10 +78,10 @@ def ema_decay_per_update(cfg: TrainConfig, world: int) -> float:
     return 1.0 - alpha
 
 
-def make_ema(model: nn.Module, cfg: TrainConfig, world: int):
+def make_ema(model: nn.Module, cfg: TrainConfig):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay_per_update(cfg, world)), use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay_per_update(cfg)), use_buffers=True)
 
 
 def make_mixer(cfg: TrainConfig, num_classes: int) -> Optional[Callable]:
@@ -87,3 +96,161 @@ def make_mixer(cfg: TrainConfig, num_classes: int) -> Optional[Callable]:
     if cfg.cutmix_alpha > 0:
         ops.append(T.CutMix(alpha=cfg.cutmix_alpha, num_classes=num_classes))
     return ops[0] if len(ops) == 1 else T.RandomChoice(ops)
+
+
+def load_data(cfg: TrainConfig) -> Split:
+    if cfg.data is None:
+        return load_digits(image_size=cfg.image_size)
+    preprocess = Preprocess(cfg.eval_resize, cfg.eval_crop, cfg.interpolation)
+    return load_folder(
+        Path(cfg.data),
+        train_transform(
+            cfg.train_crop, cfg.interpolation, auto_augment=cfg.auto_augment, random_erase=cfg.random_erase
+        ),
+        preprocess.transform(),
+        preprocess,
+        val_split=cfg.val_split,
+        seed=cfg.seed,
+        train_short_side=cfg.train_crop,
+    )
+
+
+def effective_amp(cfg: TrainConfig, device: torch.device, log: Callable[[str], None]) -> str:
+    """The mixed precision the run uses: ``cfg.amp``, except bf16 on CPU below 32 px, which is wrong:
+    PyTorch's CPU bf16 convolution backward leaves the weight gradient of a strided 3x3 conv
+    uninitialised for taps that only see padding, which happens once the last stage gets a 1-pixel
+    input, and the weights fill with garbage. fp32 is correct there."""
+    input_size = cfg.image_size if cfg.data is None else cfg.train_crop
+    if cfg.amp == "bf16" and device.type == "cpu" and input_size < MIN_BF16_CPU_INPUT:
+        log(
+            f"note: input {input_size}px < {MIN_BF16_CPU_INPUT}px: training in fp32 "
+            "(bf16 convolution gradients on CPU are wrong at 1-pixel feature maps)"
+        )
+        return "none"
+    return cfg.amp
+
+
+def _ignore_sigint_in_worker(_: int) -> None:
+    # Ctrl-C goes to the whole process group; the main process stops cleanly between steps, so
+    # loader workers must not die from it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass
+class Components:
+    """Everything a run trains with. ``state_dict()`` is what a checkpoint keeps of them."""
+
+    data: Split
+    model: nn.Module
+    ddp_model: nn.Module  # the model, wrapped by DDP under torchrun
+    step_model: Any  # what a training step calls (compiled with --compile)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: Optional[Any]  # torch.optim.swa_utils.AveragedModel
+    scaler: Optional[Any]
+    mixer: Optional[Callable]
+    order: BatchOrder
+    loader: Optional[Any]  # a DataLoader for folder data; None when the data is in memory
+    amp: str
+    batch_norm: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.data.classes)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.order.num_batches()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+        }
+
+    def load_state_dict(self, d: Dict[str, Any]) -> None:
+        self.model.load_state_dict(d["model"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        if d.get("scheduler") is not None:
+            self.scheduler.load_state_dict(d["scheduler"])
+        if self.ema is not None and d.get("ema") is not None:
+            self.ema.load_state_dict(d["ema"])
+        if self.scaler is not None and d.get("scaler") is not None:
+            self.scaler.load_state_dict(d["scaler"])
+
+
+def _check_batch(cfg: TrainConfig, info: D.DistInfo, batch_norm: bool) -> None:
+    if cfg.batch_size % info.world:
+        raise InvalidOption(
+            f"batch_size {cfg.batch_size} is not divisible by the {info.world} processes (it is the global "
+            f"batch, split evenly); pick a multiple of {info.world}",
+            field="batch_size",
+        )
+    if batch_norm and cfg.batch_size // info.world < 2:
+        raise InvalidOption(
+            f"batch_size {cfg.batch_size} gives {cfg.batch_size // info.world} image(s) per process, but "
+            f"BatchNorm needs at least 2 to compute batch statistics; use batch_size >= {2 * info.world}, "
+            "or norm group / frozen for tiny batches",
+            field="batch_size",
+            related=("norm",),
+        )
+
+
+def _distribute(model: nn.Module, cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]) -> nn.Module:
+    if cfg.sync_bn and info.enabled:
+        if info.device.type == "cpu":
+            log("note: SyncBatchNorm needs a GPU in PyTorch; using per-process BatchNorm on CPU")
+        else:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def build_components(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]) -> Components:
+    """The data, model, optimizer, schedule, EMA, scaler, mixer, batch order and loader of ``cfg``."""
+    data = load_data(cfg)
+    model = build_model(cfg, len(data.classes), progress=info.is_main)
+    batch_norm = has_batch_norm(model)
+    _check_batch(cfg, info, batch_norm)
+    model.to(info.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model = _distribute(model, cfg, info, log)
+    optimizer = make_optimizer(model, cfg)
+    ddp_model: nn.Module = model
+    if info.enabled:
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    order = BatchOrder(
+        len(data.train), cfg.batch_size, seed=cfg.seed, shuffle=True, drop_last=True,
+        rank=info.rank, world=info.world, repeats=cfg.repeated_aug,
+    )  # fmt: skip
+    scheduler = make_scheduler(
+        optimizer, order.num_batches(), cfg.epochs, cfg.schedule, cfg.warmup_epochs, cfg.step_size, cfg.gamma
+    )
+    loader = None
+    if not data.in_memory:
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            data.train, batch_sampler=order, num_workers=cfg.workers, collate_fn=collate,
+            pin_memory=info.device.type == "cuda", persistent_workers=cfg.workers > 0,
+            worker_init_fn=_ignore_sigint_in_worker if cfg.workers > 0 else None,
+        )  # fmt: skip
+    return Components(
+        data=data,
+        model=model,
+        ddp_model=ddp_model,
+        step_model=torch.compile(ddp_model) if cfg.compile else ddp_model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        ema=make_ema(model, cfg) if cfg.ema else None,
+        scaler=torch.amp.GradScaler("cuda") if (cfg.amp == "fp16" and info.device.type == "cuda") else None,
+        mixer=make_mixer(cfg, len(data.classes)),
+        order=order,
+        loader=loader,
+        amp=effective_amp(cfg, info.device, log),
+        batch_norm=batch_norm,
+    )

@@ -25,7 +25,7 @@ def draw(summary: Summary, path: Path) -> Path:
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in ("svg", "png", "pdf"):
-        raise InvalidOption(f"--diagram {path}: use a .svg, .png or .pdf file name")
+        raise InvalidOption(f"diagram {path}: use a .svg, .png or .pdf file name", field="diagram")
     check_output_file(path, "diagram")
 
     stem, *stages, head = summary.stages

@@ -11,16 +11,16 @@ stages), ``avgpool`` and ``fc`` (the head).
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
+from ..card import ModelCard, Preprocess
 from ..errors import InvalidOption
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax", "")
 
 
@@ -43,6 +43,10 @@ def check_input(x: Tensor, in_chans: int) -> Tensor:
     Wrapped for torch.fx so that symbolic tracing records the check as one call instead of
     failing on data-dependent control flow; scripting and compile see plain Python.
     """
+    if not isinstance(x, Tensor):
+        kind = f"{type(x).__module__}.{type(x).__name__}"
+        hint = "torch.from_numpy(x)" if kind.startswith("numpy") else "torch.as_tensor(x)"
+        raise InvalidOption(f"ResNet takes a torch.Tensor (N, {in_chans}, H, W), got {kind}; convert it with {hint}")
     if x.dim() != 4:
         raise InvalidOption(
             f"ResNet expects a 4-D input (N, {in_chans}, H, W), got a {x.dim()}-D tensor of shape "
@@ -185,35 +189,15 @@ def _run_checkpointed(block: nn.Module, x: Tensor) -> Tensor:
     return checkpoint(block, x, use_reentrant=False, context_fn=contexts)
 
 
-def default_cfg(model: ResNetBase, arch: Optional[str]) -> Dict[str, Any]:
-    """The configuration a model has before any weights are loaded: ImageNet preprocessing at 224 px."""
-    first = "conv1.0" if isinstance(model.conv1, nn.Sequential) else "conv1"
-    size = model.default_input_size
-    pool = -(-size // model.feature_info[-1]["reduction"])
-    resize = size * 8 // 7  # 256 for 224 (crop_pct 0.875)
-    return {
-        "architecture": arch,
-        "tag": None,
-        "source": None,
-        "num_classes": model.num_classes,
-        "classes": None,
-        "in_chans": model.in_chans,
-        "input_size": (model.in_chans, size, size),
-        "pool_size": (pool, pool),
-        "crop_pct": 0.875,
-        "interpolation": "bilinear",
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
-        "first_conv": first,
-        "classifier": "fc",
-        "preprocess": {
-            "resize_size": resize,
-            "crop_size": size,
-            "interpolation": "bilinear",
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-        },
-    }
+def default_card(model: ResNetBase) -> ModelCard:
+    """What a model is before any weights are loaded: its architecture, and ImageNet's preprocessing
+    at the size the family is designed for (224 px; 32 for the CIFAR ResNets)."""
+    return ModelCard(
+        arch=model.arch,
+        num_classes=model.num_classes,
+        in_chans=model.in_chans,
+        preprocess=Preprocess.for_input_size(model.default_input_size),
+    )
 
 
 class ResNetBase(nn.Module):
@@ -242,7 +226,7 @@ class ResNetBase(nn.Module):
     arch = None  # the registered name (str), set by the builders
     default_input_size = 224  # the image side the family is designed for
     # TorchScript compiles properties unless told not to; these are Python-side metadata.
-    __jit_unused_properties__ = ["pretrained_cfg", "default_cfg", "intermediate_info"]
+    __jit_unused_properties__ = ["card", "pretrained_cfg", "default_cfg", "intermediate_info"]
 
     def __init__(self) -> None:
         super().__init__()
@@ -252,18 +236,52 @@ class ResNetBase(nn.Module):
     # ---- configuration -------------------------------------------------------------------------
 
     @property
+    def card(self) -> ModelCard:
+        """What this model is (architecture, classes, preprocessing, where its weights came from):
+        loading weights sets it, and predict/eval/export/serve read it from here."""
+        card = self.__dict__.get("_card")
+        if card is None or card.num_classes != self.num_classes:
+            card = default_card(self) if card is None else card.but(num_classes=self.num_classes, classes=None)
+            self.__dict__["_card"] = card
+        return card
+
+    @card.setter
+    def card(self, value: ModelCard) -> None:
+        if not isinstance(value, ModelCard):
+            raise InvalidOption(f"model.card must be a ModelCard, got {type(value).__name__}", field="card")
+        self.__dict__["_card"] = value
+
+    @property
     def pretrained_cfg(self) -> Dict[str, Any]:
-        """Architecture, weights source, classes and preprocessing (timm's ``pretrained_cfg``);
-        loading weights fills it in, and predict/eval/export read it from here."""
-        cfg = self.__dict__.get("_pretrained_cfg")
-        if cfg is None:
-            cfg = default_cfg(self, self.arch)
-            self.__dict__["_pretrained_cfg"] = cfg
-        return cfg
+        """timm's ``pretrained_cfg`` (architecture, input size, crop_pct, mean, std, classifier, ...),
+        computed from the model's card and its structure. Assigning a timm-style dict updates the card."""
+        first = "conv1.0" if isinstance(self.conv1, nn.Sequential) else "conv1"
+        size = self.card.input_size
+        pool = -(-size // self.feature_info[-1]["reduction"])
+        return self.card.pretrained_cfg(first_conv=first, pool_size=(pool, pool))
 
     @pretrained_cfg.setter
     def pretrained_cfg(self, value: Dict[str, Any]) -> None:
-        self.__dict__["_pretrained_cfg"] = dict(value)
+        card = self.card
+        size = value.get("input_size")
+        if size is not None:
+            crop = int(size[-1])
+            pct = float(value.get("crop_pct") or card.preprocess.crop_pct)
+            card = card.but(
+                preprocess=Preprocess(
+                    resize_size=int(math.floor(crop / pct)),
+                    crop_size=crop,
+                    interpolation=value.get("interpolation", card.preprocess.interpolation),
+                    mean=value.get("mean", card.preprocess.mean),
+                    std=value.get("std", card.preprocess.std),
+                )
+            )
+        names = value.get("classes")
+        self.card = card.but(
+            arch=value.get("architecture", card.arch),
+            tag=value.get("tag", card.tag),
+            classes=names if names and len(names) == self.num_classes else card.classes,
+        )
 
     @property
     def default_cfg(self) -> Dict[str, Any]:  # timm's older name
@@ -404,10 +422,7 @@ class ResNetBase(nn.Module):
         fc = nn.Linear(self.num_features * multiplier, num_classes, **kwargs) if num_classes > 0 else nn.Identity()
         self.avgpool, self.fc, self.num_classes = pool, fc, num_classes
         self.flatten_head = global_pool != "" if global_pool is not None else self.flatten_head
-        cfg = self.__dict__.get("_pretrained_cfg")
-        if cfg is not None:
-            cfg["num_classes"] = num_classes
-            cfg["classes"] = None
+        self.card = self.card.but(num_classes=num_classes, classes=None)
 
     # ---- training helpers ----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ segmentation, ...), with output stride 32, 16 or 8 through dilation."""
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import List, Sequence, Union
 
 from torch import Tensor, nn
 
@@ -43,13 +43,8 @@ class FeatureResNet(ResNetBase):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Identity()
         self.num_classes = 0
-        cfg = dict(model.pretrained_cfg, num_classes=0, classes=None)
-        self.pretrained_cfg = cfg
+        self.card = model.card.but(num_classes=0, classes=None)
 
     def forward(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
         out: List[Tensor] = self.forward_intermediates(x, self.out_indices, intermediates_only=True)
         return out
-
-
-def as_features(model: ResNetBase, out_indices: Optional[Sequence[int]] = None) -> FeatureResNet:
-    return FeatureResNet(model, out_indices)

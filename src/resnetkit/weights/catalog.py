@@ -10,15 +10,13 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Type
+from typing import Dict, List, Optional, Type
 
 import torch
 
+from ..card import ModelCard, Preprocess
 from ..errors import InvalidOption
 from .download import cache_dir, download
-
-if TYPE_CHECKING:
-    from ..data.transforms import Preprocess
 
 
 @cache
@@ -66,8 +64,6 @@ class WeightsEntry:
         }
 
     def preprocessing(self) -> Preprocess:
-        from ..data.transforms import Preprocess
-
         return Preprocess.from_dict(self.preprocess)
 
     def transforms(self):
@@ -111,16 +107,16 @@ class WeightsEntry:
 
         return read_cached(lambda: self.fetch(progress=progress))[0]
 
-    def model_meta(self) -> dict:
-        return {
-            "arch": self.arch,
-            "num_classes": self.num_classes,
-            "classes": imagenet_classes() if self.num_classes == 1000 else None,
-            "preprocess": dict(self.preprocess),
-            "in_chans": 3,
-            "source": f"{self.source} {self.name}",
-            "weights": self.name,
-        }
+    def card(self) -> ModelCard:
+        """The model card of these weights."""
+        return ModelCard(
+            arch=self.arch,
+            num_classes=self.num_classes,
+            classes=tuple(imagenet_classes()) if self.num_classes == 1000 else None,
+            preprocess=self.preprocessing(),
+            source=f"{self.source} {self.name}",
+            tag=self.name,
+        )
 
     def __str__(self) -> str:
         return self.name

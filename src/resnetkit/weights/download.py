@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from ..errors import BadFile, ResnetkitError
+from ..errors import BadFile, DownloadError, OfflineError, ResnetkitError, TruncatedDownload
 from ..fileio import default_mode, describe_os_error, make_dir
 
 CHUNK = 1 << 20
@@ -46,12 +46,7 @@ URL_CACHE = "by-url"
 LOCKS = ".locks"
 
 
-class DownloadError(ResnetkitError):
-    """A transfer failed or produced a file that is not the expected weights."""
-
-
-class OfflineError(DownloadError):
-    """The network is unreachable, or RESNETKIT_OFFLINE=1."""
+__all__ = ["DownloadError", "OfflineError", "cache_dir", "download", "fetch_url", "url_cache_path"]
 
 
 def cache_dir() -> Path:
@@ -180,7 +175,7 @@ def download(
                     print(f"downloading {url} (waiting up to {timeout:g} s for {host} to answer)", file=sys.stderr)
                 digest, received, total = _transfer(url, tmp, progress, dest.name, timeout)
                 if total is not None and received != total:
-                    raise DownloadError(
+                    raise TruncatedDownload(
                         f"truncated transfer of {url}: got {received} of {total} bytes; nothing was cached, run again"
                     )
                 if sha256_prefix and not digest.startswith(sha256_prefix):
@@ -204,8 +199,8 @@ def download(
                     raise DownloadError(
                         f"cannot download {url}: HTTP {exc.code} {exc.reason}; nothing was cached"
                     ) from None
-            except DownloadError as exc:
-                if "truncated" not in str(exc) or attempt == RETRIES:
+            except TruncatedDownload:
+                if attempt == RETRIES:
                     raise
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 if _is_no_route(exc):

@@ -17,31 +17,37 @@ from .resolve import LoadedWeights, WeightsSource, resolve
 Indices = Union[None, int, Sequence[int]]
 
 
-def apply_pretrained_cfg(model: nn.Module, loaded: LoadedWeights) -> None:
-    """Record on ``model`` where its weights came from, its classes and its preprocessing, so
-    predict/eval/export read them from the model."""
+def apply_card(model: nn.Module, loaded: LoadedWeights) -> None:
+    """Give ``model`` the card of the weights just loaded into it (where they came from, their
+    classes and preprocessing), adjusted to the model's own head; predict/eval/export read it."""
     if not isinstance(model, ResNetBase):
         return
-    cfg = dict(model.pretrained_cfg)
-    meta = loaded.meta
-    cfg.update(
-        architecture=model.arch or loaded.arch,
-        source=loaded.source,
-        tag=meta.get("weights"),
+    card = loaded.card
+    same_head = model.num_classes == loaded.num_classes
+    model.card = card.but(
+        arch=model.arch or loaded.arch,
         num_classes=model.num_classes,
+        classes=tuple(loaded.classes) if same_head and loaded.classes else None,
+        in_chans=model.in_chans,
+        source=loaded.source,
+        format="pytorch",  # what the model is now; the file's hash was checked when it was read
+        weights_sha256=None,
     )
-    cfg["classes"] = loaded.classes if model.num_classes == loaded.num_classes else None
-    pre = meta.get("preprocess")
-    if isinstance(pre, dict) and {"resize_size", "crop_size"} <= set(pre):
-        cfg["preprocess"] = dict(pre)
-        crop, resize = int(pre["crop_size"]), int(pre["resize_size"])
-        cfg["input_size"] = (model.in_chans, crop, crop)
-        cfg["crop_pct"] = crop / resize
-        cfg["interpolation"] = pre.get("interpolation", cfg["interpolation"])
-        cfg["mean"], cfg["std"] = tuple(pre.get("mean", cfg["mean"])), tuple(pre.get("std", cfg["std"]))
-    if meta.get("norm"):
-        cfg["norm"] = meta["norm"]
-    model.pretrained_cfg = cfg
+
+
+def check_build_options(model: nn.Module, loaded: LoadedWeights) -> None:
+    """Weights that need a build option (e.g. transformers' downsample_in_bottleneck, stride_in_1x1
+    here) have the same keys and shapes either way, so they would load into a model built without it
+    and compute something else: refuse, naming the option."""
+    for key, value in loaded.model_options.items():
+        have = getattr(model, key, None)
+        if have != value:
+            arch = getattr(model, "arch", None) or loaded.arch
+            raise InvalidOption(
+                f"the weights {loaded.source} need {key}={value!r}, but this model was built with {key}={have!r}; "
+                f"build it with rk.get_model({arch!r}, weights=...) (or pass {key}={value!r}) to use them",
+                field=key,
+            )
 
 
 def _legacy_pretrained(name: str, pretrained: Optional[bool], weights: Any, stacklevel: int) -> Any:
@@ -85,13 +91,13 @@ def build_with_weights(
             options["num_classes"] = loaded.num_classes
         elif options["num_classes"] != loaded.num_classes:
             head = "reset"
-    if "norm_layer" not in options and loaded.meta.get("norm") in NORM_LAYERS:
-        options["norm_layer"] = NORM_LAYERS[loaded.meta["norm"]]
+    if "norm_layer" not in options and loaded.card.norm in NORM_LAYERS:
+        options["norm_layer"] = NORM_LAYERS[loaded.card.norm]
     model = build_architecture(
         name, features_only=features_only, out_indices=out_indices, output_stride=output_stride, **options
     )
     load_state(model, loaded.state, head=head, source=loaded.source)
-    apply_pretrained_cfg(model, loaded)
+    apply_card(model, loaded)
     return model
 
 
@@ -177,8 +183,9 @@ def load_weights(
     if isinstance(source, dict):
         return load_state(model, source, head=head, source="the state_dict")
     loaded = resolve(source, arch=getattr(model, "arch", None), progress=progress)
+    check_build_options(model, loaded)
     load_state(model, loaded.state, head=head, source=loaded.source)
-    apply_pretrained_cfg(model, loaded)
+    apply_card(model, loaded)
     return model
 
 

@@ -3,15 +3,17 @@ always atomically, and with the format told by the content rather than the file 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 
-from ..errors import BadFile
-from ..fileio import PathLike, atomic_path, check_readable_file, load_torch
+from ..card import ModelCard
+from ..errors import BadFile, DamagedModel
+from ..fileio import PathLike, check_readable_file, load_torch, write_bytes
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -38,14 +40,44 @@ def sniff_format(path: PathLike) -> str:
     return "unknown"
 
 
-def save_safetensors(state_dict: StateDict, path: PathLike, metadata: Optional[dict] = None) -> None:
-    """Write a state_dict as safetensors; metadata values that are not strings are stored as JSON."""
-    from safetensors.torch import save_file
+def tensor_digest(state: StateDict) -> str:
+    """sha256 of a state_dict's names, dtypes, shapes and bytes (in name order): what a weights file
+    holds, whatever the file's layout, so damage to the file after it was written is detected."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+
+def check_tensors(state: StateDict, where: str) -> None:
+    """DamagedModel naming the first floating-point tensor that holds NaN or Inf: such weights load
+    and answer every image with NaN (or with confidence, after a softmax of Infs)."""
+    for name, t in state.items():
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise DamagedModel(
+                f"{where}: tensor {name} holds {bad:,} non-finite values (NaN or Inf); these weights cannot give "
+                "meaningful outputs: use a good checkpoint (e.g. best.pt of the run) or download them again"
+            )
+
+
+def save_safetensors(state_dict: StateDict, path: PathLike, metadata: Optional[Union[dict, ModelCard]] = None) -> None:
+    """Write a state_dict as safetensors. ``metadata`` is a ModelCard (recorded with a hash of the
+    tensors, checked when the file is read back) or a plain dict (values that are not strings are
+    stored as JSON)."""
+    from safetensors.torch import save
+
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    with atomic_path(path, "safetensors file") as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    if isinstance(metadata, ModelCard):
+        meta = metadata.but(weights_sha256=tensor_digest(tensors)).to_metadata()
+        meta["format"] = "pt"  # the safetensors convention for PyTorch files
+    else:
+        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    # Serialised in memory and written by Python: safetensors' own writer reports a full disk as a
+    # SafetensorError, and write_bytes makes it DiskFull naming the file.
+    write_bytes(path, save(tensors, metadata=meta), "safetensors file")
 
 
 def load_safetensors(path: PathLike) -> Tuple[StateDict, dict]:
@@ -62,12 +94,13 @@ def load_safetensors(path: PathLike) -> Tuple[StateDict, dict]:
         raise BadFile(f"{path}: not a valid safetensors file ({exc})") from None
     except OSError as exc:
         raise BadFile(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    meta = {}
-    for k, v in raw.items():
-        try:
-            meta[k] = json.loads(v)
-        except (TypeError, ValueError):
-            meta[k] = v
+    meta = ModelCard.decode_metadata(raw)
+    recorded = meta.get("weights_sha256")
+    if isinstance(recorded, str) and recorded != tensor_digest(tensors):
+        raise DamagedModel(
+            f"{path}: its tensors do not match the hash recorded when it was written (the file was damaged "
+            "after it was saved); use another copy, or the run's best.pt / last.pt"
+        )
     return tensors, meta
 
 
@@ -130,6 +163,7 @@ def read_weights_file(path: PathLike, config: Optional[PathLike] = None) -> Tupl
                 ResnetkitWarning,
                 stacklevel=2,
             )
+    check_tensors(state, str(path))
     return state, meta
 
 
@@ -167,15 +201,3 @@ def validate_weights_file(path: PathLike) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResnetkitWarning)
         read_weights_file(path)
-
-
-def json_meta(meta: Dict[str, Any]) -> Dict[str, Any]:
-    """Metadata restricted to JSON-serialisable values (for files and reports)."""
-    out = {}
-    for k, v in meta.items():
-        try:
-            json.dumps(v)
-        except TypeError:
-            continue
-        out[k] = v
-    return out

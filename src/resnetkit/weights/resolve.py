@@ -14,12 +14,13 @@ and every CLI command, so a source means the same thing everywhere. Precedence:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
+from ..card import ModelCard
 from ..errors import BadFile, InvalidOption
 from .catalog import WEIGHT_ENUMS, WeightsEntry, WeightsEnum, find_weights
 from .io import read_cached, read_weights_file
@@ -38,29 +39,42 @@ EXPORTED = {
 
 @dataclass
 class LoadedWeights:
-    """A state_dict plus what is known about it (arch, classes, preprocessing, model options)."""
+    """A state_dict and its model card (arch, classes, preprocessing, build options); what the card
+    does not say is read from the tensors (class count, input channels, architecture)."""
 
     state: Dict[str, torch.Tensor]
-    meta: dict = field(default_factory=dict)
+    card: ModelCard
     source: str = ""
+
+    @classmethod
+    def read(cls, state: Dict[str, torch.Tensor], meta: Mapping[str, Any], source: str) -> LoadedWeights:
+        """From a file's tensors and decoded metadata; BadFile naming the field that does not parse."""
+        fc = state.get("fc.weight")
+        stem = state.get("conv1.weight", state.get("conv1.0.weight"))
+        defaults = ModelCard(
+            arch=None,
+            num_classes=int(fc.shape[0]) if fc is not None else int(meta.get("num_classes") or 0),
+            in_chans=int(stem.shape[1]) if stem is not None and stem.dim() == 4 else 3,
+            source=source,
+        )
+        card = ModelCard.from_metadata(meta, where=source, defaults=defaults)
+        if fc is not None and card.num_classes != int(fc.shape[0]):  # the tensors are the truth
+            card = card.but(num_classes=int(fc.shape[0]), classes=None)
+        return cls(state, card.but(source=source), source)
 
     @property
     def arch(self) -> Optional[str]:
-        return self.meta.get("arch") or identify_architecture(self.state)
+        return self.card.arch or identify_architecture(self.state)
 
     @property
     def num_classes(self) -> int:
-        fc = self.state.get("fc.weight")
-        if fc is not None:
-            return int(fc.shape[0])
-        return int(self.meta.get("num_classes", 0) or 0)
+        return self.card.num_classes
 
     @property
     def classes(self) -> Optional[List[str]]:
-        """Class names from the metadata; a bare 1000-way checkpoint is taken to be ImageNet-1k."""
-        names = self.meta.get("classes")
-        if names and len(names) == self.num_classes:
-            return list(names)
+        """Class names from the card; a bare 1000-way checkpoint is taken to be ImageNet-1k."""
+        if self.card.classes:
+            return list(self.card.classes)
         if self.num_classes == 1000:
             from .catalog import imagenet_classes
 
@@ -69,18 +83,17 @@ class LoadedWeights:
 
     @property
     def in_chans(self) -> int:
-        stem = self.state.get("conv1.weight", self.state.get("conv1.0.weight"))
-        return int(self.meta.get("in_chans", stem.shape[1] if stem is not None else 3))
+        return self.card.in_chans
 
     @property
     def model_options(self) -> Dict[str, Any]:
-        return dict(self.meta.get("model_options") or {})
+        return dict(self.card.model_options)
 
 
 def _from_entry(entry: WeightsEntry, arch: Optional[str], progress: bool) -> LoadedWeights:
     if arch is not None and entry.arch != arch:
         raise InvalidOption(f"weights {entry.name} are for {entry.arch}, not {arch}; build {entry.arch} to use them")
-    return LoadedWeights(entry.get_state_dict(progress=progress), entry.model_meta(), entry.name)
+    return LoadedWeights(entry.get_state_dict(progress=progress), entry.card(), entry.name)
 
 
 def _from_dir(path: Path, config: Optional[Path]) -> LoadedWeights:
@@ -88,11 +101,11 @@ def _from_dir(path: Path, config: Optional[Path]) -> LoadedWeights:
         for name in HF_FILES:
             if (path / name).is_file():  # a save_pretrained folder
                 state, meta = read_weights_file(path / name, config=config)
-                return LoadedWeights(state, meta, str(path / name))
+                return LoadedWeights.read(state, meta, str(path / name))
     for name in RUN_FILES:
         if (path / name).is_file():
             state, meta = read_weights_file(path / name, config=config)
-            return LoadedWeights(state, meta, str(path / name))
+            return LoadedWeights.read(state, meta, str(path / name))
     raise BadFile(
         f"{path}: a directory without weights: expected a training run ({', '.join(RUN_FILES)}) or a "
         f"save_pretrained folder (config.json with {' or '.join(HF_FILES)})"
@@ -129,12 +142,12 @@ def resolve(
         return _from_dir(path, config_path)
     if path.exists() or path.is_symlink():
         state, meta = read_weights_file(path, config=config_path)
-        return LoadedWeights(state, meta, str(path))
+        return LoadedWeights.read(state, meta, str(path))
     if text.startswith(("http://", "https://")):
         from .download import fetch_url
 
         state, meta = read_cached(lambda: fetch_url(text, progress=progress), config=config_path)
-        return LoadedWeights(state, meta, text)
+        return LoadedWeights.read(state, meta, text)
     entry = find_weights(text, arch=arch)
     if entry is not None:
         return _from_entry(entry, arch, progress)

@@ -1,0 +1,49 @@
+"""What every runtime leaf needs: example inputs, the thread count, checking an optional package,
+and a runtime's exception reduced to its informative line."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from ..errors import MissingDependency
+
+
+def example_input(model: nn.Module, input_size: int, batch: int = 2) -> torch.Tensor:
+    """A fixed random batch (seed 0) at the model's channel count: what exporters trace with."""
+    in_chans = int(getattr(model, "in_chans", 3))
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(batch, in_chans, input_size, input_size, generator=gen)
+
+
+def threads() -> int:
+    """The process's thread setting (torch.set_num_threads, OMP_NUM_THREADS, bench --threads) holds
+    for every runtime, not only PyTorch: ONNX Runtime and OpenVINO would otherwise take every core."""
+    return torch.get_num_threads()
+
+
+def importable(name: str) -> bool:
+    """Whether ``name`` imports; NNCF (heavy: it loads its torch backend) is only looked for."""
+    if name == "nncf":
+        return importlib.util.find_spec(name) is not None
+    try:
+        __import__(name)  # a broken install is as good as none
+    except ImportError:
+        return False
+    return True
+
+
+def need(packages: Iterable[str], extra: str, what: str) -> None:
+    """MissingDependency naming the extra to install, unless every package imports."""
+    missing = [p for p in packages if not importable(p)]
+    if missing:
+        raise MissingDependency(f"{what} needs {', '.join(missing)}: pip install 'resnetkit[{extra}]'")
+
+
+def last_line(exc: BaseException) -> str:
+    """The informative part of a runtime's exception: OpenVINO's first lines name its own source file."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -1,0 +1,255 @@
+"""The service object: the model being served, its batcher and metrics, and the admission count;
+what a prediction request does, from uploaded bytes to the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import os
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..deploy.formats import FORMATS
+from ..errors import ImageDecodeError, InvalidOption, ResnetkitError
+from .batcher import Batcher, QueueFull
+from .config import ServeConfig
+from .metrics import Metrics
+from .uploads import BodyLimits, RequestError
+
+BUSY = {"Retry-After": "1"}
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the app serves: a runner for predictions, the PyTorch model for Grad-CAM (None for an
+    exported artifact), preprocessing, classes and a description (GET /v1/model)."""
+
+    runner: nn.Module
+    model: Optional[nn.Module]
+    preprocess: Any
+    classes: Optional[List[str]]
+    info: Dict[str, Any]
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.info.get("in_chans") or 3)
+
+
+def load_service(cfg: ServeConfig, log: Callable[[str], None] = print) -> ServedModel:
+    """Load the model ``cfg.weights`` names and put it on the fastest backend ``optimize()`` finds
+    here (an exported artifact runs as it is), then check it end to end on a synthetic image, so a
+    model that cannot answer is refused at start-up rather than on every request."""
+    from ..deploy.loading import is_exported, load_inference_model
+
+    cfg = cfg.check()
+    model: Any = load_inference_model(cfg.weights, arch=cfg.arch, progress=False, hf_config=cfg.hf_config)
+    card = model.card
+    if is_exported(model):
+        if cfg.precision not in ("fp32", card.precision):
+            raise InvalidOption(
+                f"{cfg.weights} is a {card.precision} {card.format} export; precision {cfg.precision} needs the weights "
+                "it was exported from",
+                field="precision",
+            )
+        runner, backend, precision, pytorch_model = model, FORMATS[card.format].runtime, card.precision, None
+    else:
+        runner, backend = _fastest_runner(model, cfg, log)
+        precision, pytorch_model = cfg.precision, model
+    info = {
+        "weights": card.source or cfg.weights,
+        "arch": card.arch,
+        "num_classes": card.num_classes,
+        "classes": list(card.classes) if card.classes else None,
+        "in_chans": card.in_chans,
+        "preprocess": card.preprocess.to_dict(),
+        "backend": backend,
+        "precision": precision,
+        "grad_cam": pytorch_model is not None,
+        "limits": cfg.limits(),
+    }
+    served = ServedModel(runner, pytorch_model, card.preprocess, info["classes"], info)
+    self_check(served)
+    return served
+
+
+def _fastest_runner(model, cfg: ServeConfig, log) -> Tuple[nn.Module, str]:
+    from ..deploy.calibration import calibration_batches
+    from ..deploy.optimize import optimize
+
+    card = model.card
+    calibration = None
+    if cfg.precision == "int8":
+        from ..engine.rundir import calibration_source
+
+        source = calibration_source(cfg.calibration, card.source or cfg.weights, log)
+        calibration = calibration_batches(source, card.preprocess, in_chans=card.in_chans)
+    runner = optimize(
+        model, cfg.precision, calibration=calibration, input_size=card.input_size, batch_size=cfg.max_batch, log=log
+    )
+    choice = getattr(runner, "choice", None)  # what optimize() picked, and why
+    return runner, choice.backend if choice is not None else "pytorch"
+
+
+def self_check(served: ServedModel) -> None:
+    """One synthetic image through decoding, preprocessing and the runner: what every request does."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 60, 30)).save(buf, format="PNG")
+    try:
+        x = prepare(served, "self-check.png", buf.getvalue())
+        with torch.no_grad():
+            out = served.runner(x[None])
+    except ResnetkitError as exc:
+        raise InvalidOption(f"the model cannot answer a request: {exc}") from None
+    if out.shape != (1, served.info["num_classes"]) or not torch.isfinite(out).all():
+        raise InvalidOption(
+            f"the model cannot answer a request: a test image gave logits of shape {list(out.shape)} "
+            f"{'with non-finite values' if not torch.isfinite(out).all() else ''}; check the weights"
+        )
+
+
+def prepare(served: ServedModel, name: str, data: bytes) -> torch.Tensor:
+    """Uploaded bytes -> the model's input tensor (same limits and messages as ``predict``)."""
+    from ..data.decode import decode_image_bytes
+
+    image = decode_image_bytes(data, name, served.preprocess.resize_size)
+    return served.preprocess.transform(served.in_chans)(image)
+
+
+class Service:
+    """The running service: the served model, its batcher and metrics, and how many requests are in
+    progress (admission control). Created by the app; started and stopped by its lifespan."""
+
+    def __init__(self, served: ServedModel, cfg: ServeConfig, log: Callable[[str], None] = print) -> None:
+        self.served, self.cfg, self.log = served, cfg, log
+        self.metrics = Metrics()
+        self.batcher: Optional[Batcher] = None
+        self.ready = False
+        self.inflight = 0
+        rate = cfg.min_upload_kib_s * 1024
+        self.body_limits = BodyLimits(cfg.max_body_bytes, cfg.read_timeout_s, rate)
+
+    # ---- life cycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the batcher and warm the runner up (the first calls of a runtime are slow)."""
+        cfg, served = self.cfg, self.served
+        self.batcher = Batcher(
+            served.runner,
+            cfg.max_batch,
+            cfg.max_wait_ms / 1000,
+            cfg.max_queue,
+            on_batch=self._count_batch,
+        )
+        self.batcher.start()
+        size = served.preprocess.crop_size
+        for batch in sorted({1, cfg.max_batch}):
+            await self.batcher.in_model_thread(served.runner, torch.zeros(batch, served.in_chans, size, size))
+        self.ready = True
+        info = served.info
+        self.log(
+            f"ready: {info['arch']} ({info['precision']} on {info['backend']}) at "
+            f"http://{cfg.host}:{cfg.port}/ (pid {os.getpid()})"
+        )
+
+    def _count_batch(self, images: int) -> None:
+        self.metrics.batch.observe(images)
+        self.metrics.images.inc(images)
+
+    async def stop(self) -> None:
+        """Refuse new requests, answer the queued ones, stop the batcher."""
+        self.ready = False
+        if self.batcher is not None:
+            await self.batcher.close()
+
+    @contextlib.asynccontextmanager
+    async def admission(self) -> AsyncIterator[None]:
+        """Admission control before the body is read: requests being read, decoded, queued or computed
+        are bounded (the queue plus one running batch), so a burst gets quick 503s, not memory growth."""
+        limit = self.cfg.admission_limit
+        if self.inflight >= limit:
+            raise RequestError(
+                503, f"server busy: {self.inflight} requests in progress (limit {limit}); retry shortly", BUSY
+            )
+        self.inflight += 1
+        try:
+            yield
+        finally:
+            self.inflight -= 1
+
+    def check_request(self, topk: int, cam: bool) -> None:
+        if not self.ready:
+            raise RequestError(503, "the model is still loading; retry shortly", BUSY)
+        if topk < 1:
+            raise RequestError(422, f"topk must be >= 1, got {topk}")
+        if cam and self.served.model is None:
+            raise RequestError(
+                422, "Grad-CAM needs PyTorch weights; this server runs an exported model (serve the weights instead)"
+            )
+
+    # ---- a prediction ------------------------------------------------------------------------------
+
+    async def predict(self, files: List[Tuple[str, bytes]], topk: int, cam: bool) -> Dict[str, Any]:
+        """The answer to one request: top-k per image (an error entry for each unusable one)."""
+        from ..engine.predict import top_classes
+
+        decoded: List[Any] = []
+        for name, data in files:  # decoded on worker threads, off the event loop
+            try:
+                decoded.append(await asyncio.to_thread(prepare, self.served, name, data))
+            except ImageDecodeError as exc:
+                decoded.append(str(exc))
+        good = [t for t in decoded if isinstance(t, torch.Tensor)]
+        if not good:
+            raise RequestError(422, f"no readable image: {'; '.join(str(d) for d in decoded)}")
+        logits = torch.stack(await self._run(good))
+        finite = torch.isfinite(logits).all(1).tolist()
+        tops = iter(top_classes(torch.nan_to_num(logits), self.served.classes, topk))
+        heat = iter(await self.batcher.in_model_thread(self.cam_pngs, good) if cam else [])  # type: ignore[union-attr]
+        results = []
+        for (name, _), item in zip(files, decoded):
+            if isinstance(item, str):
+                results.append({"name": name, "error": item})
+                continue
+            top, ok, overlay = next(tops), finite.pop(0), next(heat, None)
+            if not ok:
+                results.append({"name": name, "error": f"{name}: the model's output is not finite (NaN or Inf)"})
+                continue
+            entry: Dict[str, Any] = {"name": name, "top": [{"class": c, "prob": round(p, 6)} for c, p in top]}
+            if overlay is not None:
+                entry["cam_png"] = overlay
+            results.append(entry)
+        info = self.served.info
+        return {"predictions": results, "backend": info["backend"], "precision": info["precision"]}
+
+    async def _run(self, images: List[torch.Tensor]) -> List[torch.Tensor]:
+        assert self.batcher is not None
+        try:
+            logits = await asyncio.wait_for(self.batcher.submit(images), self.cfg.timeout_s)
+        except QueueFull as exc:
+            raise RequestError(503, f"server busy: {exc}; retry shortly", BUSY) from None
+        except asyncio.TimeoutError:
+            raise RequestError(504, f"no answer within {self.cfg.timeout_s:g} s; the server is overloaded") from None
+        except ResnetkitError as exc:
+            raise RequestError(422, str(exc)) from None
+        self.metrics.queue.set(self.batcher.waiting)
+        return logits
+
+    def cam_pngs(self, tensors: List[torch.Tensor]) -> List[str]:
+        """A Grad-CAM overlay PNG (base64) per image, computed on the PyTorch model."""
+        from ..inspect.cam import cam_overlays
+
+        assert self.served.model is not None
+        pre = self.served.preprocess
+        out = []
+        for image in cam_overlays(self.served.model, torch.stack(tensors), pre.mean, pre.std):
+            buf = io.BytesIO()
+            image.save(buf, format="PNG")
+            out.append(base64.b64encode(buf.getvalue()).decode())
+        return out

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks scripts hubconf.py
 
-.PHONY: install test lint run bench clean
+.PHONY: install test test-base lint run bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ install: $(STAMP)
 # Test files spread over the cores (pytest-xdist; each file stays on one worker, its fixtures built once).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+
+# A base install (no extras) in a fresh venv: every feature that needs an extra names it in one line.
+BASE_VENV := .venv-base
+test-base:
+	rm -rf $(BASE_VENV)
+	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check .
+	$(BASE_VENV)/bin/python scripts/check_base_install.py
 
 # Lint, format, types and the layer contract of DESIGN.md (CI runs this before the tests).
 lint: $(STAMP)
@@ -44,4 +52,4 @@ run: $(STAMP)
 	@echo "  samples/           validation digits as PNG files, used for the prediction above"
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(BASE_VENV) build dist src/*.egg-info .pytest_cache

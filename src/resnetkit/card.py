@@ -125,13 +125,22 @@ class Preprocess:
             "bicubic": T.InterpolationMode.BICUBIC,
             "nearest": T.InterpolationMode.NEAREST,
         }
+        if in_chans not in (1, 3):
+            raise InvalidOption(
+                f"the model takes {in_chans}-channel images; image files decode to RGB or grayscale, so feed it "
+                "tensors you prepared yourself",
+                field="in_chans",
+            )
+        mean, std = list(self.mean), list(self.std)
+        if len(mean) != in_chans:  # RGB statistics for a grayscale model (or the reverse): their average
+            mean, std = [sum(mean) / len(mean)] * in_chans, [sum(std) / len(std)] * in_chans
         steps = [T.Grayscale(1)] if in_chans == 1 else []
         steps += [
             T.Resize(self.resize_size, interpolation=modes[self.interpolation], antialias=True),
             T.CenterCrop(self.crop_size),
             T.ToImage(),
             T.ToDtype(torch.float32, scale=True),
-            T.Normalize(list(self.mean), list(self.std)),
+            T.Normalize(mean, std),
         ]
         return T.Compose(steps)
 

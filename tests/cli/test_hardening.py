@@ -198,14 +198,39 @@ def test_exported_artifacts_run_everywhere(small_weights, tmp_path, monkeypatch)
     shutil.copytree(tmp_path / "m_openvino", tmp_path / "cut_bin")
     with open(tmp_path / "cut_bin" / "model.bin", "r+b") as f:
         f.truncate(1000)
+    # Damaged in the middle, same size: they would read and run, and predict with confidence.
+    flip_middle(tmp_path / "m.onnx", tmp_path / "flipped.onnx")
+    shutil.copytree(tmp_path / "m_openvino", tmp_path / "flipped_bin")
+    flip_middle(tmp_path / "m_openvino" / "model.bin", tmp_path / "flipped_bin" / "model.bin")
+    flip_middle(tmp_path / "m.pt2", tmp_path / "flipped.pt2", member="data/")
     for name, words in (
         ("cut.onnx", "not a valid ONNX model"),
         ("cut.pt2", "truncated, or not a .pt2"),
         ("no_bin", "without its weights file model.bin"),
         ("cut_bin", "Incorrect weights in bin file"),
+        ("flipped.onnx", "do not match the hash recorded at export"),
+        ("flipped_bin", "do not match the hash recorded at export"),
+        ("flipped.pt2", "fails its CRC check"),
     ):
         line = one_line_error(cli("predict", tmp_path / "d.png", "--weights", tmp_path / name))
         assert words in line and name in line and "again" in line, line
+
+
+def flip_middle(source: Path, target: Path, member: str = "") -> None:
+    """Copy ``source`` to ``target`` with 64 bytes in the middle inverted (of the first zip member whose
+    name contains ``member``, for an archive): the size is unchanged, the file still parses."""
+    data = bytearray(source.read_bytes())
+    start, end = len(data) // 2, len(data) // 2 + 64
+    if member:
+        import zipfile
+
+        with zipfile.ZipFile(source) as z:
+            info = max((i for i in z.infolist() if member in i.filename), key=lambda i: i.file_size)
+        offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        start = offset + info.compress_size // 2
+        end = start + 64
+    data[start:end] = bytes(255 - b for b in data[start:end])
+    target.write_bytes(bytes(data))
 
 
 def _eval_folder(tmp_path):

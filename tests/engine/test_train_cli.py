@@ -430,3 +430,16 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     a = (single / "metrics.csv").read_text().splitlines()[1].split(",")
     b = (ddp / "metrics.csv").read_text().splitlines()[1].split(",")
     assert a[4] == b[4]
+    # eval under torchrun: each rank takes its share, rank 0 reports the totals (once, not twice).
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "resnetkit", "eval", "--weights", str(ddp), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    alone = json.loads(ok("eval", "--weights", ddp, "--json").stdout.splitlines()[-1])
+    assert len(reports) == 1 and reports[0]["images"] == alone["images"] == 360
+    assert reports[0]["confusion"] == alone["confusion"] and abs(reports[0]["loss"] - alone["loss"]) < 1e-6

@@ -244,3 +244,53 @@ def test_timm_parity_at_every_output_stride(arch, output_stride):
         assert max_abs_diff(theirs(x), ours(x)) <= 1e-4
         if output_stride == 32:  # train mode (batch statistics) too
             assert max_abs_diff(theirs.train()(x.repeat(2, 1, 1, 1)), ours.train()(x.repeat(2, 1, 1, 1))) <= 1e-4
+
+
+SHARED_WITH_TIMM = [n for n in ALL if not n.startswith(("resnet20", "resnet32", "resnet44", "resnet56", "resnet110"))]
+
+
+@pytest.mark.parametrize("name", SHARED_WITH_TIMM)
+def test_what_timms_own_test_models_asks(name):
+    """The parts of timm's tests/test_models.py that resnetkit failed (test_model_default_cfgs,
+    test_model_forward_intermediates_features), asked the same way, for every name both share."""
+    assert len(SHARED_WITH_TIMM) == 17
+    with torch.device("meta"):
+        model = rk.create_model(name).eval()
+        assert model.head_hidden_size > 0 and model.num_features > 0
+        x = input_for(model)
+        pre = model.forward_head(model.forward_features(x), pre_logits=True)
+        assert pre.shape[1] == model.head_hidden_size
+        model.reset_classifier(0)
+        assert model(x).shape == pre.shape
+        pool = model.pretrained_cfg["pool_size"]
+        headless = rk.create_model(name, num_classes=0, global_pool="").eval()  # deleted through __init__
+        out = headless(x)
+        assert out.dim() == 4 and tuple(out.shape[-2:]) == pool
+        getter = rk.create_model(name, features_only=True, feature_cls="getter").eval()
+        size = (3, 96, 96)
+        maps = getter(torch.zeros(2, *size))
+    assert len(maps) == len(getter.feature_info.channels())
+    for channels, reduction, o in zip(getter.feature_info.channels(), getter.feature_info.reduction(), maps):
+        assert o.shape[1] == channels and o.shape[0] == 2
+        assert o.shape[-1] <= math.ceil(size[-1] / reduction) + 1
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50d"])
+def test_feature_getter_and_headless_models_equal_timms(name):
+    timm = pytest.importorskip("timm")
+    theirs = timm.create_model(name, features_only=True, feature_cls="getter").eval()
+    randomize_norm_stats(theirs)
+    ours = rk.create_model(name, features_only=True, feature_cls="getter").eval()
+    rk.load_weights(ours, theirs.state_dict())  # timm's getter nests the network under "model."
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert all(max_abs_diff(a, b) == 0 for a, b in zip(theirs(x), ours(x)))
+    theirs = timm.create_model(name, num_classes=0, global_pool="").eval()
+    randomize_norm_stats(theirs)
+    ours = rk.create_model(name, num_classes=0, global_pool="").eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    with torch.no_grad():
+        assert max_abs_diff(theirs(x), ours(x)) == 0
+    assert ours.head_hidden_size == theirs.head_hidden_size
+    with pytest.raises(rk.InvalidOption, match="feature_cls 'nope'"):
+        rk.create_model(name, features_only=True, feature_cls="nope")

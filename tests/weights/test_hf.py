@@ -102,3 +102,36 @@ def test_class_names_come_from_id2label(tmp_path):
     transformers.ResNetForImageClassification(cfg).save_pretrained(tmp_path / "pets")
     model = rk.get_model("resnet18", weights=str(tmp_path / "pets"))
     assert model.pretrained_cfg["classes"] == ["cat", "dog"]
+
+
+def test_the_config_is_honoured_or_refused_on_every_path(tmp_path):
+    """load_weights into a model built without the option the config asks for: same keys and shapes,
+    other outputs (7.85 max abs difference on ResNet-50), so it is refused naming the option."""
+    hf, folder = hf_folder(
+        tmp_path, depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048], layer_type="bottleneck",
+        downsample_in_bottleneck=True,
+    )  # fmt: skip
+    with pytest.raises(
+        rk.InvalidOption, match=r"need stride_in_1x1=True, but this model was built with stride_in_1x1=False"
+    ):
+        rk.load_weights(rk.resnet50(num_classes=7), str(folder))
+    model = rk.load_weights(rk.resnet50(num_classes=7, stride_in_1x1=True).eval(), str(folder))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert max_abs_diff(hf(x).logits, model(x)) <= 1e-4
+
+
+def test_a_one_channel_checkpoint_predicts_ordinary_images(tmp_path, capsys):
+    from PIL import Image
+
+    hf, folder = hf_folder(
+        tmp_path, depths=[2, 2, 2, 2], layer_type="basic", hidden_sizes=[64, 128, 256, 512], num_channels=1
+    )
+    image = tmp_path / "rgb.png"
+    Image.new("RGB", (48, 40), (200, 30, 60)).save(image)
+    assert main(["predict", str(image), "--weights", str(folder), "--json"]) == 0
+    model = rk.get_model("resnet18", weights=str(folder)).eval()
+    x = model.card.preprocess.transform(1)(Image.open(image))
+    assert x.shape[0] == 1 and model.card.in_chans == 1
+    with torch.no_grad():
+        assert max_abs_diff(hf(x[None]).logits, model(x[None])) <= 1e-4

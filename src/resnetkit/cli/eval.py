@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Optional
 
+from ..deploy.loading import is_exported
 from .common import (
     add_weights_args,
     data_root,
@@ -97,32 +99,43 @@ class Reports:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under torchrun each rank evaluates its share of the images and rank 0 reports the totals."""
+    from ..engine import distributed as D
+
     root = data_root(args.data)
-    model = load_for_inference(args)
-    reports = Reports(args, model.card.source or args.weights)
+    info = D.setup()
     try:
-        return evaluate_and_report(args, root, model, reports)
+        model = load_for_inference(args)
+        reports = Reports(args, model.card.source or args.weights) if info.is_main else None
+        try:
+            return evaluate_and_report(args, root, model, reports, info)
+        finally:
+            if reports is not None:
+                reports.close()
     finally:
-        reports.close()
+        D.teardown(info)
 
 
-def evaluate_and_report(args, root, model, reports: Reports) -> int:
+def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> int:
     from ..engine.evaluate import eval_batches, evaluate
 
     card = model.card
     classes = list(card.classes) if card.classes else None
     dataset, data_classes, source = labelled_data(root, model, card.preprocess, classes)
-    device = pick_device(args.device, model)
+    device = info.device if info.enabled and not is_exported(model) else pick_device(args.device, model)
     model.to(device)
     result = evaluate(
         model,
-        eval_batches(dataset, args.batch_size, args.workers),
+        eval_batches(dataset, args.batch_size, args.workers, info.rank, info.world),
         model.num_classes,
         device,
         amp=args.amp,
         channels_last=False,
         on_skipped=print_skipped,
+        dist_info=info,
     )
+    if reports is None:  # another rank reports
+        return 0
     names = list(classes or data_classes)
     report = {"weights": card.source, "data": source, **result.to_dict(names)}
     reports.write(report, result.confusion, names)
@@ -133,6 +146,8 @@ def evaluate_and_report(args, root, model, reports: Reports) -> int:
         f"{source}: {result.count} images, acc@1 {result.acc1:.2f}%  acc@5 {result.acc5:.2f}%  loss {result.loss:.4f}"
         + (f"  ({result.skipped} unreadable skipped)" if result.skipped else "")
     )
+    if result.nonfinite:
+        print(f"warning: {result.nonfinite} images gave non-finite outputs (NaN or Inf): counted as wrong")
     worst = sorted(zip(result.per_class_acc, names))[:5]
     print("lowest per-class acc@1: " + ", ".join(f"{n} {a:.1f}%" for a, n in worst))
     print(reports.saved())

@@ -40,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
         raise BadFile(f"none of the inputs exist: {' '.join(args.inputs)}")
     if args.cam:
         from ..fileio import check_output_dir
+        from ..inspect.cam import require_grad_cam
 
         check_output_dir(args.cam, "--cam folder")
+        require_grad_cam()
     model = load_for_inference(args)
     preprocess, classes = model.card.preprocess, model.card.classes
     if args.cam and is_exported(model):

@@ -48,6 +48,7 @@ class EvalResult:
     count: int
     confusion: torch.Tensor  # [true, predicted] counts
     skipped: int = 0
+    nonfinite: int = 0  # images whose logits held NaN or Inf: counted as wrong, loss over the others
 
     @property
     def per_class_acc(self) -> List[float]:
@@ -62,6 +63,7 @@ class EvalResult:
             "acc5": self.acc5,
             "images": self.count,
             "skipped": self.skipped,
+            "nonfinite_outputs": self.nonfinite,
             "per_class_acc1": dict(zip(names, self.per_class_acc)),
             "confusion": self.confusion.tolist(),
         }
@@ -83,7 +85,7 @@ def evaluate(
     info = dist_info or D.DistInfo()
     was_training = model.training
     model.eval()
-    loss_sum, top1, top5, n, skipped = 0.0, 0, 0, 0, 0
+    loss_sum, top1, top5, n, skipped, nonfinite = 0.0, 0, 0, 0, 0, 0
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
     ctx = autocast_context(amp, device)
     for batch in batches:
@@ -100,15 +102,22 @@ def evaluate(
         with ctx:
             logits = model(x)
         logits = logits.float()
-        loss_sum += float(F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction="sum"))
-        k = min(5, logits.shape[1])
-        topk = logits.topk(k, dim=1).indices
-        top1 += int((topk[:, 0] == y).sum())
-        top5 += int((topk == y[:, None]).any(1).sum())
+        # A row with NaN or Inf is that image's failure: wrong at top-1 and top-5, out of the loss and
+        # of the confusion matrix, and counted.
+        finite = torch.isfinite(logits).all(1)
+        nonfinite += int((~finite).sum())
+        if bool(finite.any()):
+            loss_sum += float(
+                F.cross_entropy(logits[finite], y[finite], label_smoothing=label_smoothing, reduction="sum")
+            )
+        topk = torch.nan_to_num(logits).topk(min(5, logits.shape[1]), dim=1).indices
+        top1 += int(((topk[:, 0] == y) & finite).sum())
+        top5 += int(((topk == y[:, None]).any(1) & finite).sum())
         n += len(y)
-        confusion.index_put_((y.cpu(), topk[:, 0].cpu()), torch.ones(len(y), dtype=torch.float64), accumulate=True)
+        ones = torch.ones(int(finite.sum()), dtype=torch.float64)
+        confusion.index_put_((y[finite].cpu(), topk[finite, 0].cpu()), ones, accumulate=True)
     model.train(was_training)
-    loss_sum, top1, top5, n, skipped = D.all_sum([loss_sum, top1, top5, n, skipped], info)
+    loss_sum, top1, top5, n, skipped, nonfinite = D.all_sum([loss_sum, top1, top5, n, skipped, nonfinite], info)
     if info.enabled:
         confusion = torch.tensor(D.all_sum(confusion.flatten().tolist(), info)).reshape(num_classes, num_classes)
     n = int(n)
@@ -119,4 +128,5 @@ def evaluate(
         count=n,
         confusion=confusion.long(),
         skipped=int(skipped),
+        nonfinite=int(nonfinite),
     )

@@ -63,8 +63,12 @@ def predict_files(
             except ImageDecodeError as exc:
                 results.append(Prediction(str(path), error=str(exc)))
         if tensors:
-            tops = iter(top_classes(model(torch.stack(tensors).to(device)), classes, topk))
+            logits = model(torch.stack(tensors).to(device)).float().cpu()
+            finite = iter(torch.isfinite(logits).all(1).tolist())
+            tops = iter(top_classes(torch.nan_to_num(logits), classes, topk))
             for r in results:
                 if r.error is None:
                     r.top = next(tops)
+                    if not next(finite):
+                        r.top, r.error = [], f"{r.path}: the model's output is not finite (NaN or Inf)"
         yield from results

@@ -38,6 +38,14 @@ def target_layer(model: nn.Module, input_hw: Optional[Sequence[int]] = None) -> 
     return model.get_submodule(chosen["module"])
 
 
+def require_grad_cam() -> None:
+    """MissingDependency naming the extra, before any work is done, when grad-cam is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("pytorch_grad_cam") is None:
+        raise MissingDependency("Grad-CAM (--cam) needs the grad-cam package: pip install 'resnetkit[serve]'")
+
+
 def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[Sequence[int]] = None) -> np.ndarray:
     """(N, H, W) maps in [0, 1] at the input's resolution, for class ``targets[i]`` of image i
     (default: each image's top class). The model's train/eval mode and gradients are left as they were."""

@@ -226,7 +226,7 @@ class ResNetBase(nn.Module):
     arch = None  # the registered name (str), set by the builders
     default_input_size = 224  # the image side the family is designed for
     # TorchScript compiles properties unless told not to; these are Python-side metadata.
-    __jit_unused_properties__ = ["card", "pretrained_cfg", "default_cfg", "intermediate_info"]
+    __jit_unused_properties__ = ["card", "pretrained_cfg", "default_cfg", "intermediate_info", "head_hidden_size"]
 
     def __init__(self) -> None:
         super().__init__()
@@ -286,6 +286,11 @@ class ResNetBase(nn.Module):
     @property
     def default_cfg(self) -> Dict[str, Any]:  # timm's older name
         return self.pretrained_cfg
+
+    @property
+    def head_hidden_size(self) -> int:
+        """The size of the pooled features ``forward_head(pre_logits=True)`` returns (timm's name)."""
+        return self.num_features * getattr(self.avgpool, "multiplier", 1)
 
     @property
     def intermediate_info(self) -> FeatureInfo:

@@ -24,8 +24,11 @@ class FeatureResNet(ResNetBase):
     (0 = stem after its activation, 1.. = stages; timm's index rules). Module names equal the
     classifier's, so its weights load (the classifier and unused stages are dropped)."""
 
-    def __init__(self, model: ResNetBase, out_indices: Union[None, int, Sequence[int]] = None) -> None:
+    def __init__(
+        self, model: ResNetBase, out_indices: Union[None, int, Sequence[int]] = None, as_dict: bool = False
+    ) -> None:
         super().__init__()
+        self.as_dict = as_dict
         every = FeatureInfo(dict(f) for f in model.feature_info)
         indices, last = feature_take_indices(len(every), out_indices)
         self.arch = model.arch
@@ -45,6 +48,8 @@ class FeatureResNet(ResNetBase):
         self.num_classes = 0
         self.card = model.card.but(num_classes=0, classes=None)
 
-    def forward(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
+    def forward(self, x: Tensor):  # type: ignore[override]
         out: List[Tensor] = self.forward_intermediates(x, self.out_indices, intermediates_only=True)
+        if self.as_dict:  # timm's FeatureDictNet: the maps by module name
+            return dict(zip(self.feature_info.module_name(), out))
         return out

@@ -41,23 +41,36 @@ def get_constructor(name: str) -> Callable[..., ResNetBase]:
         raise InvalidOption(f"unknown model {name!r}: {hint}") from None
 
 
+FEATURE_CLASSES = (None, "list", "getter", "hook", "fx", "dict")
+
+
 def build_architecture(
     name: str,
     features_only: bool = False,
     out_indices: Union[None, int, Sequence[int]] = None,
     output_stride: Optional[int] = None,
+    global_pool: Optional[str] = None,
+    feature_cls: Optional[str] = None,
     **options,
 ) -> ResNetBase:
     """Build architecture ``name`` (random init) with ``ResNet`` options (num_classes, in_chans, ...).
 
     ``output_stride`` 16 or 8 replaces the stride of the last stage(s) with dilation;
-    ``features_only=True`` returns the backbone, whose forward gives the feature maps at
-    ``out_indices`` (timm's rules: default all five, 0 = stem; an int n = the last n; negative
-    indices count from the end) as a list.
+    ``global_pool`` (avg, max, avgmax, catavgmax, or '' with num_classes=0: no pooling) sets the head
+    as timm's ``create_model(..., global_pool=)`` does; ``features_only=True`` returns the backbone,
+    whose forward gives the feature maps at ``out_indices`` (timm's rules: default all five, 0 = stem;
+    an int n = the last n; negative indices count from the end) as a list - or, with
+    ``feature_cls="dict"``, a dict by module name. timm's other feature classes ("getter", "hook",
+    "fx") give the same maps as the list, so they are accepted and give the list.
     """
     from .features import FeatureResNet, dilation_for
 
     constructor = get_constructor(name)
+    if feature_cls not in FEATURE_CLASSES:
+        raise InvalidOption(
+            f"feature_cls {feature_cls!r} is not one of {', '.join(map(repr, FEATURE_CLASSES[1:]))}",
+            field="feature_cls",
+        )
     if output_stride is not None:
         if options.get("replace_stride_with_dilation") is not None:
             raise InvalidOption("pass output_stride or replace_stride_with_dilation, not both")
@@ -66,6 +79,12 @@ def build_architecture(
             options["replace_stride_with_dilation"] = dilate
     if out_indices is not None and not features_only:
         raise InvalidOption("out_indices needs features_only=True (or use model.forward_intermediates)")
+    if feature_cls is not None and not features_only:
+        raise InvalidOption("feature_cls needs features_only=True", field="feature_cls")
     model = constructor(**options)
     model.arch = name
-    return FeatureResNet(model, out_indices) if features_only else model
+    if global_pool is not None:
+        model.reset_classifier(model.num_classes, global_pool)
+    if features_only:
+        return FeatureResNet(model, out_indices, as_dict=feature_cls == "dict")
+    return model

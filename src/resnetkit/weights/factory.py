@@ -91,6 +91,8 @@ def build_with_weights(
             options["num_classes"] = loaded.num_classes
         elif options["num_classes"] != loaded.num_classes:
             head = "reset"
+    if "in_chans" not in options and loaded.in_chans != 3:  # e.g. a grayscale checkpoint
+        options["in_chans"] = loaded.in_chans
     if "norm_layer" not in options and loaded.card.norm in NORM_LAYERS:
         options["norm_layer"] = NORM_LAYERS[loaded.card.norm]
     model = build_architecture(

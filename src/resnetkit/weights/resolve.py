@@ -97,6 +97,11 @@ def _from_entry(entry: WeightsEntry, arch: Optional[str], progress: bool) -> Loa
 
 
 def _from_dir(path: Path, config: Optional[Path]) -> LoadedWeights:
+    if any(path.glob("*.xml")):
+        raise BadFile(
+            f"{path} is an OpenVINO IR export (its .xml and .bin), not weights: it runs on its own runtime "
+            f"(resnetkit predict/eval --weights {path}); to build a PyTorch model, pass the weights it was exported from"
+        )
     if (path / "config.json").is_file() and not (path / "last.pt").exists():
         for name in HF_FILES:
             if (path / name).is_file():  # a save_pretrained folder

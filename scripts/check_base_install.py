@@ -1,0 +1,93 @@
+"""A base install (`pip install resnetkit`, no extras) names the extra every feature that needs one
+asks for, in one line, and runs what needs none. Run by `make test-base` (and so by CI) with the
+Python of a fresh venv holding resnetkit without extras: `.venv-base/bin/python scripts/check_base_install.py`.
+
+Repository-only: it checks an installation, it is not part of the package."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+EXTRAS = ("onnxruntime", "onnx", "openvino", "nncf", "fastapi", "uvicorn", "pytorch_grad_cam", "pyarrow", "ray")
+
+
+def resnetkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "resnetkit", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def one_line(result: subprocess.CompletedProcess, words: str, what: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "warning:" not in line]
+    ok = result.returncode == 1 and len(lines) == 1 and words in lines[0] and "Traceback" not in result.stderr
+    print(("ok   " if ok else "FAIL ") + f"{what}: {lines[-1] if lines else result.stderr.strip()[:300]}")
+    if not ok:
+        raise SystemExit(f"{what}: expected one error line with {words!r}, exit 1; got exit {result.returncode}")
+
+
+def main() -> int:
+    present = [name for name in EXTRAS if importlib.util.find_spec(name) is not None]
+    if present:
+        raise SystemExit(f"not a base install: {', '.join(present)} importable; run this in a venv without extras")
+    import torch
+
+    import resnetkit as rk
+
+    model = rk.resnet18(num_classes=3).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+    print("ok   import resnetkit and run a model")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        weights = work / "w.safetensors"
+        rk.save_safetensors(model.state_dict(), weights, model.card.but(classes=("a", "b", "c")))
+        from PIL import Image
+
+        Image.new("RGB", (40, 40), (10, 200, 30)).save(work / "x.png")
+        w = ("--weights", str(weights))
+        one_line(
+            resnetkit("export", *w, "--format", "onnx", "--out", "m.onnx", cwd=work), "resnetkit[deploy]", "export onnx"
+        )
+        one_line(
+            resnetkit("export", *w, "--format", "openvino", "--out", "ir", cwd=work),
+            "resnetkit[openvino]",
+            "export openvino",
+        )
+        one_line(resnetkit("serve", *w, cwd=work), "resnetkit[serve]", "serve")
+        result = resnetkit("predict", "x.png", *w, "--cam", "cams", cwd=work)
+        one_line(result, "resnetkit[serve]", "predict --cam")
+        if result.stdout.strip():
+            raise SystemExit(f"predict --cam predicted before naming the extra: {result.stdout!r}")
+        bench = resnetkit(
+            "bench",
+            "resnet18",
+            "--input-size",
+            "32",
+            "--batch-size",
+            "1",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            cwd=work,
+        )
+        skipped = json.loads(bench.stdout)["skipped"] if bench.returncode == 0 else {}
+        for mode in ("onnxruntime", "openvino"):
+            if "pip install" not in skipped.get(mode, ""):
+                raise SystemExit(
+                    f"bench did not say it skipped {mode} and why: {bench.stdout[-500:]} {bench.stderr[-500:]}"
+                )
+        print(f"ok   bench runs PyTorch's modes and says why it skipped {', '.join(sorted(skipped))}")
+        predict = resnetkit("predict", "x.png", *w, cwd=work)
+        if predict.returncode != 0:
+            raise SystemExit(f"predict failed on a base install: {predict.stderr}")
+        print("ok   predict on a base install")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

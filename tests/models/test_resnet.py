@@ -231,3 +231,14 @@ def test_too_few_dimensions_names_expected_shape(shape):
     m = rk.resnet18()
     with pytest.raises(ValueError, match=r"4-D input \(N, 3, H, W\)"):
         m(torch.randn(*shape))
+
+
+def test_list_models_filters_as_torchvisions():
+    import torchvision
+
+    assert rk.list_models(include="resnext*") == ["resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"]
+    assert rk.list_models(include=["wide*", "resnet1*"], exclude="*d") == [
+        "resnet18", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2", "resnet110",
+    ]  # fmt: skip
+    theirs = set(torchvision.models.list_models(module=torchvision.models, include="*resne*t*"))
+    assert theirs <= set(rk.list_models(include="*resne*t*"))

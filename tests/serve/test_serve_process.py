@@ -70,10 +70,15 @@ def test_two_workers_report_the_same_totals(tmp_path):
     """`serve --workers 2`: whichever worker answers a scrape, /metrics shows the requests of both."""
     import re
 
+    from ..clirun import cli
+
     weights = write_small_weights(tmp_path / "w.safetensors")
+    # An exported model: each worker runs it as it is (no optimize() measurement per worker).
+    assert cli("export", "--weights", weights, "--format", "onnx", "--out", tmp_path / "w.onnx").returncode == 0
     port = free_port()
     env = dict(os.environ, RESNETKIT_HOME=str(tmp_path / "home"))
-    cmd = [sys.executable, "-m", "resnetkit", "serve", "--weights", str(weights), "--port", str(port), "--workers", "2"]
+    cmd = [sys.executable, "-m", "resnetkit", "serve", "--weights", str(tmp_path / "w.onnx"), "--port", str(port)]
+    cmd += ["--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         pids = set()

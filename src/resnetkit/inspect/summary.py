@@ -175,79 +175,63 @@ def _projection_reason(block: nn.Module, in_shape: List[int], out_shape: List[in
     return "configured"
 
 
-def summarize(
-    model: ResNetBase, input_size: Tuple[int, int] = (224, 224), arch: str = "custom", config: Optional[dict] = None
-) -> Summary:
-    """Table 1 rows, per-block rows and totals for ``model`` at ``input_size`` (H, W)."""
-    counts, shapes = trace_layers(model, input_size, model.in_chans)
+def _stem_rows(model: ResNetBase, counts, shapes) -> List[StageRow]:
     stem_convs = [m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)]
     stem_spec = " | ".join(
         f"{_conv_spec(c)}, stride {c.stride[0]}" if c.stride[0] > 1 else _conv_spec(c) for c in stem_convs
     )
     stem_out = shapes["layer1.0"][0][1:] if isinstance(model.maxpool, nn.Identity) else shapes["maxpool"][0][1:]
-    stages: List[StageRow] = [
-        StageRow(
-            "conv1",
-            "conv1",
-            stem_out,
-            stem_spec,
-            1,
-            _params(model.conv1) + _params(model.bn1),
-            _macs_under(counts, "conv1"),
-        ),
-    ]
+    params = _params(model.conv1) + _params(model.bn1)
+    rows = [StageRow("conv1", "conv1", stem_out, stem_spec, 1, params, _macs_under(counts, "conv1"))]
     mp = model.maxpool
     if isinstance(mp, nn.MaxPool2d):
-        stages.append(
-            StageRow(
-                "pool",
-                "maxpool",
-                shapes["maxpool"][1][1:],
-                f"{mp.kernel_size}x{mp.kernel_size} max pool, stride {mp.stride}",
-                1,
-                0,
-                0,
-            )
-        )
+        spec = f"{mp.kernel_size}x{mp.kernel_size} max pool, stride {mp.stride}"
+        rows.append(StageRow("pool", "maxpool", shapes["maxpool"][1][1:], spec, 1, 0, 0))
+    return rows
+
+
+def _block_row(name: str, block: nn.Module, counts, shapes) -> BlockRow:
+    in_shape, out_shape = shapes[name]
+    spatial = [c for c in block.modules() if isinstance(c, nn.Conv2d) and c.kernel_size[0] > 1]
+    return BlockRow(
+        name,
+        type(block).__name__,
+        in_shape,
+        out_shape,
+        int(block.stride),
+        max((c.dilation[0] for c in spatial), default=1),
+        block.downsample is not None,
+        _projection_reason(block, in_shape, out_shape),
+        _params(block),
+        _macs_under(counts, name),
+    )
+
+
+def _head_row(model: ResNetBase, counts) -> StageRow:
+    fc = model.fc
+    if isinstance(fc, nn.Linear):
+        spec = f"average pool, {fc.in_features}-d fc, {fc.out_features} outputs"
+    else:
+        spec = f"average pool, {model.num_features}-d features (no classifier)"
+    return StageRow("head", "fc", [1, 1], spec, 1, _params(fc), _macs_under(counts, "fc"))
+
+
+def summarize(
+    model: ResNetBase, input_size: Tuple[int, int] = (224, 224), arch: str = "custom", config: Optional[dict] = None
+) -> Summary:
+    """Table 1 rows, per-block rows and totals for ``model`` at ``input_size`` (H, W)."""
+    counts, shapes = trace_layers(model, input_size, model.in_chans)
+    stages = _stem_rows(model, counts, shapes)
     blocks: List[BlockRow] = []
     for i, name in enumerate(model.stage_names, start=1):
         stage = getattr(model, name)
-        for j, block in enumerate(stage):
-            bname = f"{name}.{j}"
-            in_shape, out_shape = shapes[bname]
-            spatial = [c for c in block.modules() if isinstance(c, nn.Conv2d) and c.kernel_size[0] > 1]
-            blocks.append(
-                BlockRow(
-                    bname,
-                    type(block).__name__,
-                    in_shape,
-                    out_shape,
-                    int(block.stride),
-                    max((c.dilation[0] for c in spatial), default=1),
-                    block.downsample is not None,
-                    _projection_reason(block, in_shape, out_shape),
-                    _params(block),
-                    _macs_under(counts, bname),
-                )
-            )
+        blocks += [_block_row(f"{name}.{j}", block, counts, shapes) for j, block in enumerate(stage)]
         out_size = shapes[f"{name}.{len(stage) - 1}"][1][1:]
+        spec = stage_spec(stage)
         stages.append(
-            StageRow(
-                f"conv{i + 1}_x",
-                name,
-                out_size,
-                stage_spec(stage),
-                len(stage),
-                _params(stage),
-                _macs_under(counts, name),
-            )
+            StageRow(f"conv{i + 1}_x", name, out_size, spec, len(stage), _params(stage), _macs_under(counts, name))
         )
-    fc = model.fc
-    if isinstance(fc, nn.Linear):
-        head_spec = f"average pool, {fc.in_features}-d fc, {fc.out_features} outputs"
-    else:
-        head_spec = f"average pool, {model.num_features}-d features (no classifier)"
-    stages.append(StageRow("head", "fc", [1, 1], head_spec, 1, _params(fc), _macs_under(counts, "fc")))
+    stages.append(_head_row(model, counts))
     return Summary(
         arch=arch,
         input_size=(int(input_size[0]), int(input_size[1])),

@@ -26,9 +26,21 @@ def register_model(name: str, constructor: Callable[..., ResNetBase]) -> Callabl
     return constructor
 
 
-def list_models() -> List[str]:
-    """Names of all registered architectures, in registration order."""
-    return list(_ARCHITECTURES)
+def list_models(
+    include: Union[None, str, Sequence[str]] = None, exclude: Union[None, str, Sequence[str]] = None
+) -> List[str]:
+    """Names of the registered architectures, in registration order; as torchvision's
+    ``list_models``, ``include`` keeps the names matching any of its fnmatch patterns
+    (``"resnet*"``) and ``exclude`` then drops the names matching any of its own."""
+    import fnmatch
+
+    def patterns(value: Union[None, str, Sequence[str]]) -> List[str]:
+        return [value] if isinstance(value, str) else list(value or [])
+
+    names = list(_ARCHITECTURES)
+    if include is not None:
+        names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns(include))]
+    return [n for n in names if not any(fnmatch.fnmatch(n, p) for p in patterns(exclude))]
 
 
 def get_constructor(name: str) -> Callable[..., ResNetBase]:

@@ -90,6 +90,19 @@ def _validate(
     return dilate
 
 
+def _validate_variant(block: Any, stem_type: Any, stem_width: Any, drop_path_rate: Any, stride_in_1x1: Any) -> None:
+    if stem_type not in STEM_TYPES:
+        raise InvalidOption(
+            f"stem_type {stem_type!r} is not one of {', '.join(map(repr, STEM_TYPES))}", field="stem_type"
+        )
+    if not is_int(stem_width) or stem_width < 1:
+        raise InvalidOption(f"stem_width must be an integer >= 1, got {stem_width!r}", field="stem_width")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise InvalidOption(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}", field="drop_path_rate")
+    if stride_in_1x1 and not issubclass(block, Bottleneck):
+        raise InvalidOption("stride_in_1x1 (ResNet v1) applies to Bottleneck blocks only", field="stride_in_1x1")
+
+
 class ResNet(ResNetBase):
     """ResNet / ResNeXt / wide ResNet, module for module the same as torchvision's.
 
@@ -137,26 +150,36 @@ class ResNet(ResNetBase):
         dilate = _validate(
             block, layers, num_classes, groups, width_per_group, replace_stride_with_dilation, norm_layer, in_chans
         )
-        if stem_type not in STEM_TYPES:
-            raise InvalidOption(f"stem_type {stem_type!r} is not one of {', '.join(map(repr, STEM_TYPES))}")
-        if not is_int(stem_width) or stem_width < 1:
-            raise InvalidOption(f"stem_width must be an integer >= 1, got {stem_width!r}")
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise InvalidOption(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+        _validate_variant(block, stem_type, stem_width, drop_path_rate, stride_in_1x1)
         if norm_layer is None:
             norm_layer = nn.BatchNorm2d
         self._norm_layer = norm_layer
         self.avg_down, self.se = bool(avg_down), bool(se)
-        if stride_in_1x1 and not issubclass(block, Bottleneck):
-            raise InvalidOption("stride_in_1x1 (ResNet v1) applies to Bottleneck blocks only")
         self.stride_in_1x1 = bool(stride_in_1x1)
         self.stem_type = stem_type
-
-        self.inplanes = 2 * stem_width if stem_type == "deep" else 64
         self.dilation = 1
         self.groups = groups
         self.base_width = width_per_group
         self.in_chans = int(in_chans)
+        # Modules are made in torchvision's order (stem, stages, head): it is the order in which they
+        # draw from the RNG, part of the drop-in contract.
+        self._make_stem(stem_type, stem_width, norm_layer)
+        self._block_index, self._num_blocks, self._drop_path_rate = 0, sum(int(n) for n in layers), drop_path_rate
+        self._make_stages(block, layers, dilate)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.num_features = 512 * block.expansion
+        self.num_classes = int(num_classes)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        init_weights(self)
+        if zero_init_residual:
+            for m in self.modules():
+                norm = last_norm(m)
+                weight = getattr(norm, "weight", None)
+                if isinstance(weight, torch.Tensor):
+                    nn.init.constant_(weight, 0)
+
+    def _make_stem(self, stem_type: str, stem_width: int, norm_layer: NormLayer) -> None:
+        self.inplanes = 2 * stem_width if stem_type == "deep" else 64
         if stem_type == "deep":
             # ResNet-C (He et al. 2019): three 3x3 convs replace the 7x7 (timm's layout and key names).
             self.conv1 = nn.Sequential(
@@ -178,15 +201,13 @@ class ResNet(ResNetBase):
         self.maxpool = nn.Identity() if stem_type == "small" else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.stem_reduction = 1 if stem_type == "small" else 2
 
-        self._block_index, self._num_blocks, self._drop_path_rate = 0, sum(int(n) for n in layers), drop_path_rate
-        strides = [1, 2, 2, 2]
-        stage_dilate = [False] + dilate
+    def _make_stages(self, block: Block, layers: Sequence[int], dilate: List[bool]) -> None:
         self.feature_info = FeatureInfo(
             [{"num_chs": self.inplanes, "reduction": self.stem_reduction, "module": "relu", "index": 0}]
         )
-        reduction = self.stem_reduction * (1 if stem_type == "small" else 2)  # the max-pool halves again
+        reduction = self.stem_reduction * (1 if self.stem_type == "small" else 2)  # the max-pool halves again
         names = []
-        for index, (width, depth, stride, dil) in enumerate(zip(STAGE_WIDTHS, layers, strides, stage_dilate)):
+        for index, (width, depth, stride, dil) in enumerate(zip(STAGE_WIDTHS, layers, [1, 2, 2, 2], [False, *dilate])):
             name = f"layer{index + 1}"
             names.append(name)
             setattr(self, name, self._make_layer(block, width, int(depth), stride=stride, dilate=dil))
@@ -196,20 +217,6 @@ class ResNet(ResNetBase):
                 {"num_chs": width * block.expansion, "reduction": reduction, "module": name, "index": index + 1}
             )
         self.stage_names = tuple(names)
-
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.num_features = 512 * block.expansion
-        self.num_classes = int(num_classes)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-        init_weights(self)
-
-        if zero_init_residual:
-            for m in self.modules():
-                norm = last_norm(m)
-                weight = getattr(norm, "weight", None)
-                if isinstance(weight, torch.Tensor):
-                    nn.init.constant_(weight, 0)
 
     def _make_layer(
         self, block: Block, planes: int, blocks: int, stride: int = 1, dilate: bool = False

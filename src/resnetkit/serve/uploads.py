@@ -92,6 +92,35 @@ class Part:
     data: bytearray = field(default_factory=bytearray)
 
 
+class _Collector:
+    """python-multipart's callbacks, collecting the parts of a body in memory."""
+
+    def __init__(self) -> None:
+        self.parts: List[Part] = []
+        self.field, self.value = b"", b""
+        self.complete = False
+
+    def callbacks(self) -> Dict[str, object]:
+        return {
+            "on_part_begin": lambda: self.parts.append(Part()),
+            "on_header_field": lambda data, start, end: self._add("field", data[start:end]),
+            "on_header_value": lambda data, start, end: self._add("value", data[start:end]),
+            "on_header_end": self._header_end,
+            "on_part_data": lambda data, start, end: self.parts[-1].data.extend(data[start:end]),
+            "on_end": self._end,
+        }
+
+    def _add(self, which: str, data: bytes) -> None:
+        setattr(self, which, getattr(self, which) + data)
+
+    def _header_end(self) -> None:
+        self.parts[-1].headers[self.field.lower()] = self.value
+        self.field, self.value = b"", b""
+
+    def _end(self) -> None:
+        self.complete = True
+
+
 def multipart_files(body: bytes, content_type: str, max_files: int) -> List[Tuple[str, bytes]]:
     """(file name, bytes) of every file part of a multipart/form-data body, parsed in memory (the
     body is already bounded by the size limit, so nothing is spooled to temporary files that a cut
@@ -102,51 +131,21 @@ def multipart_files(body: bytes, content_type: str, max_files: int) -> List[Tupl
     boundary = params.get(b"boundary")
     if not boundary:
         raise RequestError(400, "malformed multipart upload: the Content-Type has no boundary")
-    parts: List[Part] = []
-    header: Dict[str, bytes] = {"field": b"", "value": b""}
-    done = {"end": False}
-
-    def on_part_begin():
-        parts.append(Part())
-
-    def on_header_field(data, start, end):
-        header["field"] += data[start:end]
-
-    def on_header_value(data, start, end):
-        header["value"] += data[start:end]
-
-    def on_header_end():
-        parts[-1].headers[header["field"].lower()] = header["value"]
-        header["field"], header["value"] = b"", b""
-
-    def on_part_data(data, start, end):
-        parts[-1].data += data[start:end]
-
-    def on_end():
-        done["end"] = True
-
-    callbacks = {
-        "on_part_begin": on_part_begin,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_part_data": on_part_data,
-        "on_end": on_end,
-    }
-    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    collected = _Collector()
+    parser = MultipartParser(boundary, collected.callbacks())  # type: ignore[arg-type]
     try:
         parser.write(body)
         parser.finalize()
     except Exception as exc:  # python-multipart raises its own MultipartParseError and ValueErrors
         raise RequestError(400, f"malformed multipart upload ({exc})") from None
-    if not done["end"]:
+    if not collected.complete:
         raise RequestError(
             400,
             f"the multipart upload is cut short: its {len(body):,} bytes end before the closing boundary; "
             "send the whole request",
         )
     files = []
-    for part in parts:
+    for part in collected.parts:
         _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
         if b"filename" not in options:
             continue  # a text field

@@ -17,6 +17,7 @@ transfer that is not a weights file; this module adds those around the same idea
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -138,6 +139,53 @@ def _lock(dest: Path):
     return FileLock(str(locks / (dest.name + ".lock")))
 
 
+def _verified_attempt(url, dest, tmp, sha256_prefix, validate, progress, timeout) -> None:
+    """One transfer into ``tmp``, checked for completeness, hash and content; raises to refuse."""
+    digest, received, total = _transfer(url, tmp, progress, dest.name, timeout)
+    if total is not None and received != total:
+        raise TruncatedDownload(
+            f"truncated transfer of {url}: got {received} of {total} bytes; nothing was cached, run again"
+        )
+    if sha256_prefix and not digest.startswith(sha256_prefix):
+        raise DownloadError(
+            f"hash mismatch for {url}: expected sha256 {sha256_prefix}..., got {digest}; "
+            "the file was discarded (a proxy or a corrupted mirror may have altered it)"
+        )
+    if validate is not None:
+        try:
+            validate(tmp)
+        except BadFile as exc:
+            reason = str(exc).replace(str(tmp), "the download")
+            raise DownloadError(f"{url} did not give a weights file: {reason}; nothing was cached") from None
+
+
+def _give_up(exc: BaseException, url: str, dest: Path, host: str, timeout: float, attempt: int) -> Optional[Exception]:
+    """The error to raise for a failed attempt, or None when it is worth trying again."""
+    last = attempt == RETRIES
+    if isinstance(exc, urllib.error.HTTPError):
+        if exc.code not in TRANSIENT_HTTP or last:
+            return DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; nothing was cached")
+        return None
+    if isinstance(exc, TruncatedDownload):
+        return exc if last else None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DownloadError(
+            f"no space left on the device for the weights cache {dest.parent}; free some space or set "
+            "RESNETKIT_HOME to another disk; nothing was cached"
+        )
+    if _is_no_route(exc):
+        return OfflineError(_offline_message(url, dest, f"no network: {getattr(exc, 'reason', exc)}"))
+    if _is_timeout(exc):
+        # A host that accepts but never answers is unlikely to answer on a retry.
+        if attempt >= 1:
+            return DownloadError(
+                f"no answer from {host} within {timeout:g} s (twice) for {url}; nothing was cached: check the "
+                "address, or raise RESNETKIT_DOWNLOAD_TIMEOUT for a slow server"
+            )
+        return None
+    return OfflineError(_offline_message(url, dest, f"{getattr(exc, 'reason', exc)}")) if last else None
+
+
 def download(
     url: str,
     dest: Path,
@@ -173,49 +221,16 @@ def download(
             try:
                 if progress:
                     print(f"downloading {url} (waiting up to {timeout:g} s for {host} to answer)", file=sys.stderr)
-                digest, received, total = _transfer(url, tmp, progress, dest.name, timeout)
-                if total is not None and received != total:
-                    raise TruncatedDownload(
-                        f"truncated transfer of {url}: got {received} of {total} bytes; nothing was cached, run again"
-                    )
-                if sha256_prefix and not digest.startswith(sha256_prefix):
-                    raise DownloadError(
-                        f"hash mismatch for {url}: expected sha256 {sha256_prefix}..., got {digest}; "
-                        "the file was discarded (a proxy or a corrupted mirror may have altered it)"
-                    )
-                if validate is not None:
-                    try:
-                        validate(tmp)
-                    except BadFile as exc:
-                        reason = str(exc).replace(str(tmp), "the download")
-                        raise DownloadError(
-                            f"{url} did not give a weights file: {reason}; nothing was cached"
-                        ) from None
+                _verified_attempt(url, dest, tmp, sha256_prefix, validate, progress, timeout)
                 os.chmod(tmp, default_mode())
                 os.replace(tmp, dest)
                 return dest
-            except urllib.error.HTTPError as exc:
-                if exc.code not in TRANSIENT_HTTP or attempt == RETRIES:
-                    raise DownloadError(
-                        f"cannot download {url}: HTTP {exc.code} {exc.reason}; nothing was cached"
-                    ) from None
-            except TruncatedDownload:
-                if attempt == RETRIES:
+            except (TruncatedDownload, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                error = _give_up(exc, url, dest, host, timeout, attempt)
+                if error is exc:
                     raise
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                if _is_no_route(exc):
-                    raise OfflineError(
-                        _offline_message(url, dest, f"no network: {getattr(exc, 'reason', exc)}")
-                    ) from None
-                if _is_timeout(exc):
-                    # A host that accepts but never answers is unlikely to answer on a retry.
-                    if attempt >= 1:
-                        raise DownloadError(
-                            f"no answer from {host} within {timeout:g} s (twice) for {url}; nothing was cached: check the "
-                            "address, or raise RESNETKIT_DOWNLOAD_TIMEOUT for a slow server"
-                        ) from None
-                elif attempt == RETRIES:
-                    raise OfflineError(_offline_message(url, dest, f"{getattr(exc, 'reason', exc)}")) from None
+                if error is not None:
+                    raise error from None
             finally:
                 tmp.unlink(missing_ok=True)
             if progress:

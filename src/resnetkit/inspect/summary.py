@@ -8,7 +8,7 @@ odd input sizes and dilation come out right by construction.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -190,7 +190,7 @@ def _stem_rows(model: ResNetBase, counts, shapes) -> List[StageRow]:
     return rows
 
 
-def _block_row(name: str, block: nn.Module, counts, shapes) -> BlockRow:
+def _block_row(name: str, block: Any, counts, shapes) -> BlockRow:
     in_shape, out_shape = shapes[name]
     spatial = [c for c in block.modules() if isinstance(c, nn.Conv2d) and c.kernel_size[0] > 1]
     return BlockRow(

@@ -23,6 +23,32 @@ def private_home(tmp_path_factory):
         os.environ["RESNETKIT_HOME"] = saved
 
 
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """The trained digits model several test files share: trained once per test session, even when
+    pytest-xdist runs the files in several worker processes (they share the run through a file lock).
+    resnetkit's digits run at 16 px, 5 epochs (about 10 s; at 3 epochs it is 82-87 % accurate, its
+    margins thin, and int8 agreement fell under the bar with one thread)."""
+    from filelock import FileLock
+
+    from resnetkit.engine.config import make_config
+    from resnetkit.engine.trainer import train
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one folder for all workers
+    out = shared / "deploy-digits-run"
+    with FileLock(str(shared / "deploy-digits-run.lock")):
+        if not (out / "summary.json").is_file():
+            cfg = make_config("digits", image_size=16, epochs=5, amp="none", quiet=True, workers=0, out=str(out))
+            threads = torch.get_num_threads()
+            torch.set_num_threads(2)  # the same model however many workers share the cores
+            try:
+                train(cfg, log=lambda s: None)
+            finally:
+                torch.set_num_threads(threads)
+    return out
+
+
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)

@@ -3,7 +3,7 @@
 - ```bash blocks: each command line (backslash continuations joined, comments dropped, leading
   VAR=value assignments applied) must be `resnetkit ...` or `python -m resnetkit ...`; it runs
   in-process through resnetkit.cli.main, in a directory holding a small training run at
-  `runs/digits` (what `make run` leaves, made smaller), and must exit 0. Training commands run for
+  `runs/digits` (what `make run` leaves, made smaller: the session's shared 16 px run), and must exit 0. Training commands run for
   at most 3 steps (`--max-steps 3` is added): the flags and data are what is checked here, not the
   accuracy (the training tests check that).
 - ```python blocks run in a fresh namespace in the same directory.
@@ -48,16 +48,15 @@ def commands(body):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A directory with a small digits run at runs/digits, as `make run` leaves (1 epoch), and a
-    folder of validation digits for int8 calibration."""
+def workdir(tmp_path_factory, digits_run):
+    """A directory with a small digits run at runs/digits, as `make run` leaves (the session's shared
+    16 px run, copied), and a folder of validation digits for int8 calibration."""
+    import shutil
+
     from resnetkit.data.datasets import digits_val_images
-    from resnetkit.engine.config import make_config
-    from resnetkit.engine.trainer import train
 
     d = tmp_path_factory.mktemp("docs")
-    cfg = make_config("digits", image_size=16, epochs=1, quiet=True, workers=0, out=str(d / "runs" / "digits"))
-    train(cfg, log=lambda s: None)
+    shutil.copytree(digits_run, d / "runs" / "digits", ignore=shutil.ignore_patterns(".resnetkit.lock*"))
     digits_val_images(d / "runs" / "digits" / "calibration", count=40)
     (d / "out").mkdir()
     return d

@@ -8,6 +8,8 @@ from typing import Iterator, List, Tuple
 
 import torch
 
+from ..errors import InvalidOption
+
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, repeats: int = 1) -> List[int]:
     """Sample order for one epoch. ``repeats > 1`` is repeated augmentation (Hoffer et al. 2019):
@@ -47,7 +49,7 @@ class BatchOrder:
         repeats: int = 1,
     ) -> None:
         if global_batch % world:
-            raise ValueError(f"batch size {global_batch} is not divisible by the {world} processes; pick a multiple")
+            raise InvalidOption(f"batch size {global_batch} is not divisible by the {world} processes; pick a multiple")
         self.n, self.global_batch, self.seed = n, global_batch, seed
         self.shuffle, self.drop_last, self.repeats = shuffle, drop_last and n >= global_batch, repeats
         self.rank, self.world = rank, world

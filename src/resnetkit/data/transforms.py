@@ -9,6 +9,7 @@ import torch
 from torchvision.transforms import v2 as T
 
 from ..card import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from ..errors import InvalidOption
 
 INTERPOLATIONS = {
     "bilinear": T.InterpolationMode.BILINEAR,
@@ -43,7 +44,7 @@ def train_transform(
     elif auto_augment == "autoaugment":
         ops.append(T.AutoAugment(interpolation=interp))
     else:
-        raise ValueError(f"auto_augment {auto_augment!r} is not one of none, ta_wide, randaugment, autoaugment")
+        raise InvalidOption(f"auto_augment {auto_augment!r} is not one of none, ta_wide, randaugment, autoaugment")
     ops += [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))]
     if random_erase > 0:
         ops.append(T.RandomErasing(p=random_erase))

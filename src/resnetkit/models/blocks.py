@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 from torch import Tensor, nn
 
+from ..errors import InvalidOption
 from .layers import drop_path_layer, squeeze_excite
 
 NormLayer = Callable[[int], nn.Module]
@@ -63,14 +64,14 @@ class BasicBlock(nn.Module):
         if norm_layer is None:
             norm_layer = nn.BatchNorm2d
         if groups != 1 or base_width != 64:
-            raise ValueError(
+            raise InvalidOption(
                 f"BasicBlock only supports groups=1 and width_per_group=64 (got groups={groups}, "
                 f"width_per_group={base_width}): a BasicBlock has no inner bottleneck width to group "
                 "or widen. Use Bottleneck (e.g. resnext50_32x4d, wide_resnet50_2) for those options."
             )
         first_dilation = dilation if first_dilation is None else first_dilation
         if dilation < 1 or first_dilation < 1:
-            raise ValueError(f"dilation must be >= 1, got {dilation} (first_dilation {first_dilation})")
+            raise InvalidOption(f"dilation must be >= 1, got {dilation} (first_dilation {first_dilation})")
         self.conv1 = conv3x3(inplanes, planes, stride, dilation=first_dilation)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -134,7 +135,7 @@ class Bottleneck(nn.Module):
             norm_layer = nn.BatchNorm2d
         width = int(planes * (base_width / 64.0)) * groups
         if width < 1:
-            raise ValueError(
+            raise InvalidOption(
                 f"Bottleneck inner width is 0 for planes={planes}, width_per_group={base_width}, "
                 f"groups={groups}; increase width_per_group"
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InvalidOption
+
 
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round ``value`` to the nearest multiple of ``divisor`` (at least ``divisor``)."""
@@ -27,7 +29,7 @@ def drop_path_layer(p: float):
     1/(1-p); identity at eval. torchvision.ops.StochasticDepth (row mode) does exactly this; it is
     imported only when used, because importing torchvision costs about a second."""
     if not 0.0 <= p < 1.0:
-        raise ValueError(f"drop path probability must be in [0, 1), got {p}")
+        raise InvalidOption(f"drop path probability must be in [0, 1), got {p}")
     if p == 0.0:
         return None
     from torchvision.ops import StochasticDepth

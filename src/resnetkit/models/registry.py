@@ -21,7 +21,7 @@ _ARCHITECTURES: Dict[str, Callable[..., ResNetBase]] = {}
 def register_model(name: str, constructor: Callable[..., ResNetBase]) -> Callable[..., ResNetBase]:
     """Make ``constructor(**options)`` buildable as ``name``; a second registration of a name is an error."""
     if name in _ARCHITECTURES:
-        raise ValueError(f"architecture {name!r} is already registered")
+        raise InvalidOption(f"architecture {name!r} is already registered")
     _ARCHITECTURES[name] = constructor
     return constructor
 

@@ -5,18 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks scripts hubconf.py
 
-.PHONY: install test test-base lint run bench clean
+.PHONY: install test test-scale test-base lint run bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,deploy,openvino,serve,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,deploy,openvino,serve,batch,ray,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # Test files spread over the cores (pytest-xdist; each file stays on one worker, its fixtures built once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --ignore tests/scale
+
+# Beyond one process: torchrun ranks and Ray Data on a local Ray (Ray's start-up alone is seconds).
+test-scale: $(STAMP)
+	$(BIN)/python -m pytest -q tests/scale
 
 # A base install (no extras) in a fresh venv: every feature that needs an extra names it in one line.
 BASE_VENV := .venv-base

@@ -82,6 +82,18 @@ def main() -> int:
                     f"bench did not say it skipped {mode} and why: {bench.stdout[-500:]} {bench.stderr[-500:]}"
                 )
         print(f"ok   bench runs PyTorch's modes and says why it skipped {', '.join(sorted(skipped))}")
+        one_line(
+            resnetkit("predict", "x.png", *w, "--out", "r.parquet", cwd=work),
+            "resnetkit[batch]",
+            "predict --out .parquet",
+        )
+        one_line(
+            resnetkit("predict", "x.png", *w, "--engine", "ray", cwd=work), "resnetkit[ray]", "predict --engine ray"
+        )
+        table = resnetkit("predict", "x.png", *w, "--out", "r.jsonl", cwd=work)
+        if table.returncode != 0 or not (work / "r.jsonl").is_file():
+            raise SystemExit(f"predict --out r.jsonl failed on a base install: {table.stderr}")
+        print("ok   predict --out r.jsonl (no extra needed)")
         predict = resnetkit("predict", "x.png", *w, cwd=work)
         if predict.returncode != 0:
             raise SystemExit(f"predict failed on a base install: {predict.stderr}")

@@ -8,6 +8,10 @@ _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _workers)))
 # optimize() times each backend for a second by default; tests need its choice, not its precision.
 os.environ.setdefault("RESNETKIT_OPTIMIZE_SECONDS", "0.05")
+# predict and serve run PyTorch unless a test asks for the measured choice (--backend auto, or the env
+# var set by the test): building every runtime per command cost a minute of the suite. optimize()
+# itself, and predict/serve with auto, are tested on their own.
+os.environ.setdefault("RESNETKIT_BACKEND", "pytorch")
 
 
 @pytest.fixture(scope="session", autouse=True)

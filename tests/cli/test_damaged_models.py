@@ -117,17 +117,15 @@ class NaNForOne(torch.nn.Module):
 
 
 def test_a_non_finite_output_row_is_that_images_error(tmp_path):
+    from resnetkit.batch.predictor import Predictor
     from resnetkit.engine.evaluate import evaluate
-    from resnetkit.engine.predict import predict_files
 
     model = NaNForOne(rk.resnet18(num_classes=3).eval())
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"{i}.png")
-        class_image(i, 0, size=40).save(paths[-1])
-    results = list(predict_files(model, paths, rk.card.Preprocess(36, 32), ["a", "b", "c"], topk=2))
-    assert [r.error is None for r in results] == [True, False, True]
-    assert "output is not finite" in results[1].error
+    predictor = Predictor(model.card, model, False, False, "pytorch", "fp32", "test")
+    items = [(i, f"{i}.png", torch.zeros(32, 32, 3, dtype=torch.uint8), None) for i in range(3)]
+    rows = predictor.rows(items, topk=2)
+    assert [r["error"] is None for r in rows] == [True, False, True]
+    assert "output is not finite" in rows[1]["error"] and "top_classes" not in rows[1]
     x = torch.randn(3, 3, 32, 32)
     result = evaluate(model, [(x, torch.tensor([0, 1, 2]))], 3, torch.device("cpu"), amp="none", channels_last=False)
     assert result.nonfinite == 1 and result.count == 3 and result.confusion.sum() == 2 and np.isfinite(result.loss)

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import dataclasses
 import io
 import threading
 
@@ -19,7 +20,6 @@ pytest.importorskip("fastapi")
 from resnetkit.errors import ResnetkitError  # noqa: E402
 from resnetkit.serve import (  # noqa: E402
     ServeConfig,
-    ServedModel,  # noqa: E402
     create_app,
     load_service,
 )
@@ -76,7 +76,7 @@ def test_predict_upload_raw_batch_and_info(service, weights):
     top = one.json()["predictions"][0]["top"]
     assert len(top) == 2 and top[0]["class"] in CLASSES and top[0]["prob"] >= top[1]["prob"]
     model = rk.resnet18(weights=weights).eval()
-    x = service.preprocess.transform()(Image.open(io.BytesIO(png())).convert("RGB"))
+    x = service.card.preprocess.transform()(Image.open(io.BytesIO(png())).convert("RGB"))
     with torch.no_grad():
         expected = model(x[None]).softmax(1)[0]
     assert abs(top[0]["prob"] - float(expected.max())) < 1e-3 and top[0]["class"] == CLASSES[int(expected.argmax())]
@@ -152,8 +152,8 @@ class Gate(torch.nn.Module):
 
 
 def test_dynamic_batching_queue_bound_and_recovery(service, weights):
-    gate = Gate(service.runner)
-    gated = ServedModel(gate, None, service.preprocess, service.classes, dict(service.info, grad_cam=False))
+    gate = Gate(service.run)
+    gated = dataclasses.replace(service, run=gate, model=None, info=dict(service.info, grad_cam=False))
     cfg = ServeConfig(weights=weights, max_batch=4, max_wait_ms=60_000, max_queue=4)
     app = create_app(gated, cfg, log=lambda s: None)
 

@@ -25,7 +25,7 @@ def free_port() -> int:
 def test_sigterm_drains_the_request_in_flight(tmp_path):
     weights = write_small_weights(tmp_path / "w.safetensors")
     port = free_port()
-    env = dict(os.environ, RESNETKIT_HOME=str(tmp_path / "home"))
+    env = dict(os.environ, RESNETKIT_HOME=str(tmp_path / "home"), RESNETKIT_BACKEND="auto")  # the measured choice
     # A 4-image batch that one request never fills: the request waits in the queue for 3 s.
     cmd = [sys.executable, "-m", "resnetkit", "serve", "--weights", str(weights), "--port", str(port)]
     cmd += ["--max-batch", "4", "--max-wait-ms", "3000", "--max-queue", "8"]

@@ -1,24 +1,61 @@
-"""`resnetkit predict`: top-k classes for images; broken files are reported and the rest still predicted."""
+"""`resnetkit predict`: classify (or embed) image files as a batch job - decoding in worker processes
+overlapped with inference on the fastest backend, results printed or written to a table (Parquet,
+CSV, JSON Lines) that is committed in chunks and can be resumed or sharded. Broken files are reported
+and the rest still predicted."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
 
 from .common import add_weights_args, int_at_least, load_for_inference, pick_device
 
+BACKENDS = ("auto", "pytorch", "onnxruntime", "openvino")
+ENV_BACKEND = "RESNETKIT_BACKEND"  # the default of --backend (serve's too): deploy.formats.preferred_backend
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify image files", description=__doc__)
+    from ..batch.decode import default_workers
+
+    p = sub.add_parser("predict", help="classify or embed image files (a batch job)", description=__doc__)
     p.add_argument(
         "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders (searched recursively)"
     )
     add_weights_args(p)
-    p.add_argument("--topk", type=int_at_least(1), default=5, help="classes to show per image (default 5)")
+    p.add_argument("--topk", type=int_at_least(1), default=5, help="classes per image (default 5)")
     p.add_argument("-b", "--batch-size", type=int_at_least(1), default=32, help="images per forward pass (default 32)")
-    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32", help="default fp32")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help=f"auto (default: the fastest, measured once by optimize()), or one runtime (${ENV_BACKEND} sets the "
+        "default where that runtime offers the precision)",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="int8 calibration images (default: a run's val data, else the first inputs)",
+    )
+    p.add_argument("--out", "-o", metavar="FILE", help="write a table: .parquet, .csv or .jsonl (default: print)")
+    p.add_argument("--embeddings", action="store_true", help="also record each image's pooled features (parquet/jsonl)")
+    p.add_argument("--logits", action="store_true", help="also record the raw logits (parquet/jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue an existing --out table, skipping what it holds")
+    p.add_argument("--exist-ok", action="store_true", help="replace an existing --out table")
+    p.add_argument("--shard", metavar="I/N", help="take the I-th of N shares of the inputs (its own table)")
+    p.add_argument("--chunk", type=int_at_least(1), default=512, help="rows committed to --out at a time (default 512)")
+    p.add_argument(
+        "-j", "--workers", type=int_at_least(0), default=default_workers(),
+        help=f"decode processes (default {default_workers()}: the cores; 0 decodes in the main process)",
+    )  # fmt: skip
+    p.add_argument("--no-draft", dest="draft", action="store_false", help="decode JPEGs at full size (exact; slower)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray (Ray Data)")
+    p.add_argument("--address", metavar="ADDR", help="with --engine ray: the cluster (default: start a local Ray)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    p.add_argument("--verbose", action="store_true", help="a line each time a chunk of --out is committed")
     p.add_argument(
         "--cam",
         metavar="DIR",
@@ -27,64 +64,91 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..data.decode import expand_inputs
-    from ..deploy.loading import is_exported
-    from ..engine.predict import predict_files
-    from ..errors import BadFile, InvalidOption
+def job_config(args: argparse.Namespace):
+    """The job the flags ask for, checked (before any model is loaded)."""
+    from ..batch.inputs import Shard
+    from ..batch.job import JobConfig
 
-    paths = expand_inputs(args.inputs)
-    if not paths:
-        raise BadFile(f"no files found in {' '.join(args.inputs)}")
-    if not any(p.exists() for p in paths):  # before any weights are downloaded
-        raise BadFile(f"none of the inputs exist: {' '.join(args.inputs)}")
+    shard = Shard.parse(args.shard) if args.shard else Shard()
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # under torchrun: each rank its own share, and its own table
+        shard = shard.within(rank, world)
+    return JobConfig(
+        sources=list(args.inputs), out=args.out, topk=args.topk, batch_size=args.batch_size, workers=args.workers,
+        draft=args.draft, embeddings=args.embeddings, logits=args.logits, resume=args.resume,
+        exist_ok=args.exist_ok, shard=shard, chunk=args.chunk, quiet=args.quiet, precision=args.precision,
+    ).check()  # fmt: skip
+
+
+def check_extras(args: argparse.Namespace) -> None:
+    """Name a missing extra before any work is done."""
     if args.cam:
         from ..fileio import check_output_dir
         from ..inspect.cam import require_grad_cam
 
         check_output_dir(args.cam, "--cam folder")
         require_grad_cam()
+    if args.out and Path(args.out).suffix.lower() == ".parquet":
+        from ..batch.table import require_pyarrow
+
+        require_pyarrow()
+    if args.engine == "ray":
+        from ..batch.ray_engine import require_ray
+
+        require_ray()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import BadFile, InvalidOption
+
+    cfg = job_config(args)
+    check_extras(args)
+    if not any(os.path.exists(s) for s in cfg.sources):  # before any weights are downloaded
+        raise BadFile(f"none of the inputs exist: {' '.join(cfg.sources)}")
+    if args.engine == "ray":
+        from ..batch.ray_engine import run_cli
+
+        return run_cli(args, cfg)
     model = load_for_inference(args)
-    preprocess, classes = model.card.preprocess, model.card.classes
+    from ..deploy.loading import is_exported
+
     if args.cam and is_exported(model):
         raise InvalidOption(
             f"--cam needs the PyTorch weights (Grad-CAM follows gradients); {args.weights} is an exported "
             f"{model.card.format} model"
         )
+    return run_local(args, cfg, model)
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_local(args: argparse.Namespace, cfg, model) -> int:
+    from ..batch.job import run_job
+    from ..batch.predictor import build_predictor
+    from ..deploy.formats import preferred_backend
+    from .predict_output import Printer, calibration_for, weights_identity
+
     device = pick_device(args.device, model)
-    failed = 0
-    predictions = predict_files(
-        model, paths, preprocess, classes, topk=args.topk, batch_size=args.batch_size, device=device
+    printer = Printer(args, model, device)
+
+    def make_predictor(sample):
+        predictor = build_predictor(
+            model, cfg.precision, cfg.embeddings, cfg.batch_size, calibration_for(args, model, sample, say),
+            device, log=say, backend=preferred_backend(args.backend, cfg.precision),
+        )  # fmt: skip
+        if not args.quiet and predictor.backend != getattr(getattr(predictor.runner, "choice", None), "backend", None):
+            say(f"predict: {predictor.choice}")  # optimize() said it already when it chose
+        printer.predictor = predictor
+        return predictor
+
+    summary = run_job(
+        cfg, model.card, make_predictor, printer.emit, weights_identity(model), log=say, on_chunk=printer.on_chunk
     )
-    for pred in predictions:
-        failed += pred.error is not None
-        if args.json:
-            print(json.dumps(pred.to_dict()), flush=True)
-        elif pred.error is not None:
-            print(f"{pred.path}: ERROR {pred.error.removeprefix(pred.path + ': ')}", flush=True)
-        else:
-            tops = "  ".join(f"{c} {p:.1%}" for c, p in pred.top)
-            print(f"{pred.path}: {tops}", flush=True)
-        if args.cam and pred.error is None:
-            written = write_cam(model, Path(pred.path), preprocess, Path(args.cam), device)
-            if not args.json:
-                print(f"  Grad-CAM: {written}", flush=True)
-    if failed:
-        print(f"{failed} of {len(paths)} files could not be read", file=sys.stderr)
+    if not args.quiet:
+        say(f"predict: {summary.line()}")
+    if summary.failed:
+        say(f"{summary.failed} of {summary.inputs} files could not be read")
         return 1
     return 0
-
-
-def write_cam(model, path: Path, preprocess, folder: Path, device) -> Path:
-    """The Grad-CAM overlay of one image (the crop the model saw), saved as FOLDER/NAME_cam.png."""
-    from ..data.decode import load_image
-    from ..fileio import atomic_path, make_dir
-    from ..inspect.cam import cam_overlays
-
-    x = preprocess.transform(model.card.in_chans)(load_image(path, preprocess.resize_size))[None].to(device)
-    overlay = cam_overlays(model, x, preprocess.mean, preprocess.std)[0]
-    make_dir(folder, "--cam folder")
-    out = folder / f"{path.stem}_cam.png"
-    with atomic_path(out, "Grad-CAM image") as tmp:
-        overlay.save(tmp, format="PNG")
-    return out

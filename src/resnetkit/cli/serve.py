@@ -20,6 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int_at_least(1), default=8000, help="port (default 8000)")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32", help="default fp32")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "pytorch", "onnxruntime", "openvino"],
+        default=None,
+        help="auto (default: the fastest, measured once by optimize()) or one runtime ($RESNETKIT_BACKEND sets the "
+        "default where that runtime offers the precision)",
+    )
     p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: a run's val data)")
     p.add_argument("--max-batch", type=int_at_least(1), default=16, help="images per model call (default 16)")
     p.add_argument(
@@ -105,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda":
         raise InvalidOption("serve runs on the CPU backends optimize() picks; --device cuda is not supported")
     fields = {f.name for f in dataclasses.fields(ServeConfig)}
-    cfg = ServeConfig(**{k: v for k, v in vars(args).items() if k in fields}).check()
+    values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    cfg = ServeConfig(**values).check()
     sock = listening_socket(cfg.host, cfg.port)
     try:
         if cfg.workers > 1:

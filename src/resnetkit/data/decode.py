@@ -63,11 +63,14 @@ def check_resized_size(path: Union[str, os.PathLike], width: int, height: int, s
         )
 
 
-def load_image(path: Union[str, os.PathLike], short_side: Optional[int] = None) -> Image.Image:
+def load_image(path: Union[str, os.PathLike], short_side: Optional[int] = None, draft: bool = False) -> Image.Image:
     """Open ``path`` as an RGB PIL image with EXIF orientation applied.
 
     ``short_side`` is the size preprocessing will scale the short side to: images whose result
-    would be unreasonably large (extreme aspect ratios) are refused before decoding. Raises
+    would be unreasonably large (extreme aspect ratios) are refused before decoding. ``draft``: a
+    JPEG at least twice that size is decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT domain,
+    never below ``short_side``): several times faster, and what follows (resizing the short side to
+    ``short_side``) then starts from fewer pixels - not bit-identical to a full decode. Raises
     ImageDecodeError for a missing, unreadable, empty, truncated, corrupt, non-image or
     oversized file. PIL's global LOAD_TRUNCATED_IMAGES is left as the caller set it (False by
     default: truncated files are refused).
@@ -78,17 +81,25 @@ def load_image(path: Union[str, os.PathLike], short_side: Optional[int] = None) 
         raise ImageDecodeError(str(exc)) from None
     if path.stat().st_size == 0:
         raise ImageDecodeError(f"{path}: empty file (0 bytes); re-copy or remove it")
-    return _open(path, str(path), short_side)
+    return _open(path, str(path), short_side, draft)
 
 
-def decode_image_bytes(data: bytes, name: str = "upload", short_side: Optional[int] = None) -> Image.Image:
+def decode_image_bytes(
+    data: bytes, name: str = "upload", short_side: Optional[int] = None, draft: bool = False
+) -> Image.Image:
     """``load_image`` for an image held in memory (an upload): the same limits and messages."""
     if not data:
         raise ImageDecodeError(f"{name}: empty file (0 bytes); send the image's content")
-    return _open(io.BytesIO(data), name, short_side)
+    return _open(io.BytesIO(data), name, short_side, draft)
 
 
-def _open(source: Union[Path, io.BytesIO], name: str, short_side: Optional[int]) -> Image.Image:
+def _draft(img: Image.Image, short_side: Optional[int]) -> None:
+    if short_side and img.format == "JPEG" and min(img.size) >= 2 * short_side:
+        # Both sides stay >= short_side, so the short side does too, whatever the EXIF rotation.
+        img.draft("RGB", (short_side, short_side))
+
+
+def _open(source: Union[Path, io.BytesIO], name: str, short_side: Optional[int], draft: bool = False) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -99,6 +110,8 @@ def _open(source: Union[Path, io.BytesIO], name: str, short_side: Optional[int])
                         "(possible decompression bomb); downscale the image first"
                     )
                 check_resized_size(name, img.width, img.height, short_side)
+                if draft:
+                    _draft(img, short_side)
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)

@@ -63,4 +63,8 @@ def check_calibration(calibration: Union[torch.Tensor, Iterable[torch.Tensor], N
         raise InvalidOption(
             f"calibration needs at least {MIN_CALIBRATION_IMAGES} images, got {count}; add representative images"
         )
-    return [b.detach().to("cpu", torch.float32).contiguous() for b in batches]
+    # uint8 crops (for a model with preprocessing fused in) stay uint8; images become float32.
+    return [
+        b.detach().cpu().contiguous() if b.dtype == torch.uint8 else b.detach().to("cpu", torch.float32).contiguous()
+        for b in batches
+    ]

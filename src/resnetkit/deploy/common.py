@@ -4,7 +4,7 @@ and a runtime's exception reduced to its informative line."""
 from __future__ import annotations
 
 import importlib.util
-from typing import Iterable
+from typing import Iterable, List
 
 import torch
 from torch import nn
@@ -13,10 +13,22 @@ from ..errors import MissingDependency
 
 
 def example_input(model: nn.Module, input_size: int, batch: int = 2) -> torch.Tensor:
-    """A fixed random batch (seed 0) at the model's channel count: what exporters trace with."""
+    """A fixed random batch (seed 0) at the model's channel count: what exporters trace with. A model
+    that takes another input (uint8 NHWC crops: ``FusedInput``) says so with its ``example_input``."""
+    own = getattr(model, "example_input", None)
+    if callable(own):
+        return own(input_size, batch)
     in_chans = int(getattr(model, "in_chans", 3))
     gen = torch.Generator().manual_seed(0)
     return torch.randn(batch, in_chans, input_size, input_size, generator=gen)
+
+
+def input_shape(model: nn.Module, input_size: int) -> List[int]:
+    """The model's input shape with a dynamic batch axis (-1): NCHW, unless the model says otherwise."""
+    own = getattr(model, "input_shape", None)
+    if callable(own):
+        return list(own(input_size))
+    return [-1, int(getattr(model, "in_chans", 3)), input_size, input_size]
 
 
 def threads() -> int:

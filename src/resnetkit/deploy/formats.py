@@ -19,6 +19,7 @@ here (docs/deploy.md).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -84,6 +85,20 @@ FORMATS: Dict[str, Format] = {
         Format("safetensors", ".safetensors", "pytorch", ("fp32",), pt_leaf.write_safetensors, None, "a safetensors weights file"),
     )
 }  # fmt: skip
+
+
+ENV_BACKEND = "RESNETKIT_BACKEND"
+
+
+def preferred_backend(asked: Optional[str], precision: str) -> str:
+    """The backend to use: the one asked for; else ``$RESNETKIT_BACKEND`` where that runtime offers
+    the precision; else "auto" (``optimize()`` measures)."""
+    if asked:
+        return asked
+    preferred = os.environ.get(ENV_BACKEND, "auto")
+    if preferred != "auto" and (preferred not in RUNTIMES or precision not in RUNTIMES[preferred].precisions):
+        return "auto"
+    return preferred
 
 
 # ---- what is installed -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import InvalidOption
 from .calibration import check_calibration
+from .common import example_input
 from .fold import fold_batchnorm
 from .formats import PREFERENCE, RUNTIMES, available, check_precision, require
 
@@ -123,8 +124,7 @@ def _remember(key: str, choice: Choice) -> None:
 def _probe(model: nn.Module, calibration, input_size: int) -> torch.Tensor:
     if calibration is not None:
         return torch.cat(check_calibration(calibration))[:32]
-    gen = torch.Generator().manual_seed(0)
-    return torch.randn(16, getattr(model, "in_chans", 3), input_size, input_size, generator=gen)
+    return example_input(model, input_size, 16)
 
 
 def _check(runner: nn.Module, reference: torch.Tensor, probe: torch.Tensor, precision: str) -> Optional[float]:

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 from ..errors import InvalidOption
 
 ENV_CONFIG = "RESNETKIT_SERVE_CONFIG"  # how `serve --workers N` hands its settings to each worker
+BACKENDS = ("auto", "pytorch", "onnxruntime", "openvino")
 
 INTEGER_MINIMUMS = {"max_batch": 1, "max_queue": 1, "max_images": 1, "workers": 1}
 POSITIVE = ("max_body_mb", "timeout_s", "read_timeout_s", "min_upload_kib_s")
@@ -26,6 +27,9 @@ class ServeConfig:
     weights: str
     arch: Optional[str] = None
     precision: str = "fp32"
+    # auto: the fastest, measured once by optimize(); or one runtime. None: $RESNETKIT_BACKEND where
+    # that runtime offers the precision, else auto (deploy.formats.preferred_backend).
+    backend: Optional[str] = None
     calibration: Optional[str] = None
     max_batch: int = 16
     max_wait_ms: float = 5.0
@@ -60,6 +64,8 @@ class ServeConfig:
             raise InvalidOption(
                 f"max_queue ({self.max_queue}) must be >= max_batch ({self.max_batch})", field="max_queue"
             )
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise InvalidOption(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}", field="backend")
         if self.precision not in ("fp32", "bf16", "int8"):
             raise InvalidOption(f"precision {self.precision!r} is not one of fp32, bf16, int8", field="precision")
         return self

@@ -14,7 +14,8 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..deploy.formats import FORMATS
+from ..card import ModelCard
+from ..deploy.fused import normalise
 from ..errors import ImageDecodeError, InvalidOption, ResnetkitError
 from .batcher import Batcher, QueueFull
 from .config import ServeConfig
@@ -26,40 +27,49 @@ BUSY = {"Retry-After": "1"}
 
 @dataclass(frozen=True)
 class ServedModel:
-    """What the app serves: a runner for predictions, the PyTorch model for Grad-CAM (None for an
-    exported artifact), preprocessing, classes and a description (GET /v1/model)."""
+    """What the app serves: ``run`` (uint8 crops -> logits; the Predictor's), the decoder that makes
+    the crops from uploads, the PyTorch model for Grad-CAM (None for an exported artifact), the card,
+    and a description (GET /v1/model)."""
 
-    runner: nn.Module
+    run: Callable[[torch.Tensor], torch.Tensor]
+    decoder: Any  # batch.decode.Decoder
     model: Optional[nn.Module]
-    preprocess: Any
-    classes: Optional[List[str]]
+    card: ModelCard
     info: Dict[str, Any]
 
     @property
+    def classes(self) -> Optional[List[str]]:
+        return list(self.card.classes) if self.card.classes else None
+
+    @property
+    def preprocess(self):
+        return self.card.preprocess
+
+    @property
     def in_chans(self) -> int:
-        return int(self.info.get("in_chans") or 3)
+        return self.card.in_chans
 
 
 def load_service(cfg: ServeConfig, log: Callable[[str], None] = print) -> ServedModel:
-    """Load the model ``cfg.weights`` names and put it on the fastest backend ``optimize()`` finds
-    here (an exported artifact runs as it is), then check it end to end on a synthetic image, so a
-    model that cannot answer is refused at start-up rather than on every request."""
-    from ..deploy.loading import is_exported, load_inference_model
+    """Load the model ``cfg.weights`` names into a Predictor - the fastest backend ``optimize()`` finds
+    here with the preprocessing fused, or an exported artifact as it is - then check it end to end on
+    a synthetic image, so a model that cannot answer is refused at start-up rather than on every request."""
+    from ..batch.predictor import build_predictor
+    from ..deploy.formats import preferred_backend
+    from ..deploy.loading import load_inference_model
 
     cfg = cfg.check()
     model: Any = load_inference_model(cfg.weights, arch=cfg.arch, progress=False, hf_config=cfg.hf_config)
     card = model.card
-    if is_exported(model):
-        if cfg.precision not in ("fp32", card.precision):
-            raise InvalidOption(
-                f"{cfg.weights} is a {card.precision} {card.format} export; precision {cfg.precision} needs the weights "
-                "it was exported from",
-                field="precision",
-            )
-        runner, backend, precision, pytorch_model = model, FORMATS[card.format].runtime, card.precision, None
-    else:
-        runner, backend = _fastest_runner(model, cfg, log)
-        precision, pytorch_model = cfg.precision, model
+    predictor = build_predictor(
+        model,
+        cfg.precision,
+        False,
+        cfg.max_batch,
+        _calibration(model, cfg, log),
+        log=log,
+        backend=preferred_backend(cfg.backend, cfg.precision),
+    )
     info = {
         "weights": card.source or cfg.weights,
         "arch": card.arch,
@@ -67,36 +77,29 @@ def load_service(cfg: ServeConfig, log: Callable[[str], None] = print) -> Served
         "classes": list(card.classes) if card.classes else None,
         "in_chans": card.in_chans,
         "preprocess": card.preprocess.to_dict(),
-        "backend": backend,
-        "precision": precision,
-        "grad_cam": pytorch_model is not None,
+        "backend": predictor.backend,
+        "precision": predictor.precision,
+        "grad_cam": predictor.pytorch_model is not None,
         "limits": cfg.limits(),
     }
-    served = ServedModel(runner, pytorch_model, card.preprocess, info["classes"], info)
+    served = ServedModel(lambda x: predictor(x)[0], predictor.decoder(), predictor.pytorch_model, card, info)
     self_check(served)
     return served
 
 
-def _fastest_runner(model, cfg: ServeConfig, log) -> Tuple[nn.Module, str]:
+def _calibration(model: Any, cfg: ServeConfig, log) -> Optional[Callable[[], torch.Tensor]]:
+    if cfg.precision != "int8":
+        return None
     from ..deploy.calibration import calibration_batches
-    from ..deploy.optimize import optimize
+    from ..engine.rundir import calibration_source
 
     card = model.card
-    calibration = None
-    if cfg.precision == "int8":
-        from ..engine.rundir import calibration_source
-
-        source = calibration_source(cfg.calibration, card.source or cfg.weights, log)
-        calibration = calibration_batches(source, card.preprocess, in_chans=card.in_chans)
-    runner = optimize(
-        model, cfg.precision, calibration=calibration, input_size=card.input_size, batch_size=cfg.max_batch, log=log
-    )
-    choice = getattr(runner, "choice", None)  # what optimize() picked, and why
-    return runner, choice.backend if choice is not None else "pytorch"
+    source = calibration_source(cfg.calibration, card.source or cfg.weights, log)
+    return lambda: torch.cat(calibration_batches(source, card.preprocess, in_chans=card.in_chans))
 
 
 def self_check(served: ServedModel) -> None:
-    """One synthetic image through decoding, preprocessing and the runner: what every request does."""
+    """One synthetic image through decoding, preprocessing and the model: what every request does."""
     from PIL import Image
 
     buf = io.BytesIO()
@@ -104,7 +107,7 @@ def self_check(served: ServedModel) -> None:
     try:
         x = prepare(served, "self-check.png", buf.getvalue())
         with torch.no_grad():
-            out = served.runner(x[None])
+            out = served.run(x[None])
     except ResnetkitError as exc:
         raise InvalidOption(f"the model cannot answer a request: {exc}") from None
     if out.shape != (1, served.info["num_classes"]) or not torch.isfinite(out).all():
@@ -115,11 +118,8 @@ def self_check(served: ServedModel) -> None:
 
 
 def prepare(served: ServedModel, name: str, data: bytes) -> torch.Tensor:
-    """Uploaded bytes -> the model's input tensor (same limits and messages as ``predict``)."""
-    from ..data.decode import decode_image_bytes
-
-    image = decode_image_bytes(data, name, served.preprocess.resize_size)
-    return served.preprocess.transform(served.in_chans)(image)
+    """Uploaded bytes -> the model's uint8 crop (same limits and messages as ``predict``)."""
+    return torch.from_numpy(served.decoder.from_bytes(data, name))
 
 
 class Service:
@@ -141,7 +141,7 @@ class Service:
         """Start the batcher and warm the runner up (the first calls of a runtime are slow)."""
         cfg, served = self.cfg, self.served
         self.batcher = Batcher(
-            served.runner,
+            served.run,
             cfg.max_batch,
             cfg.max_wait_ms / 1000,
             cfg.max_queue,
@@ -150,7 +150,8 @@ class Service:
         self.batcher.start()
         size = served.preprocess.crop_size
         for batch in sorted({1, cfg.max_batch}):
-            await self.batcher.in_model_thread(served.runner, torch.zeros(batch, served.in_chans, size, size))
+            crops = torch.zeros(batch, size, size, served.in_chans, dtype=torch.uint8)
+            await self.batcher.in_model_thread(served.run, crops)
         self.ready = True
         info = served.info
         self.log(
@@ -197,7 +198,7 @@ class Service:
 
     async def predict(self, files: List[Tuple[str, bytes]], topk: int, cam: bool) -> Dict[str, Any]:
         """The answer to one request: top-k per image (an error entry for each unusable one)."""
-        from ..engine.predict import top_classes
+        from ..batch.predictor import top_k
 
         decoded: List[Any] = []
         for name, data in files:  # decoded on worker threads, off the event loop
@@ -210,7 +211,7 @@ class Service:
             raise RequestError(422, f"no readable image: {'; '.join(str(d) for d in decoded)}")
         logits = torch.stack(await self._run(good))
         finite = torch.isfinite(logits).all(1).tolist()
-        tops = iter(top_classes(torch.nan_to_num(logits), self.served.classes, topk))
+        tops = iter(top_k(torch.nan_to_num(logits), self.served.card, topk))
         heat = iter(await self.batcher.in_model_thread(self.cam_pngs, good) if cam else [])  # type: ignore[union-attr]
         results = []
         for (name, _), item in zip(files, decoded):
@@ -221,7 +222,7 @@ class Service:
             if not ok:
                 results.append({"name": name, "error": f"{name}: the model's output is not finite (NaN or Inf)"})
                 continue
-            entry: Dict[str, Any] = {"name": name, "top": [{"class": c, "prob": round(p, 6)} for c, p in top]}
+            entry: Dict[str, Any] = {"name": name, "top": [{"class": c, "prob": round(p, 6)} for _, c, p in top]}
             if overlay is not None:
                 entry["cam_png"] = overlay
             results.append(entry)
@@ -247,8 +248,9 @@ class Service:
 
         assert self.served.model is not None
         pre = self.served.preprocess
+        images = normalise(torch.stack(tensors), pre, self.served.in_chans)
         out = []
-        for image in cam_overlays(self.served.model, torch.stack(tensors), pre.mean, pre.std):
+        for image in cam_overlays(self.served.model, images, pre.mean, pre.std):
             buf = io.BytesIO()
             image.save(buf, format="PNG")
             out.append(base64.b64encode(buf.getvalue()).decode())

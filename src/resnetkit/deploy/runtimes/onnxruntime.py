@@ -127,19 +127,26 @@ def session(model: bytes):
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-def runner(model: bytes, card: ModelCard, path: Path, where: Optional[str] = None) -> ExportedModel:
+class SessionRunner(nn.Module):
+    """An ONNX Runtime session behind a module interface: tensors in (whatever the graph takes), the
+    first output out. ``runtime`` is the session, for inspection."""
+
+    def __init__(self, sess) -> None:
+        super().__init__()
+        self.runtime = sess
+        self.input_name = sess.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.runtime.run(None, {self.input_name: x.detach().cpu().contiguous().numpy()})[0])
+
+
+def runner(model: bytes, where: Path) -> SessionRunner:
     try:
-        sess = session(model)
+        return SessionRunner(session(model))
     except ImportError:
         raise
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-        raise BadFile(f"{where or path}: not a valid ONNX model ({last_line(exc)}); export it again") from None
-    name = sess.get_inputs()[0].name
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(sess.run(None, {name: x.numpy()})[0])
-
-    return ExportedModel(run, card, path, runtime=sess)
+        raise BadFile(f"{where}: not a valid ONNX model ({last_line(exc)}); export it again") from None
 
 
 def _model_card(model: nn.Module, precision: str) -> ModelCard:
@@ -150,13 +157,13 @@ def _model_card(model: nn.Module, precision: str) -> ModelCard:
 
 def build(
     folded: nn.Module, precision: str, input_size: int, calibration: Optional[Sequence[torch.Tensor]]
-) -> ExportedModel:
+) -> SessionRunner:
     """The ONNX Runtime runner of an already BatchNorm-folded model (fp32 or int8), built in memory."""
     card = _model_card(folded, precision)
     data = to_onnx(folded, input_size, card)
     if precision == "int8":
         data = quantize_int8(data, calibration or [], card)
-    return runner(data, card, Path("<memory>"))
+    return runner(data, Path("<memory>"))
 
 
 # ---- files ------------------------------------------------------------------------------------------
@@ -205,8 +212,7 @@ def load(path: Path) -> ExportedModel:
             f"{path}: its weights do not match the hash recorded at export (the file was damaged after it was "
             "written); export it again"
         )
-    probe = runner(data, ModelCard(arch=None, num_classes=0, format="onnx"), path)
-    card = card_of(meta, path, "onnx", probe._run)
+    run = runner(data, path)
+    card = card_of(meta, path, "onnx", run)
     check_against_graph(proto, card, path)
-    probe.card = card
-    return probe
+    return ExportedModel(run, card, path, runtime=run.runtime)

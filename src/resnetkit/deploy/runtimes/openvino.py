@@ -20,7 +20,7 @@ from torch import nn
 from ...card import ModelCard
 from ...errors import BadFile, DamagedModel, InvalidOption, MissingDependency
 from ...fileio import make_dir
-from ..common import example_input, last_line, need, threads
+from ..common import example_input, input_shape, last_line, need, threads
 from ..exported import ExportedModel, card_of
 
 EXTRA = "openvino"
@@ -42,14 +42,13 @@ def has_bf16() -> bool:
 def convert(model: nn.Module, input_size: int):
     """The model converted to an OpenVINO model in memory, with a dynamic batch axis."""
     ov = _ov()
-    in_chans = int(getattr(model, "in_chans", 3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # share_weights=False: by default the OpenVINO model (and what is compiled from it) reads the
         # weights from the PyTorch tensors' memory, which is freed once ``model`` goes (build() passes a
         # temporary folded copy): wrong logits, then a segfault in a later allocation.
         ov_model = ov.convert_model(model, example_input=example_input(model, input_size), share_weights=False)
-    ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, in_chans, input_size, input_size])})
+    ov_model.reshape({ov_model.input(0): ov.PartialShape(input_shape(model, input_size))})
     return ov_model
 
 
@@ -118,7 +117,7 @@ class OpenVINORunner(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ov = _ov()
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        array = x.detach().cpu().contiguous().numpy()
         expected = self.compiled.input(0).get_partial_shape()
         if not expected.compatible(ov.PartialShape(list(array.shape))):
             raise InvalidOption(f"input of shape {list(array.shape)} does not fit this model's input {expected}")

@@ -35,7 +35,8 @@ class ChannelsLast(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
+        if x.is_floating_point():  # uint8 NHWC crops (FusedInput) are channels_last once permuted
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.bf16:
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
                 return self.model(x).float()

@@ -1,0 +1,151 @@
+"""The Predictor: decode -> preprocess -> forward -> top-k / embeddings, defined once, for `predict`,
+`serve`, torchrun shards and Ray actors.
+
+PyTorch weights run on the fastest backend ``optimize()`` measures here for the precision (the choice
+is printed and remembered), with the preprocessing fused into the graph: the runner takes the decoded
+uint8 crops as they come. An exported model (ONNX, OpenVINO IR, .pt2) runs as it is, fed normalised
+float images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..card import ModelCard
+from ..deploy.fused import FusedInput, Outputs, normalise
+from ..deploy.loading import is_exported
+from ..errors import InvalidOption
+from .decode import Decoder, Item
+
+NOT_FINITE = "the model's output is not finite (NaN or Inf)"
+
+
+def top_k(logits: torch.Tensor, card: ModelCard, k: int) -> List[List[tuple]]:
+    """Per row: the ``k`` (class index, class name, probability) most likely first."""
+    probs, indices = logits.float().softmax(1).topk(min(k, logits.shape[1]), dim=1)
+    return [
+        [(i, card.class_name(i), p) for i, p in zip(row_i, row_p)]
+        for row_i, row_p in zip(indices.tolist(), probs.tolist())
+    ]
+
+
+@dataclass
+class Predictor:
+    """A model ready for batch prediction. ``__call__`` takes uint8 (N, H, W, C) crops (what a
+    ``Decoder`` makes) and returns (logits, embeddings or None), float32 on the CPU."""
+
+    card: ModelCard
+    runner: nn.Module
+    fused: bool  # the runner takes uint8 crops (preprocessing in its graph)
+    embeddings: bool
+    backend: str
+    precision: str
+    choice: str  # what optimize() chose and why, or how the model runs
+    device: torch.device = torch.device("cpu")
+    pytorch_model: Optional[nn.Module] = None  # for Grad-CAM; None for an exported model
+
+    def decoder(self, draft: bool = True) -> Decoder:
+        return Decoder(self.card.preprocess, self.card.in_chans, draft)
+
+    @torch.no_grad()
+    def __call__(self, pixels: torch.Tensor):
+        x = pixels if self.fused else normalise(pixels, self.card.preprocess, self.card.in_chans)
+        out = self.runner(x.to(self.device)).float().cpu()
+        if not self.embeddings:
+            return out, None
+        width = out.shape[1] - self.card.num_classes
+        return out[:, width:], out[:, :width]
+
+    def rows(self, items: Sequence[Item], topk: int, logits: bool = False) -> List[Dict[str, Any]]:
+        """One row per item, in order: its top-k (indices, class names, probabilities), optionally
+        its embedding and logits, or its error. A row whose output is not finite is that input's error."""
+        good = [i for i, item in enumerate(items) if item[2] is not None]
+        rows: List[Dict[str, Any]] = [{"path": item[1], "error": item[3]} for item in items]
+        if not good:
+            return rows
+        out, features = self(torch.stack([items[i][2] for i in good]))  # type: ignore[misc]
+        finite = torch.isfinite(out).all(1)
+        if features is not None:
+            finite &= torch.isfinite(features).all(1)
+        tops = top_k(torch.nan_to_num(out), self.card, topk)
+        for j, i in enumerate(good):
+            if not bool(finite[j]):
+                rows[i]["error"] = f"{items[i][1]}: {NOT_FINITE}"
+                continue
+            indices, names, probs = zip(*tops[j])
+            rows[i].update(top_indices=list(indices), top_classes=list(names), top_probs=list(probs))
+            if features is not None:
+                rows[i]["embedding"] = features[j].tolist()
+            if logits:
+                rows[i]["logits"] = out[j].tolist()
+        return rows
+
+
+def _exported(model: Any, precision: str, embeddings: bool) -> Predictor:
+    card = model.card
+    if embeddings:
+        raise InvalidOption(
+            f"embeddings need the PyTorch weights: an exported {card.format} model gives logits only; pass the "
+            "weights it was exported from",
+            field="embeddings",
+        )
+    if precision not in ("fp32", card.precision):
+        raise InvalidOption(
+            f"this is a {card.precision} {card.format} export; precision {precision} needs the weights it was "
+            "exported from",
+            field="precision",
+        )
+    from ..deploy.formats import FORMATS
+
+    runtime = FORMATS[card.format].runtime
+    return Predictor(
+        card, model, False, False, runtime, card.precision, f"{card.precision} {card.format} file on {runtime}"
+    )
+
+
+def build_predictor(
+    model: Any,
+    precision: str = "fp32",
+    embeddings: bool = False,
+    batch_size: int = 32,
+    calibration: Optional[Callable[[], torch.Tensor]] = None,
+    device: Optional[torch.device] = None,
+    log: Callable[[str], None] = print,
+    backend: str = "auto",
+) -> Predictor:
+    """A Predictor of ``model`` (an ``InferenceModel``): exported models run as they are; PyTorch
+    weights on the fastest backend for ``precision`` at ``batch_size`` (on a CUDA ``device``: PyTorch
+    on the GPU), preprocessing fused; ``backend`` names one runtime instead of measuring them.
+    ``calibration`` (int8) returns uint8 crops or normalised images."""
+    if is_exported(model):
+        return _exported(model, precision, embeddings)
+    card = model.card
+    net = FusedInput(Outputs(model, embeddings), card.preprocess, card.in_chans).eval()
+    device = torch.device(device or "cpu")
+    if device.type != "cpu":
+        if precision == "int8":
+            raise InvalidOption("int8 runs on the CPU runtimes (OpenVINO, ONNX Runtime); use fp32 or bf16 on a GPU")
+        from ..deploy.fold import fold_batchnorm
+        from ..deploy.runtimes.pytorch import ChannelsLast
+
+        runner: nn.Module = ChannelsLast(fold_batchnorm(net), bf16=precision == "bf16").to(device).eval()
+        return Predictor(
+            card, runner, True, embeddings, "pytorch", precision, f"{precision} on PyTorch ({device})", device, model
+        )
+    from ..deploy.optimize import optimize
+
+    crops = None
+    if precision == "int8":
+        if calibration is None:
+            raise InvalidOption("int8 needs calibration images", field="calibration")
+        images = calibration()
+        crops = images if images.dtype == torch.uint8 else FusedInput.pixels_of(images, card.preprocess, card.in_chans)
+    runner = optimize(
+        net, precision, calibration=crops, backend=backend, input_size=card.input_size, batch_size=batch_size, log=log
+    )
+    choice = getattr(runner, "choice", None)
+    backend = choice.backend if choice is not None else "pytorch"
+    return Predictor(card, runner, True, embeddings, backend, precision, str(choice or backend), device, model)

@@ -1,0 +1,100 @@
+"""What `predict` prints, where its int8 calibration comes from, and how its model is identified."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+
+def weights_identity(model: Any) -> Optional[str]:
+    """A hash that identifies the weights (recorded in a results table, checked on resume): the one a
+    file recorded, else of the model's tensors (PyTorch) or of the file (an export)."""
+    card = model.card
+    if card.weights_sha256:
+        return card.weights_sha256
+    from ..deploy.loading import is_exported
+
+    if not is_exported(model):
+        from ..weights.io import tensor_digest
+
+        return tensor_digest(model.state_dict())
+    path = Path(model.path)
+    files = [path] if path.is_file() else sorted(p for p in path.parent.glob(path.stem + ".*") if p.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def calibration_for(
+    args: argparse.Namespace, model: Any, sample: Callable[[], torch.Tensor], say
+) -> Optional[Callable]:
+    """int8 calibration images: --calibration DIR, else the training run's validation data, else the
+    first readable inputs (said so)."""
+    if args.precision != "int8":
+        return None
+    card = model.card
+    from ..deploy.calibration import calibration_batches
+    from ..engine.rundir import run_directory_of, validation_images
+
+    if args.calibration:
+        return lambda: torch.cat(calibration_batches(args.calibration, card.preprocess, in_chans=card.in_chans))
+    run = run_directory_of(card.source or args.weights)
+    if run is not None:
+        say(f"predict: calibrating int8 on the validation data of the training run {run}")
+        source = validation_images(run)
+        return lambda: torch.cat(calibration_batches(source, card.preprocess, in_chans=card.in_chans))
+    say(
+        "predict: calibrating int8 on the first 64 readable inputs (no training run's validation data here: "
+        "pass --calibration DIR for a representative set)"
+    )
+    return sample
+
+
+class Printer:
+    """Rows to standard output (text, or --json) when there is no --out table, and Grad-CAM overlays."""
+
+    def __init__(self, args: argparse.Namespace, model: Any, device) -> None:
+        self.args, self.model, self.device = args, model, device
+        self.predictor = None
+
+    def emit(self, rows: List[Dict[str, Any]]) -> None:
+        if not self.args.out:
+            for row in rows:
+                print(self.text(row), flush=True)
+        if self.args.cam:
+            self.write_cams(rows)
+
+    def text(self, row: Dict[str, Any]) -> str:
+        path, error = row["path"], row.get("error")
+        if self.args.json:
+            if error is not None:
+                return json.dumps({"path": path, "error": error})
+            top = [{"class": c, "prob": round(p, 6)} for c, p in zip(row["top_classes"], row["top_probs"])]
+            out: Dict[str, Any] = {"path": path, "top": top}
+            for key in ("embedding", "logits"):
+                if key in row:
+                    out[key] = row[key]
+            return json.dumps(out)
+        if error is not None:
+            return f"{path}: ERROR {error.removeprefix(path + ': ')}"
+        return f"{path}: " + "  ".join(f"{c} {p:.1%}" for c, p in zip(row["top_classes"], row["top_probs"]))
+
+    def write_cams(self, rows: List[Dict[str, Any]]) -> None:
+        from .predict_cam import write_cam
+
+        for row in rows:
+            if row.get("error") is None:
+                written = write_cam(self.model, Path(row["path"]), Path(self.args.cam), self.device)
+                if not self.args.json and not self.args.out:
+                    print(f"  Grad-CAM: {written}", flush=True)
+
+    def on_chunk(self, n: int) -> None:
+        if self.args.verbose:
+            print(f"predict: chunk {n} committed to {self.args.out}", file=sys.stderr, flush=True)

@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import AbstractSet, Iterator, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Generator, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -88,7 +88,7 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def stream(inputs: Inputs, workers: int, prefetch: int = 16) -> Iterator[Item]:
+def stream(inputs: Inputs, workers: int, prefetch: int = 16) -> Generator[Item, None, None]:
     """The decoded inputs in the walk's order; ``workers`` 0 decodes in this process. The worker
     processes are shut down when the stream ends or is closed, and the SIGCHLD handler torch's
     DataLoader installs process-wide (it turns any child's death into an error of the loader) is

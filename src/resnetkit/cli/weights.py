@@ -1,4 +1,5 @@
-"""`resnetkit weights list | download NAME... | verify | convert SRC DST`: the catalog, the local cache, conversion."""
+"""`resnetkit weights list | download NAME... | verify | convert SRC DST | push RUN REPO`: the catalog, the local
+cache, conversion, publishing on the Hugging Face Hub."""
 
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("--arch", "--model", dest="arch", help="architecture, when it cannot be recognised from the keys")
     cv.add_argument("--hf-config", metavar="CONFIG_JSON", help="Hugging Face config.json (default: beside SRC)")
     cv.set_defaults(handler=run_convert)
+    ps = wsub.add_parser("push", help="publish a training run on the Hugging Face Hub (timm and resnetkit load it)")
+    ps.add_argument("run", help="a training run directory (or its model.safetensors)")
+    ps.add_argument("repo", help="the repository: ORG/NAME (created if missing)")
+    ps.add_argument("--private", action="store_true", help="create the repository private")
+    ps.add_argument("--revision", help="the branch to commit to (default: main)")
+    ps.add_argument("--message", help="the commit message")
+    ps.set_defaults(handler=run_push)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -105,6 +113,16 @@ def run_verify(args: argparse.Namespace) -> int:
                 )
     print(f"{checked} cached files checked in {cache_dir()}, {bad} bad", file=sys.stderr)
     return 1 if bad else 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..weights.hub import push
+
+    url = push(Path(args.run), args.repo, private=args.private, revision=args.revision, message=args.message)
+    print(f"published {args.run} as hf-hub:{args.repo} ({url})")
+    return 0
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -9,22 +9,20 @@ and every CLI command, so a source means the same thing everywhere. Precedence:
 3. an existing file (.safetensors, .pt, .pth: the format is read from the content);
 4. an http(s) URL (downloaded once into the cache, verified);
 5. a catalog name (``resnet50.IMAGENET1K_V2``, timm's ``resnet50.a1_in1k``) or, with ``arch``,
-   a tag (``IMAGENET1K_V2``, ``DEFAULT``).
+   a tag (``IMAGENET1K_V2``, ``DEFAULT``);
+6. a Hugging Face Hub repository: ``hf-hub:timm/resnet50.a1_in1k``, ``microsoft/resnet-50``,
+   ``ORG/NAME@REVISION`` (``weights.hub``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Optional, Union
 
-import torch
-
-from ..card import ModelCard
 from ..errors import BadFile, InvalidOption
 from .catalog import WEIGHT_ENUMS, WeightsEntry, WeightsEnum, find_weights
 from .io import read_cached, read_weights_file
-from .loading import identify_architecture
+from .loaded import LoadedWeights
 
 WeightsSource = Union[str, Path, WeightsEntry, WeightsEnum]
 
@@ -35,59 +33,6 @@ EXPORTED = {
     ".pt2": "an exported torch.export program",
     ".xml": "an OpenVINO IR model",
 }
-
-
-@dataclass
-class LoadedWeights:
-    """A state_dict and its model card (arch, classes, preprocessing, build options); what the card
-    does not say is read from the tensors (class count, input channels, architecture)."""
-
-    state: Dict[str, torch.Tensor]
-    card: ModelCard
-    source: str = ""
-
-    @classmethod
-    def read(cls, state: Dict[str, torch.Tensor], meta: Mapping[str, Any], source: str) -> LoadedWeights:
-        """From a file's tensors and decoded metadata; BadFile naming the field that does not parse."""
-        fc = state.get("fc.weight")
-        stem = state.get("conv1.weight", state.get("conv1.0.weight"))
-        defaults = ModelCard(
-            arch=None,
-            num_classes=int(fc.shape[0]) if fc is not None else int(meta.get("num_classes") or 0),
-            in_chans=int(stem.shape[1]) if stem is not None and stem.dim() == 4 else 3,
-            source=source,
-        )
-        card = ModelCard.from_metadata(meta, where=source, defaults=defaults)
-        if fc is not None and card.num_classes != int(fc.shape[0]):  # the tensors are the truth
-            card = card.but(num_classes=int(fc.shape[0]), classes=None)
-        return cls(state, card.but(source=source), source)
-
-    @property
-    def arch(self) -> Optional[str]:
-        return self.card.arch or identify_architecture(self.state)
-
-    @property
-    def num_classes(self) -> int:
-        return self.card.num_classes
-
-    @property
-    def classes(self) -> Optional[List[str]]:
-        """Class names from the card; a bare 1000-way checkpoint is taken to be ImageNet-1k."""
-        if self.card.classes:
-            return list(self.card.classes)
-        if self.num_classes == 1000:
-            from .catalog import imagenet_classes
-
-            return imagenet_classes()
-        return None
-
-    @property
-    def in_chans(self) -> int:
-        return self.card.in_chans
-
-    @property
-    def model_options(self) -> Dict[str, Any]:
-        return dict(self.card.model_options)
 
 
 def _from_entry(entry: WeightsEntry, arch: Optional[str], progress: bool) -> LoadedWeights:
@@ -156,6 +101,10 @@ def resolve(
     entry = find_weights(text, arch=arch)
     if entry is not None:
         return _from_entry(entry, arch, progress)
+    from . import hub
+
+    if hub.hub_id(text) is not None:  # hf-hub:ORG/NAME, or ORG/NAME that is no local path
+        return hub.load(text, looks_local=not text.startswith(hub.PREFIX))
     looks_like_path = "/" in text or "\\" in text or suffix in (".pt", ".pth", ".safetensors", ".bin", ".ckpt")
     if looks_like_path:
         raise BadFile(f"weights {text}: no such file or directory")

@@ -1,0 +1,305 @@
+"""Weights on the Hugging Face Hub, by repository id: ``hf-hub:timm/resnet50.a1_in1k`` (timm's
+spelling), ``microsoft/resnet-50`` (a transformers repository), ``ORG/NAME@REVISION``.
+
+Files come through ``huggingface_hub`` itself - its cache, revisions, resumable transfers, offline mode
+(``HF_HUB_OFFLINE=1``), tokens from ``huggingface-cli login`` or ``HF_TOKEN``, ``HF_ENDPOINT`` for a
+mirror - read at call time. A repository is read as what its ``config.json`` says it is:
+
+- timm's (``architecture`` + ``pretrained_cfg``): the weights already have resnetkit's keys; the
+  preprocessing is timm's (input size, crop_pct, interpolation, mean, std), the class names its
+  ``label_names`` (ImageNet's for a 1000-way model without them);
+- transformers' (``model_type: resnet``): keys renamed and the config checked, as for a
+  ``save_pretrained`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from ..card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocess
+from ..errors import BadFile, DownloadError, MissingDependency, OfflineError
+
+PREFIX = "hf-hub:"
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(?:@[\w./-]+)?$")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def hub_id(text: str) -> Optional[Tuple[str, Optional[str]]]:
+    """(repo id, revision) if ``text`` names a Hub repository: ``hf-hub:ORG/NAME[@REV]``, or a bare
+    ``ORG/NAME[@REV]`` (the caller has checked it is not a local path)."""
+    explicit = text.startswith(PREFIX)
+    body = text[len(PREFIX) :] if explicit else text
+    if not REPO_ID.match(body) or (not explicit and body.endswith((".pt", ".pth", ".safetensors", ".bin"))):
+        return None
+    repo, _, revision = body.partition("@")
+    return repo, revision or None
+
+
+def _hub():
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise MissingDependency(
+            "weights from the Hugging Face Hub need huggingface_hub: pip install 'resnetkit[hub]'"
+        ) from None
+    return huggingface_hub
+
+
+def client_options() -> Dict[str, Any]:
+    """What the client reads from the environment, read now (its constants are fixed at import)."""
+    from ..weights.download import is_offline
+
+    return {
+        "endpoint": os.environ.get("HF_ENDPOINT") or None,
+        "cache_dir": os.environ.get("HF_HUB_CACHE") or None,
+        "local_files_only": is_offline()
+        or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"),
+    }
+
+
+def _explain(exc: BaseException, repo: str, revision: Optional[str], what: str, looks_local: bool) -> Exception:
+    from huggingface_hub import errors
+
+    where = f"{repo}@{revision}" if revision else repo
+    local = f"no such file or directory {repo}, and " if looks_local else ""
+    if isinstance(exc, errors.GatedRepoError):
+        return DownloadError(
+            f"{where} is a gated repository: accept its terms on its Hub page, then log in (huggingface-cli login, "
+            "or HF_TOKEN)"
+        )
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return DownloadError(
+            f"weights {where}: {local}no Hugging Face Hub repository of that name (a private one needs a login: "
+            "huggingface-cli login, or HF_TOKEN)"
+        )
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return DownloadError(f"{repo} has no revision {revision!r} on the Hub; give a branch, tag or commit it has")
+    if isinstance(exc, errors.LocalEntryNotFoundError):
+        return OfflineError(
+            f"weights {where}: {local}cannot download it from the Hugging Face Hub (offline mode, or no network) and "
+            f"it is not in the Hugging Face cache; run once with the network, or: huggingface-cli download {repo}"
+        )
+    if isinstance(exc, errors.EntryNotFoundError):
+        return DownloadError(f"{where} has no {what} on the Hub; it is not a timm or transformers model repository")
+    return DownloadError(f"cannot fetch {what} of {where} from the Hub ({exc.__class__.__name__}: {exc})")
+
+
+def fetch(
+    repo: str, revision: Optional[str], filename: str, looks_local: bool = False, required: bool = True
+) -> Optional[Path]:
+    """One file of a repository, through huggingface_hub's cache; None if absent and not ``required``."""
+    hub = _hub()
+    from huggingface_hub import errors
+
+    try:
+        return Path(hub.hf_hub_download(repo, filename, revision=revision, **client_options()))
+    except errors.EntryNotFoundError as exc:
+        if isinstance(exc, errors.LocalEntryNotFoundError) or required:
+            raise _explain(exc, repo, revision, filename, looks_local) from None
+        return None
+    except (
+        errors.HfHubHTTPError,
+        errors.RepositoryNotFoundError,
+        errors.RevisionNotFoundError,
+        errors.LocalEntryNotFoundError,
+    ) as exc:
+        raise _explain(exc, repo, revision, filename, looks_local) from None
+    except OSError as exc:  # a connection that fails without an HTTP answer
+        raise OfflineError(
+            f"cannot reach the Hugging Face Hub for {repo} ({exc}); check the network or HF_ENDPOINT"
+        ) from None
+
+
+def timm_card(config: Dict[str, Any], where: str) -> ModelCard:
+    """The card of a timm repository's config.json (pretrained_cfg: timm's preprocessing)."""
+    arch = config.get("architecture")
+    cfg = config.get("pretrained_cfg") or {}
+    num_classes = int(config.get("num_classes", cfg.get("num_classes", 1000)))
+    size = int((cfg.get("input_size") or [3, 224, 224])[-1])
+    crop_pct = float(cfg.get("crop_pct", 0.875))
+    pre = Preprocess(
+        resize_size=int(math.floor(size / crop_pct)),
+        crop_size=size,
+        interpolation=cfg.get("interpolation", "bicubic"),
+        mean=cfg.get("mean", IMAGENET_MEAN),
+        std=cfg.get("std", IMAGENET_STD),
+    )
+    names = config.get("label_names")
+    if not names and num_classes == 1000:
+        from .catalog import imagenet_classes
+
+        names = imagenet_classes()
+    in_chans = int((cfg.get("input_size") or [3])[0])
+    return ModelCard(
+        arch=arch, num_classes=num_classes, classes=tuple(names) if names and len(names) == num_classes else None,
+        in_chans=in_chans, preprocess=pre, source=where, tag=cfg.get("tag"),
+    )  # fmt: skip
+
+
+def load(text: str, looks_local: bool = False):
+    """The LoadedWeights of a Hub repository (see the module docstring)."""
+    from .io import read_weights_file
+    from .loaded import LoadedWeights
+
+    parsed = hub_id(text)
+    if parsed is None:
+        raise BadFile(f"{text}: not a Hugging Face Hub repository id (ORG/NAME or hf-hub:ORG/NAME)")
+    repo, revision = parsed
+    where = PREFIX + repo + (f"@{revision}" if revision else "")
+    config_path = fetch(repo, revision, "config.json", looks_local)
+    try:
+        config = json.loads(config_path.read_text())  # type: ignore[union-attr]
+    except ValueError as exc:
+        raise BadFile(f"{where}: its config.json is not valid JSON ({exc})") from None
+    weights = None
+    for name in WEIGHT_FILES:
+        weights = fetch(repo, revision, name, looks_local, required=False)
+        if weights is not None:
+            break
+    if weights is None:
+        raise DownloadError(f"{where} has neither {' nor '.join(WEIGHT_FILES)}; it holds no weights resnetkit reads")
+    if "architecture" in config:  # timm's layout: our keys, timm's preprocessing
+        state, _ = read_weights_file(weights)
+        return LoadedWeights(state, timm_card(config, where), where)
+    if config.get("model_type") == "resnet":  # transformers': renamed, the config checked
+        state, meta = read_weights_file(weights, config=config_path)
+        return LoadedWeights.read(state, meta, where)
+    raise BadFile(
+        f"{where}: its config.json is neither timm's (architecture) nor a transformers ResNet's (model_type resnet)"
+    )
+
+
+# ---- publishing a run ---------------------------------------------------------------------------------
+
+
+def timm_config(card: ModelCard) -> Dict[str, Any]:
+    """The config.json timm's loader reads (``timm.create_model("hf-hub:ORG/NAME", pretrained=True)``)."""
+    import torch
+
+    from ..models import build_architecture
+
+    if card.arch is None:
+        raise BadFile(f"{card.source}: its card names no architecture; publish weights written by resnetkit")
+    with torch.device("meta"):
+        model = build_architecture(card.arch, num_classes=card.num_classes, in_chans=card.in_chans)
+    deep = isinstance(model.conv1, torch.nn.Sequential)
+    pre = card.pretrained_cfg(first_conv="conv1.0" if deep else "conv1")
+    size = card.input_size
+    reduction = model.feature_info[-1]["reduction"]
+    return {
+        "architecture": card.arch,
+        "num_classes": card.num_classes,
+        "num_features": model.num_features,
+        "global_pool": "avg",
+        "label_names": list(card.classes) if card.classes else None,
+        "pretrained_cfg": {
+            "custom_load": False,
+            "input_size": [card.in_chans, size, size],
+            "fixed_input_size": False,
+            "interpolation": pre["interpolation"],
+            "crop_pct": round(pre["crop_pct"], 4),
+            "crop_mode": "center",
+            "mean": list(pre["mean"]),
+            "std": list(pre["std"]),
+            "num_classes": card.num_classes,
+            "pool_size": [-(-size // reduction)] * 2,
+            "first_conv": pre["first_conv"],
+            "classifier": "fc",
+        },
+    }
+
+
+def model_card_text(card: ModelCard, repo: str, facts: Dict[str, Any]) -> str:
+    """README.md of a pushed run: what it is, how it was trained, how well it does, how to load it."""
+    lines = ["---", "library_name: timm", "tags:", "- image-classification", "- resnetkit", "- timm", "---", ""]
+    lines += [f"# {repo}", "", f"A {card.arch} trained with resnetkit ({card.data or 'its own data'}), "
+              f"{card.num_classes} classes.", ""]  # fmt: skip
+    if facts.get("metrics"):
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts["metrics"].items()] + [""]
+    pre = card.preprocess
+    lines += [
+        f"Preprocessing: resize the short side to {pre.resize_size}, center crop {pre.crop_size}, "
+        f"{pre.interpolation}, mean {list(pre.mean)}, std {list(pre.std)}.",
+        "",
+        f"Classes: {', '.join(card.classes) if card.classes else 'unnamed'}.",
+        "",
+        "```python",
+        "import resnetkit as rk",
+        f'model = rk.create_model("{card.arch}", weights="hf-hub:{repo}")',
+        "# or, with timm:",
+        "import timm",
+        f'model = timm.create_model("hf-hub:{repo}", pretrained=True)',
+        "```",
+        "",
+    ]
+    if facts.get("config"):
+        lines += ["Training configuration:", "", "```json", json.dumps(facts["config"], indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+def run_facts(run: Path) -> Dict[str, Any]:
+    """Metrics and configuration of a training run, for its model card (what the run has)."""
+    facts: Dict[str, Any] = {"metrics": {}}
+    for name, keys in (
+        ("summary.json", ("final_val_acc1", "best_val_acc1", "train_seconds")),
+        ("eval.json", ("acc1", "acc5", "images")),
+    ):
+        try:
+            data = json.loads((run / name).read_text())
+        except (OSError, ValueError):
+            continue
+        facts["metrics"].update({f"{name.split('.')[0]} {k}": data[k] for k in keys if k in data})
+    try:
+        facts["config"] = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        pass
+    return facts
+
+
+def push(
+    run: Path, repo: str, private: bool = False, revision: Optional[str] = None, message: Optional[str] = None
+) -> str:
+    """Publish a training run (its model.safetensors) as a Hub repository timm and resnetkit both load:
+    the weights with their card, a timm config.json and a README model card with the run's metrics.
+    Returns the commit's URL."""
+    import tempfile
+
+    from .io import load_safetensors, save_safetensors
+    from .loaded import LoadedWeights
+
+    hub = _hub()
+    weights = run / "model.safetensors" if run.is_dir() else run
+    if not weights.is_file():
+        raise BadFile(
+            f"{run}: no model.safetensors to publish; push a finished training run (or its model.safetensors)"
+        )
+    state, meta = load_safetensors(weights)
+    card = LoadedWeights.read(state, meta, str(weights)).card
+    if card.arch is None:
+        raise BadFile(f"{weights}: its card names no architecture; publish weights written by resnetkit")
+    options = client_options()
+    api = hub.HfApi(endpoint=options["endpoint"])
+    from huggingface_hub import errors
+
+    with tempfile.TemporaryDirectory(prefix="resnetkit-push-") as tmp:
+        folder = Path(tmp)
+        save_safetensors(state, folder / "model.safetensors", card.but(source=f"hf-hub:{repo}"))
+        (folder / "config.json").write_text(json.dumps(timm_config(card), indent=1) + "\n")
+        (folder / "README.md").write_text(model_card_text(card, repo, run_facts(run if run.is_dir() else run.parent)))
+        try:
+            api.create_repo(repo, private=private, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo, folder_path=str(folder), revision=revision,
+                commit_message=message or f"resnetkit: {card.arch}, {card.num_classes} classes",
+            )  # fmt: skip
+        except (errors.HfHubHTTPError, errors.RepositoryNotFoundError) as exc:
+            raise DownloadError(f"cannot publish to {repo} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
+                                "log in with huggingface-cli login (or HF_TOKEN) with write access") from None  # fmt: skip
+        except OSError as exc:
+            raise OfflineError(f"cannot reach the Hugging Face Hub to publish {repo} ({exc})") from None
+    return str(getattr(info, "commit_url", info))

@@ -1,0 +1,64 @@
+"""LoadedWeights: a state_dict with its model card - what every weights source resolves to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional
+
+import torch
+
+from ..card import ModelCard
+from .loading import identify_architecture
+
+
+@dataclass
+class LoadedWeights:
+    """A state_dict and its model card (arch, classes, preprocessing, build options); what the card
+    does not say is read from the tensors (class count, input channels, architecture)."""
+
+    state: Dict[str, torch.Tensor]
+    card: ModelCard
+    source: str = ""
+
+    @classmethod
+    def read(cls, state: Dict[str, torch.Tensor], meta: Mapping[str, Any], source: str) -> LoadedWeights:
+        """From a file's tensors and decoded metadata; BadFile naming the field that does not parse."""
+        fc = state.get("fc.weight")
+        stem = state.get("conv1.weight", state.get("conv1.0.weight"))
+        defaults = ModelCard(
+            arch=None,
+            num_classes=int(fc.shape[0]) if fc is not None else int(meta.get("num_classes") or 0),
+            in_chans=int(stem.shape[1]) if stem is not None and stem.dim() == 4 else 3,
+            source=source,
+        )
+        card = ModelCard.from_metadata(meta, where=source, defaults=defaults)
+        if fc is not None and card.num_classes != int(fc.shape[0]):  # the tensors are the truth
+            card = card.but(num_classes=int(fc.shape[0]), classes=None)
+        return cls(state, card.but(source=source), source)
+
+    @property
+    def arch(self) -> Optional[str]:
+        return self.card.arch or identify_architecture(self.state)
+
+    @property
+    def num_classes(self) -> int:
+        return self.card.num_classes
+
+    @property
+    def classes(self) -> Optional[List[str]]:
+        """Class names from the card; a bare 1000-way checkpoint is taken to be ImageNet-1k."""
+        if self.card.classes:
+            return list(self.card.classes)
+        if self.num_classes == 1000:
+            from .catalog import imagenet_classes
+
+            return imagenet_classes()
+        return None
+
+    @property
+    def in_chans(self) -> int:
+        return self.card.in_chans
+
+    @property
+    def model_options(self) -> Dict[str, Any]:
+        return dict(self.card.model_options)

@@ -86,19 +86,22 @@ def test_outputs_to_unusable_paths(small_weights, tmp_path, unwritable, a_file):
 
 
 def test_predict_cam_writes_one_overlay_per_image(small_weights, tmp_path):
-    """--cam DIR: one Grad-CAM overlay PNG per image, at the model's input size, even for a folder."""
+    """--cam DIR: one Grad-CAM overlay PNG per image, even for a folder: the region the model saw, at
+    the image's resolution, at least 256 px on the short side (the model's input is 32 px)."""
     pytest.importorskip("pytorch_grad_cam")
     from PIL import Image
 
     images = tmp_path / "in"
     images.mkdir()
     for i in range(2):
-        class_image(i, i, size=40).save(images / f"{i}.png")
+        class_image(i, i, size=40 if i == 0 else 600).save(images / f"{i}.png")
     result = cli("predict", images, "--weights", small_weights, "--cam", tmp_path / "cams" / "new", "--topk", "1")
     assert result.returncode == 0, result.stderr
     written = sorted((tmp_path / "cams" / "new").iterdir())
     assert [p.name for p in written] == ["0_cam.png", "1_cam.png"] and result.stdout.count("Grad-CAM: ") == 2
-    assert all(Image.open(p).size == (32, 32) and Image.open(p).mode == "RGB" for p in written)
+    # 40 px: crop 32/36 of it, blown up to 256; 600 px: the crop at the image's own pixels (32/36 x 600).
+    assert [Image.open(p).size for p in written] == [(256, 256), (533, 533)]
+    assert all(Image.open(p).mode == "RGB" for p in written)
 
 
 @pytest.mark.parametrize(

@@ -64,3 +64,15 @@ def test_recipes_and_overrides():
         make_config(optimizer="adam")
     with pytest.raises(ValueError, match="warmup"):
         make_config("tv-v2", epochs=2)
+
+
+def test_a_run_too_short_for_its_schedule_says_so_in_one_line():
+    from resnetkit.engine.config import make_config
+    from resnetkit.engine.setup import warn_short_run
+
+    said = []
+    warn_short_run(make_config("digits", epochs=1), 22, said.append)
+    assert len(said) == 1 and "--epochs 3 or more" in said[0] and "near chance" in said[0]
+    for cfg in (make_config("digits", epochs=3), make_config("digits", epochs=1, schedule="constant")):
+        warn_short_run(cfg, 22, said.append)
+    assert len(said) == 1

@@ -9,12 +9,14 @@ from ..fileio import atomic_path, make_dir
 
 
 def write_cam(model, path: Path, folder: Path, device) -> Path:
-    """The Grad-CAM overlay of one image (the crop the model saw), saved as FOLDER/NAME_cam.png."""
-    from ..inspect.cam import cam_overlays
+    """The Grad-CAM overlay of one image, saved as FOLDER/NAME_cam.png: the part of the image the model
+    saw (its center crop), at the image's own resolution and at least 256 px on the short side."""
+    from ..inspect.cam import grad_cam, overlay_on_original
 
     pre = model.card.preprocess
-    x = pre.transform(model.card.in_chans)(load_image(path, pre.resize_size))[None].to(device)
-    overlay = cam_overlays(model, x, pre.mean, pre.std)[0]
+    original = load_image(path, pre.resize_size)
+    x = pre.transform(model.card.in_chans)(original)[None].to(device)
+    overlay = overlay_on_original(original, grad_cam(model, x)[0], pre.resize_size, pre.crop_size)
     make_dir(folder, "--cam folder")
     out = folder / f"{path.stem}_cam.png"
     with atomic_path(out, "Grad-CAM image") as tmp:

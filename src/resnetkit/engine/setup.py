@@ -18,7 +18,7 @@ from ..errors import InvalidOption
 from ..models import NORM_LAYERS
 from ..weights.factory import get_model, load_weights
 from . import distributed as D
-from .config import TrainConfig
+from .config import TrainConfig, make_config
 from .schedule import make_scheduler
 
 # Below this input size the last stage sees 1x1 feature maps (see effective_amp).
@@ -130,6 +130,24 @@ def effective_amp(cfg: TrainConfig, device: torch.device, log: Callable[[str], N
     return cfg.amp
 
 
+MIN_SCHEDULED_STEPS = 60  # measured on digits (23 steps an epoch): 1 epoch 10.8 %, 2: 15.6 %, 3: 93.1 % top-1
+
+
+def warn_short_run(cfg: TrainConfig, steps_per_epoch: int, log: Callable[[str], None]) -> None:
+    """One line when a run is too short for its schedule to train anything: at the recipe's peak lr,
+    BatchNorm's running statistics have not caught up with weights that move this fast, and the model
+    evaluates at chance although its training accuracy rises."""
+    total = steps_per_epoch * cfg.epochs
+    if cfg.schedule == "constant" or total >= MIN_SCHEDULED_STEPS:
+        return
+    need = -(-MIN_SCHEDULED_STEPS // max(1, steps_per_epoch))
+    log(
+        f"warning: {cfg.epochs} epoch(s) of {steps_per_epoch} steps is {total} optimizer steps, too few for the "
+        f"{cfg.schedule} schedule at lr {cfg.lr:g} to settle: expect validation accuracy near chance; train "
+        f"--epochs {need} or more (recipe {cfg.recipe}: {make_config(cfg.recipe).epochs})"
+    )
+
+
 def _ignore_sigint_in_worker(_: int) -> None:
     # Ctrl-C goes to the whole process group; the main process stops cleanly between steps, so
     # loader workers must not die from it first.
@@ -227,6 +245,7 @@ def build_components(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], No
         len(data.train), cfg.batch_size, seed=cfg.seed, shuffle=True, drop_last=True,
         rank=info.rank, world=info.world, repeats=cfg.repeated_aug,
     )  # fmt: skip
+    warn_short_run(cfg, order.num_batches(), log)
     scheduler = make_scheduler(
         optimizer, order.num_batches(), cfg.epochs, cfg.schedule, cfg.warmup_epochs, cfg.step_size, cfg.gamma
     )

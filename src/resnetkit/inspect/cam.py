@@ -84,6 +84,33 @@ def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> Image.Ima
     return Image.fromarray(show_cam_on_image(rgb.astype(np.float32), heat, use_rgb=True, image_weight=1 - alpha))
 
 
+# The short side of an overlay at least: a 32 px crop blown up to where a person can read it.
+MIN_OVERLAY_SIDE = 256
+
+
+def seen_region(width: int, height: int, resize_size: int, crop_size: int) -> tuple:
+    """The box (left, top, right, bottom) of the original image that resize-short-side-then-center-crop
+    keeps, in the original's pixels."""
+    scale = min(width, height) / resize_size
+    side_w = min(width, crop_size * scale)
+    side_h = min(height, crop_size * scale)
+    left, top = round((width - side_w) / 2), round((height - side_h) / 2)
+    return (left, top, left + round(side_w), top + round(side_h))
+
+
+def overlay_on_original(original: Image.Image, heat: np.ndarray, resize_size: int, crop_size: int) -> Image.Image:
+    """The heat map over the part of the original image the model saw, at the original's resolution
+    (and at least ``MIN_OVERLAY_SIDE`` on the short side) rather than the model's input size."""
+    seen = original.convert("RGB").crop(seen_region(*original.size, resize_size, crop_size))
+    short = min(seen.size)
+    if short < MIN_OVERLAY_SIDE:
+        factor = MIN_OVERLAY_SIDE / short
+        seen = seen.resize((round(seen.width * factor), round(seen.height * factor)), Image.Resampling.BICUBIC)
+    big_heat = Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F").resize(seen.size, Image.Resampling.BILINEAR)
+    heat_np = np.clip(np.asarray(big_heat, dtype=np.float32), 0.0, 1.0)
+    return overlay(np.asarray(seen, dtype=np.float32) / 255.0, heat_np)
+
+
 def cam_overlays(model: nn.Module, images: torch.Tensor, mean, std, targets=None) -> List[Image.Image]:
     """One overlay image per input image (see ``grad_cam``)."""
     maps = grad_cam(model, images, targets)

@@ -106,7 +106,9 @@ def overlay_on_original(original: Image.Image, heat: np.ndarray, resize_size: in
     if short < MIN_OVERLAY_SIDE:
         factor = MIN_OVERLAY_SIDE / short
         seen = seen.resize((round(seen.width * factor), round(seen.height * factor)), Image.Resampling.BICUBIC)
-    big_heat = Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F").resize(seen.size, Image.Resampling.BILINEAR)
+    big_heat = Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F").resize(
+        seen.size, Image.Resampling.BILINEAR
+    )
     heat_np = np.clip(np.asarray(big_heat, dtype=np.float32), 0.0, 1.0)
     return overlay(np.asarray(seen, dtype=np.float32) / 255.0, heat_np)
 

@@ -118,15 +118,18 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> int:
     from ..engine.evaluate import eval_batches, evaluate
+    from ..progress import track_batches
 
     card = model.card
     classes = list(card.classes) if card.classes else None
     dataset, data_classes, source = labelled_data(root, model, card.preprocess, classes)
     device = info.device if info.enabled and not is_exported(model) else pick_device(args.device, model)
     model.to(device)
+    batches = eval_batches(dataset, args.batch_size, args.workers, info.rank, info.world)
+    share = -(-len(dataset) // info.world)  # type: ignore[arg-type]  # this rank's images, about
     result = evaluate(
         model,
-        eval_batches(dataset, args.batch_size, args.workers, info.rank, info.world),
+        track_batches(batches, share, "eval", quiet=args.json or not info.is_main),
         model.num_classes,
         device,
         amp=args.amp,

@@ -13,6 +13,7 @@ from torch import nn
 from ..errors import InvalidOption
 from ..measure import time_blocks
 from ..models import ResNetBase
+from ..progress import bar
 from .fold import fold_batchnorm
 from .formats import RUNTIMES, available
 from .optimize import build
@@ -198,14 +199,19 @@ def _measure(
     )
     rows: List[BenchRow] = []
     runners = {}
+    shown = bar(total=len(modes) + len(batch_sizes), desc="bench", unit="step", leave=False)
     for mode in modes:
         log(f"preparing {mode}")
+        shown.set_postfix_str(f"preparing {mode}")
         runners[mode] = build_runner(mode, model.to(device), input_size, calibration)
+        shown.update()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for batch in batch_sizes:
         x = torch.randn(batch, model.in_chans, input_size, input_size, generator=gen).to(device)
         log(f"timing {', '.join(modes)} at batch {batch}")
+        shown.set_postfix_str(f"timing batch {batch}")
         times = time_blocks(runners, x, runs, warmup, rounds=2, sync=sync)
+        shown.update()
         eager_rate = batch / statistics.median(times["eager"]) if "eager" in times else None
         for mode in modes:
             ts = sorted(times[mode])
@@ -224,6 +230,7 @@ def _measure(
                     100 * rate / peak_img_s,
                 )
             )
+    shown.close()
     return {
         "arch": arch,
         "device": str(device),

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidOption
+from ..progress import bar
 from .calibration import check_calibration
 from .common import example_input
 from .fold import fold_batchnorm
@@ -198,13 +199,17 @@ def _measure(
     with torch.no_grad():
         reference = model(probe)
     runners, agreements, rejected = {}, {}, {}
+    shown = bar(total=len(candidates), desc=f"optimize {precision}", unit="backend", leave=False)
     for name in candidates:
+        shown.set_postfix_str(f"building {name}")
         runner = build(name, precision, model, input_size, calibration)
         agreement = _check(runner, reference, probe, precision)
+        shown.update()
         if agreement is None:
             rejected[name] = "output differs from fp32" if precision == "fp32" else "output not finite"
             continue
         runners[name], agreements[name] = runner, agreement
+    shown.close()
     best_agreement = max(agreements.values(), default=0.0)
     for name, agreement in list(agreements.items()):
         if agreement < best_agreement - AGREEMENT_SLACK:

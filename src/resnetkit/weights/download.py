@@ -111,7 +111,13 @@ def _transfer(url: str, tmp: Path, progress: bool, desc: str, timeout: float) ->
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         with tqdm(
-            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress, file=sys.stderr
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=desc,
+            disable=None if progress else True,
+            file=sys.stderr,
         ) as bar:
             while True:
                 try:

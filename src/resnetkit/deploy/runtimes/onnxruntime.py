@@ -91,7 +91,10 @@ def quantize_int8(fp32: bytes, calibration: Sequence[torch.Tensor], card: ModelC
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from ...progress import bar
+
     images = torch.cat(list(calibration))
+    shown = bar(total=len(images), desc="int8 calibration (ONNX Runtime)", unit="img", leave=False)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -99,7 +102,11 @@ def quantize_int8(fp32: bytes, calibration: Sequence[torch.Tensor], card: ModelC
 
         def get_next(self):
             batch = next(self.batches, None)
-            return None if batch is None else {"images": batch.numpy()}
+            if batch is None:
+                shown.close()
+                return None
+            shown.update(len(batch))
+            return {"images": batch.numpy()}
 
     with tempfile.TemporaryDirectory(prefix="resnetkit-int8-") as tmp:
         prepared, out = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"

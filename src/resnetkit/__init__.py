@@ -46,6 +46,42 @@ from .weights.factory import (
 )
 from .weights.io import load_safetensors, save_safetensors
 
+
+def explain(model, image=None, input_size=None, **options) -> str:
+    """One self-contained HTML page that walks through ``model`` on a real image: the network as the
+    paper draws it, shapes with their arithmetic, feature maps and Grad-CAM per stage, the source that
+    builds each part, and parameters, MACs and receptive field per stage.
+
+    Args:
+        model: an architecture name (random weights, built with ``options``), a resnetkit model, or
+            an exported inference model (shapes from its architecture; no Grad-CAM).
+        image: a path or PIL image (default: a sample photo that ships with scikit-learn).
+        input_size: the crop side (default: the model's preprocessing).
+        **options: build options for an architecture name, e.g. ``replace_stride_with_dilation``.
+
+    Returns:
+        The page's HTML text (it needs no network; write it to a .html file and open it).
+
+    Example:
+        >>> html = explain("resnet18", input_size=64)
+        >>> "layer4" in html
+        True
+    """
+    from .inspect.explain import explain as build_page
+
+    return build_page(model, image=image, input_size=input_size, **options)
+
+
+def _repr_html_(self: ResNetBase) -> str:
+    """Jupyter's rich display of a model: the stage table (``explain(model)`` gives the full page)."""
+    from .inspect.explain import repr_html
+
+    return repr_html(self)
+
+
+# Attached here, not in models/, because the table is drawn by the inspect layer, which sits above models.
+ResNetBase._repr_html_ = _repr_html_  # type: ignore[attr-defined]
+
 __all__ = [
     "__version__",
     "BadFile",
@@ -60,6 +96,7 @@ __all__ = [
     "conv1x1",
     "conv3x3",
     "create_model",
+    "explain",
     "get_model",
     "get_weights",
     "list_models",

@@ -1,38 +1,19 @@
 """The web page at / in a real headless browser (Debian's chromium, driven by Playwright): pick an image,
 see the top classes with bars and the Grad-CAM heat map; a broken file shows the server's error."""
 
-import os
-import shutil
-
 import pytest
 
 from ..imagegen import class_image, write_small_weights
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-)
+from ..browser import launched, require_browser  # noqa: E402
+
+playwright_api = require_browser()
 
 from resnetkit.serve import ServeConfig, create_app, load_service  # noqa: E402
 
 from .server import serving  # noqa: E402
-
-# Debian's package; Playwright's own browser download needs the internet, which CI does not have.
-CHROMIUM = os.environ.get("RESNETKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-if not CHROMIUM:
-    pytest.skip("no chromium browser installed (apt-get install chromium); page test skipped", allow_module_level=True)
-
-# Headless, and no background connections: the closed network would refuse them at every start.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +27,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    with launched(playwright_api) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -146,5 +125,11 @@ def test_hostile_class_and_file_names_stay_text(tmp_path, browser):
         assert sorted(page.locator("#bars .name").all_text_contents()) == sorted(HOSTILE)
         assert page.evaluate("window.__pwned") is None
         assert page.locator("#bars img").count() == 0 and page.locator("body script").count() == 2
+        # The page links to the served model's explain page, which shows the same names as text.
+        page.click("#explain-link")
+        page.wait_for_selector("#top")
+        assert page.url.endswith("/explain")
+        assert sorted(page.locator("#top td:first-child").all_text_contents()) == sorted(HOSTILE)
+        assert page.locator(".stage-out").count() == 4 and page.evaluate("window.__pwned") is None
         page.close()
     assert problems == []

@@ -17,6 +17,7 @@ from ..errors import ResnetkitError
 from ..version import __version__
 from . import bench as bench_cmd
 from . import eval as eval_cmd
+from . import explain as explain_cmd
 from . import export as export_cmd
 from . import models as models_cmd
 from . import predict as predict_cmd
@@ -25,7 +26,18 @@ from . import summary as summary_cmd
 from . import train as train_cmd
 from . import weights as weights_cmd
 
-SUBCOMMANDS = [models_cmd, summary_cmd, weights_cmd, train_cmd, eval_cmd, predict_cmd, export_cmd, bench_cmd, serve_cmd]
+SUBCOMMANDS = [
+    models_cmd,
+    summary_cmd,
+    explain_cmd,
+    weights_cmd,
+    train_cmd,
+    eval_cmd,
+    predict_cmd,
+    export_cmd,
+    bench_cmd,
+    serve_cmd,
+]
 
 
 class Parser(argparse.ArgumentParser):

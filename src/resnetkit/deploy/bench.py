@@ -175,6 +175,16 @@ def benchmark(
         torch.set_num_threads(previous_threads)
 
 
+def _prepare(modes: Sequence[str], model: nn.Module, input_size: int, calibration, log, shown) -> Dict[str, Callable]:
+    runners = {}
+    for mode in modes:
+        log(f"preparing {mode}")
+        shown.set_postfix_str(f"preparing {mode}")
+        runners[mode] = build_runner(mode, model, input_size, calibration)
+        shown.update()
+    return runners
+
+
 def _measure(
     arch: str,
     model: ResNetBase,
@@ -192,19 +202,11 @@ def _measure(
     peak = cpu_peak()
     peak_img_s = peak.gflops * 1e9 / (2 * macs)
     gen = torch.Generator().manual_seed(0)
-    calibration = (
-        torch.randn(32, model.in_chans, input_size, input_size, generator=gen)
-        if any("int8" in m for m in modes)
-        else None
-    )
+    int8 = any("int8" in m for m in modes)
+    calibration = torch.randn(32, model.in_chans, input_size, input_size, generator=gen) if int8 else None
     rows: List[BenchRow] = []
-    runners = {}
     shown = bar(total=len(modes) + len(batch_sizes), desc="bench", unit="step", leave=False)
-    for mode in modes:
-        log(f"preparing {mode}")
-        shown.set_postfix_str(f"preparing {mode}")
-        runners[mode] = build_runner(mode, model.to(device), input_size, calibration)
-        shown.update()
+    runners = _prepare(modes, model.to(device), input_size, calibration, log, shown)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for batch in batch_sizes:
         x = torch.randn(batch, model.in_chans, input_size, input_size, generator=gen).to(device)

@@ -46,15 +46,21 @@ def require_grad_cam() -> None:
         raise MissingDependency("Grad-CAM (--cam) needs the grad-cam package: pip install 'resnetkit[serve]'")
 
 
-def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[Sequence[int]] = None) -> np.ndarray:
+def grad_cam(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: Optional[Sequence[int]] = None,
+    layer: Optional[nn.Module] = None,
+) -> np.ndarray:
     """(N, H, W) maps in [0, 1] at the input's resolution, for class ``targets[i]`` of image i
-    (default: each image's top class). The model's train/eval mode and gradients are left as they were."""
+    (default: each image's top class), on ``layer`` (default: ``target_layer``). The model's
+    train/eval mode and gradients are left as they were."""
     try:
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError:
         raise MissingDependency("Grad-CAM needs the grad-cam package: pip install 'resnetkit[serve]'") from None
-    layer = target_layer(model, images.shape[-2:])
+    layer = layer if layer is not None else target_layer(model, images.shape[-2:])
     was_training = model.training
     model.eval()
     try:

@@ -10,7 +10,6 @@ GET  /             a page to try it: pick or drop an image, top-5 bars and a Gra
 
 from __future__ import annotations
 
-import json
 import secrets
 from importlib import resources
 from typing import Any, Dict, List, Optional
@@ -19,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..web import script_json
 from .service import Service
 from .uploads import uploaded_images
 
@@ -129,21 +129,6 @@ async def metrics(service: Service = Depends(get_service)):
     return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def script_json(value: Any) -> str:
-    """JSON that can sit inside a <script> element whatever strings it holds: '<', '>' and '&' are
-    escaped, so a class name like '</script><script>...' stays a string and never ends the element."""
-    text = json.dumps(value)
-    for char, escaped in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(char, escaped)
-    return text
-
-
 @router.get("/", response_class=HTMLResponse)
 async def page(service: Service = Depends(get_service)):
     """A page to try the model: the model's description is delivered as JSON data and shown with
@@ -157,3 +142,13 @@ async def page(service: Service = Depends(get_service)):
         "object-src 'none'; base-uri 'none'"
     )
     return HTMLResponse(html, headers={"Content-Security-Policy": policy})
+
+
+@router.get("/explain", response_class=HTMLResponse)
+async def explain(service: Service = Depends(get_service)):
+    """The explain page of the served model (resnetkit explain): built once, on the model's thread."""
+    from ..inspect.explain import policy, render
+
+    nonce = secrets.token_urlsafe(16)
+    html = render(await service.explain_data(), nonce)
+    return HTMLResponse(html, headers={"Content-Security-Policy": policy(nonce)})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import io
 import os
 from dataclasses import dataclass
@@ -134,6 +135,8 @@ class Service:
         self.inflight = 0
         rate = cfg.min_upload_kib_s * 1024
         self.body_limits = BodyLimits(cfg.max_body_bytes, cfg.read_timeout_s, rate)
+        self._explained: Optional[Dict[str, Any]] = None
+        self._explain_lock = asyncio.Lock()
 
     # ---- life cycle --------------------------------------------------------------------------------
 
@@ -241,6 +244,22 @@ class Service:
             raise RequestError(422, str(exc)) from None
         self.metrics.queue.set(self.batcher.waiting)
         return logits
+
+    async def explain_data(self) -> Dict[str, Any]:
+        """The facts of the explain page for the served model: computed once, on the model's thread
+        (its hooks and Grad-CAM never run beside a batch), then kept."""
+        if self._explained is None:
+            async with self._explain_lock:
+                if self._explained is None:
+                    import types
+
+                    from ..inspect.explain import explain_data
+
+                    served = self.served
+                    target = served.model if served.model is not None else types.SimpleNamespace(card=served.card)
+                    run = functools.partial(explain_data, target)
+                    self._explained = await self.batcher.in_model_thread(run)  # type: ignore[union-attr]
+        return self._explained
 
     def cam_pngs(self, tensors: List[torch.Tensor]) -> List[str]:
         """A Grad-CAM overlay PNG (base64) per image, computed on the PyTorch model."""

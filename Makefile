@@ -5,11 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks scripts hubconf.py
 
-.PHONY: install test test-scale test-base lint run bench clean
+.PHONY: install test test-scale test-base lint docs run bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,deploy,openvino,serve,batch,ray,hub,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,deploy,openvino,serve,batch,ray,hub,docs,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,6 +37,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The documentation site into site/ (MkDocs, Material, mkdocstrings); --strict: a broken link, a
+# docstring that does not match its signature or a page left out of the navigation fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 RUN_DIR := runs/digits
 
 # The main job, offline: train resnet18 on the bundled digits, evaluate it, predict a few images.
@@ -56,4 +61,4 @@ run: $(STAMP)
 	@echo "  samples/           validation digits as PNG files, used for the prediction above"
 
 clean:
-	rm -rf $(VENV) $(BASE_VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(BASE_VENV) build dist site src/*.egg-info .pytest_cache

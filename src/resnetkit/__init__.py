@@ -3,6 +3,8 @@
 Importing resnetkit imports torch, not torchvision (which the data transforms, the model
 variants' layers and the CLI load when they are used)."""
 
+from typing import Any, Optional
+
 from .errors import BadFile, InvalidOption, MissingDependency, ResnetkitError
 from .models import (
     BasicBlock,
@@ -47,7 +49,7 @@ from .weights.factory import (
 from .weights.io import load_safetensors, save_safetensors
 
 
-def explain(model, image=None, input_size=None, **options) -> str:
+def explain(model: Any, image: Any = None, input_size: Optional[int] = None, **options: Any) -> str:
     """One self-contained HTML page that walks through ``model`` on a real image: the network as the
     paper draws it, shapes with their arithmetic, feature maps and Grad-CAM per stage, the source that
     builds each part, and parameters, MACs and receptive field per stage.
@@ -62,8 +64,12 @@ def explain(model, image=None, input_size=None, **options) -> str:
     Returns:
         The page's HTML text (it needs no network; write it to a .html file and open it).
 
-    Example:
-        >>> html = explain("resnet18", input_size=64)
+    Raises:
+        InvalidOption: an unknown architecture or option. ImageDecodeError: an unreadable image.
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> html = rk.explain("resnet18", input_size=64)
         >>> "layer4" in html
         True
     """

@@ -15,9 +15,22 @@ from typing import Optional, Tuple
 class ResnetkitError(Exception):
     """A problem with the user's input, files, or environment; the message names the fix.
 
-    ``field`` is the setting the problem is about (a config field or keyword argument, e.g.
-    ``max_batch``), ``related`` other settings the message mentions. Library messages name them as the
-    Python API spells them; the CLI shows the flags instead (``--max-batch``), so one check serves both."""
+    Library messages name settings as the Python API spells them; the CLI shows the flags instead
+    (``--max-batch``), so one check serves both. Every subclass takes the same arguments.
+
+    Args:
+        message: what is wrong and how to fix it, in one line.
+        field: the setting the problem is about (a config field or keyword argument, e.g. ``max_batch``).
+        related: other settings the message mentions.
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> try:
+        ...     rk.get_model("resnet18", num_classes=-1)
+        ... except rk.InvalidOption as exc:  # also a ValueError
+        ...     print(exc)
+        num_classes must be an integer >= 0 (0 gives a head without classifier), got -1
+    """
 
     def __init__(self, message: str = "", field: Optional[str] = None, related: Tuple[str, ...] = ()) -> None:
         super().__init__(message)

@@ -510,7 +510,7 @@ def explain(
     Returns:
         The HTML text: no network access, no external file; open it from disk.
 
-    Example:
+    Examples:
         >>> import resnetkit as rk
         >>> html = rk.explain("resnet18", input_size=64)
         >>> "layer4" in html

@@ -110,7 +110,13 @@ def feature_take_indices(num_features: int, indices: Union[None, int, Sequence[i
 
 class FeatureInfo(list):
     """The feature maps a model can return: a list of dicts (``num_chs``, ``reduction``,
-    ``module``, ``index``) with timm's FeatureInfo accessors."""
+    ``module``, ``index``) with timm's FeatureInfo accessors.
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.resnet50().feature_info.channels()
+        [64, 256, 512, 1024, 2048]
+    """
 
     def get(self, key: str, idx: Union[None, int, Sequence[int]] = None):  # type: ignore[override]
         if idx is None:

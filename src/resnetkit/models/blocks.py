@@ -18,7 +18,26 @@ NormLayer = Callable[[int], nn.Module]
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
-    """3x3 convolution without bias; padding equals the dilation so stride 1 keeps the spatial size."""
+    """3x3 convolution without bias; padding equals the dilation so stride 1 keeps the spatial size.
+
+    Args:
+        in_planes: input channels.
+        out_planes: output channels.
+        stride: the stride (2 halves the size).
+        groups: grouped convolution (ResNeXt's cardinality).
+        dilation: spacing of the kernel taps (and the padding).
+
+    Returns:
+        The ``nn.Conv2d``, as torchvision's ``conv3x3`` builds it.
+
+    Raises:
+        ValueError: from ``nn.Conv2d``, for channels not divisible by ``groups``.
+
+    Examples:
+        >>> from resnetkit import conv3x3
+        >>> conv3x3(64, 128, stride=2)
+        Conv2d(64, 128, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False)
+    """
     return nn.Conv2d(
         in_planes,
         out_planes,
@@ -32,7 +51,24 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, d
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    """1x1 convolution without bias (channel projection, optionally strided)."""
+    """1x1 convolution without bias (channel projection, optionally strided).
+
+    Args:
+        in_planes: input channels.
+        out_planes: output channels.
+        stride: the stride (the downsample shortcut of a stage's first block uses 2).
+
+    Returns:
+        The ``nn.Conv2d``, as torchvision's ``conv1x1`` builds it.
+
+    Raises:
+        ValueError: from ``nn.Conv2d``, for a channel count that is not positive.
+
+    Examples:
+        >>> from resnetkit import conv1x1
+        >>> conv1x1(256, 512, stride=2)
+        Conv2d(256, 512, kernel_size=(1, 1), stride=(2, 2), bias=False)
+    """
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
@@ -42,6 +78,25 @@ class BasicBlock(nn.Module):
     Unlike torchvision, ``dilation > 1`` is supported, with timm's convention: conv1 uses
     ``first_dilation`` (in the first block of a dilated stage, the previous stage's dilation) and
     conv2 uses ``dilation``. That is what a segmentation backbone at output stride 8/16 needs.
+
+    Args:
+        inplanes: input channels.
+        planes: output channels (``expansion`` is 1).
+        stride: the stride of conv1 (2 in the first block of stages 2-4).
+        downsample: the shortcut's projection (a 1x1 convolution + norm), or None for the identity.
+        groups: grouped convolution (must be 1: a BasicBlock has no inner width).
+        base_width: must be 64.
+        norm_layer: the norm constructor (default ``nn.BatchNorm2d``).
+        se: add a squeeze-and-excitation module after the last norm (SE-ResNet).
+        drop_path: stochastic-depth rate of this block (0: none).
+        dilation: the dilation of conv2.
+        first_dilation: the dilation of conv1 (default: ``dilation``).
+
+    Examples:
+        >>> import torch
+        >>> from resnetkit import BasicBlock
+        >>> BasicBlock(64, 64)(torch.randn(1, 64, 56, 56)).shape
+        torch.Size([1, 64, 56, 56])
     """
 
     expansion: int = 1
@@ -112,6 +167,26 @@ class Bottleneck(nn.Module):
     The stride sits on the 3x3 convolution ("ResNet v1.5"), as in torchvision. The inner width is
     ``int(planes * base_width / 64) * groups``, which gives ResNeXt (groups > 1) and wide ResNets
     (base_width > 64) from the same block.
+
+    Args:
+        inplanes: input channels.
+        planes: the base width; the block outputs ``planes * expansion`` (4x) channels.
+        stride: the stride of the 3x3 (or of the first 1x1 with ``stride_in_1x1``).
+        downsample: the shortcut's projection (a 1x1 convolution + norm), or None for the identity.
+        groups: grouped convolution in the 3x3 (ResNeXt's cardinality).
+        base_width: width per group (64 for a plain ResNet; 128 for a wide ResNet-2).
+        norm_layer: the norm constructor (default ``nn.BatchNorm2d``).
+        se: add a squeeze-and-excitation module after the last norm (SE-ResNet).
+        drop_path: stochastic-depth rate of this block (0: none).
+        dilation: the dilation of the 3x3.
+        stride_in_1x1: put the stride on the first 1x1 (ResNet v1, transformers' ``downsample_in_bottleneck``).
+
+    Examples:
+        >>> import torch
+        >>> from resnetkit import Bottleneck, conv1x1
+        >>> block = Bottleneck(64, 64, downsample=torch.nn.Sequential(conv1x1(64, 256), torch.nn.BatchNorm2d(256)))
+        >>> block(torch.randn(1, 64, 56, 56)).shape
+        torch.Size([1, 256, 56, 56])
     """
 
     expansion: int = 4

@@ -29,9 +29,23 @@ def register_model(name: str, constructor: Callable[..., ResNetBase]) -> Callabl
 def list_models(
     include: Union[None, str, Sequence[str]] = None, exclude: Union[None, str, Sequence[str]] = None
 ) -> List[str]:
-    """Names of the registered architectures, in registration order; as torchvision's
-    ``list_models``, ``include`` keeps the names matching any of its fnmatch patterns
-    (``"resnet*"``) and ``exclude`` then drops the names matching any of its own."""
+    """Names of the registered architectures, in registration order (as torchvision's ``list_models``).
+
+    Args:
+        include: keep the names matching any of these fnmatch patterns (``"resnet*"``).
+        exclude: then drop the names matching any of these.
+
+    Returns:
+        The names, e.g. ``["resnet18", "resnet34", ...]``.
+
+    Raises:
+        Nothing: patterns that match no name give an empty list.
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.list_models("wide*")
+        ['wide_resnet50_2', 'wide_resnet101_2']
+    """
     import fnmatch
 
     def patterns(value: Union[None, str, Sequence[str]]) -> List[str]:

@@ -111,15 +111,27 @@ class ResNet(ResNetBase):
         layers: number of blocks in each of the four stages.
         num_classes: classifier outputs; 0 gives an identity head returning pooled features.
         zero_init_residual: zero the last norm weight of every block, so each block starts as identity.
-        groups, width_per_group: ResNeXt cardinality and per-group width (Bottleneck only).
+        groups: ResNeXt cardinality (Bottleneck only).
+        width_per_group: per-group width of the bottleneck (64 plain, 128 for a wide ResNet-2).
         replace_stride_with_dilation: three booleans, one per stage 2-4: keep that stage's resolution and
             dilate its convolutions instead of striding (works for BasicBlock too).
         norm_layer: callable taking a channel count; defaults to ``nn.BatchNorm2d``.
         in_chans: input image channels.
-        stem_type, stem_width, avg_down: ResNet-C/D (deep stem, average-pool shortcut; timm's layout).
-        se: squeeze-and-excitation in every block. drop_path_rate: stochastic depth, rising per block.
+        stem_type: ``""`` (the 7x7 stem), ``"deep"`` (ResNet-C: three 3x3) or ``"small"`` (CIFAR-sized:
+            one 3x3, no max-pool).
+        stem_width: the width of a deep stem's first convolutions.
+        avg_down: ResNet-D: the downsample shortcut average-pools, then projects at stride 1.
+        se: squeeze-and-excitation in every block.
+        drop_path_rate: stochastic depth, rising linearly per block to this rate.
         stride_in_1x1: the original ResNet v1 (stride on a bottleneck's first 1x1 instead of its 3x3),
             as Hugging Face's ``downsample_in_bottleneck=True``.
+
+    Examples:
+        >>> import torch
+        >>> from resnetkit import ResNet, Bottleneck
+        >>> model = ResNet(Bottleneck, [3, 4, 6, 3], num_classes=10)  # resnet50's layout
+        >>> model(torch.randn(1, 3, 64, 64)).shape
+        torch.Size([1, 10])
     """
 
     if TYPE_CHECKING:

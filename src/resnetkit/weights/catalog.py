@@ -164,8 +164,22 @@ def _aliases() -> Dict[str, WeightsEntry]:
 
 
 def get_weights(name: str) -> WeightsEntry:
-    """Catalog entry by full name (``"resnet50.IMAGENET1K_V2"``); unknown names raise ValueError
-    listing the closest ones."""
+    """The catalog entry of published weights, by full name.
+
+    Args:
+        name: ``ARCH.TAG``, e.g. ``"resnet50.IMAGENET1K_V2"`` (or timm's ``"resnet50.a1_in1k"``).
+
+    Returns:
+        The WeightsEntry: ``url``, ``sha256``, ``meta`` (accuracy, classes), ``transforms()``.
+
+    Raises:
+        InvalidOption: an unknown name (a ValueError), listing the closest known ones.
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.get_weights("resnet50.IMAGENET1K_V2").meta["metrics"]["ImageNet-1K"]["acc@1"]
+        80.858
+    """
     entry = find_weights(name)
     if entry is None:
         close = difflib.get_close_matches(str(name), list(catalog()), n=3, cutoff=0.4)
@@ -175,6 +189,22 @@ def get_weights(name: str) -> WeightsEntry:
 
 
 def list_weights(arch: Optional[str] = None) -> List[WeightsEntry]:
+    """The published weights in the catalog (torchvision's, and timm's that load as they are).
+
+    Args:
+        arch: only this architecture's (default: all).
+
+    Returns:
+        WeightsEntry objects, in catalog order.
+
+    Raises:
+        Nothing: an unknown ``arch`` gives an empty list.
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> [e.name for e in rk.list_weights("resnet18")]
+        ['resnet18.IMAGENET1K_V1']
+    """
     return [e for e in catalog().values() if arch is None or e.arch == arch]
 
 

@@ -114,12 +114,32 @@ def get_model(
     output_stride: Optional[int] = None,
     **options: Any,
 ) -> ResNetBase:
-    """Build a registered architecture by name, optionally with weights.
+    """Build a registered architecture by name, optionally with weights (torchvision's ``get_model``).
 
-    weights: None, a catalog tag ('IMAGENET1K_V2', 'DEFAULT') or name, an enum member, a local
-    file, a run directory or an http(s) URL. pretrained=True (legacy) loads IMAGENET1K_V1.
-    features_only / out_indices / output_stride: see ``resnetkit.models.build_architecture``.
-    Other options go to the architecture (num_classes, in_chans, norm_layer, ...).
+    Args:
+        name: a registered architecture (``resnetkit.list_models()``).
+        weights: None (random), a catalog tag (``"IMAGENET1K_V2"``, ``"DEFAULT"``) or name, an enum
+            member, a local file, a run directory, an http(s) URL or a Hugging Face Hub id.
+        progress: show a download progress bar (on a terminal).
+        pretrained: legacy torchvision flag: True loads IMAGENET1K_V1 (with a deprecation warning).
+        features_only: a backbone returning the feature maps at ``out_indices`` instead of logits.
+        out_indices: which maps a backbone returns (0 = stem, 1.. = stages; timm's rules).
+        output_stride: 8 or 16 replaces the stride of the last stages with dilation.
+        **options: architecture options: ``num_classes``, ``in_chans``, ``norm_layer``, ``groups``,
+            ``width_per_group``, ``replace_stride_with_dilation``, ``zero_init_residual``, ...
+
+    Returns:
+        The model (a ResNetBase), with ``model.card`` saying where its weights came from.
+
+    Raises:
+        InvalidOption: an unknown name or an option outside its range.
+        BadFile: weights that cannot be read, or that do not fit the architecture (with a diagnosis).
+        DownloadError: published weights that cannot be downloaded (OfflineError when offline).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.get_model("resnet50", num_classes=10).fc
+        Linear(in_features=2048, out_features=10, bias=True)
     """
     get_constructor(name)  # unknown names fail here, with suggestions
     weights = _legacy_pretrained(name, pretrained, weights, stacklevel=3)
@@ -141,9 +161,33 @@ def create_model(
     progress: bool = True,
     **options: Any,
 ) -> ResNetBase:
-    """timm-style entry point: ``create_model("resnet50", pretrained=True)`` loads the default
-    published weights; ``"resnet50.IMAGENET1K_V1"`` (or timm's ``"resnet50.a1_in1k"``) picks a
-    tag. ``weights=`` may name any other source instead."""
+    """timm-style entry point (``timm.create_model``'s signature).
+
+    Args:
+        name: an architecture, or ``ARCH.TAG`` (``"resnet50.IMAGENET1K_V1"``, timm's
+            ``"resnet50.a1_in1k"``) to pick published weights with ``pretrained=True``.
+        pretrained: load the default published weights of the architecture (or the named tag's).
+        features_only: a backbone returning feature maps (see ``get_model``).
+        out_indices: which maps a backbone returns.
+        output_stride: 8 or 16 for a dilated backbone.
+        weights: any other weights source instead of ``pretrained`` (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: architecture options (``num_classes``, ``in_chans``, ``drop_path_rate``, ...).
+
+    Returns:
+        The model.
+
+    Raises:
+        InvalidOption: an unknown name, a tag without ``pretrained=True``, or both ``pretrained`` and ``weights``.
+        BadFile: weights that cannot be read or do not fit.
+        DownloadError: published weights that cannot be downloaded (OfflineError when offline).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> backbone = rk.create_model("resnet50", features_only=True, out_indices=(2, 4))
+        >>> backbone.feature_info.channels()
+        [512, 2048]
+    """
     arch, _, tag = name.partition(".")
     get_constructor(arch)
     if tag and not pretrained and weights is None:
@@ -179,9 +223,29 @@ def model_from_weights(loaded: LoadedWeights, arch: Optional[str] = None) -> Res
 def load_weights(
     model: nn.Module, source: Union[WeightsSource, Dict[str, Any]], head: str = "keep", progress: bool = True
 ) -> nn.Module:
-    """Load weights into ``model`` from a state_dict, a file (.pt/.pth/.safetensors), a training
-    run directory, a URL or a catalog name. ``head="reset"`` keeps the model's own classifier when
-    the class count differs; a mismatch otherwise raises BadFile with a diagnosis."""
+    """Load weights into an existing model (its card is updated: classes, preprocessing, source).
+
+    Args:
+        model: the model to load into.
+        source: a state_dict, a file (.pt/.pth/.safetensors), a training run directory, a URL, a
+            catalog name or a Hugging Face Hub id.
+        head: ``"keep"`` (default: the classifier must fit) or ``"reset"`` (keep the model's own
+            classifier when the class count differs: fine-tuning).
+        progress: show a download progress bar (on a terminal).
+
+    Returns:
+        ``model``, with the weights in it.
+
+    Raises:
+        BadFile: weights that cannot be read or do not fit (the diagnosis names the keys and shapes).
+        DownloadError: weights that cannot be downloaded (OfflineError when offline).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> model = rk.resnet18(num_classes=10)
+        >>> rk.load_weights(model, rk.resnet18(num_classes=10).state_dict()) is model
+        True
+    """
     if isinstance(source, dict):
         return load_state(model, source, head=head, source="the state_dict")
     loaded = resolve(source, arch=getattr(model, "arch", None), progress=progress)
@@ -195,50 +259,240 @@ def load_weights(
 
 
 def resnet18(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-18 (He et al. 2015): BasicBlock, [2, 2, 2, 2]. ``weights`` as in ``get_model``."""
+    """ResNet-18 (He et al. 2015): BasicBlock, [2, 2, 2, 2]. ``weights`` as in ``get_model``.
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.resnet18(num_classes=10).fc.out_features
+        10
+    """
     return get_model("resnet18", weights, progress, **options)
 
 
 def resnet34(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-34: BasicBlock, [3, 4, 6, 3]."""
+    """ResNet-34: BasicBlock, [3, 4, 6, 3].
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.resnet34(num_classes=10).fc.out_features
+        10
+    """
     return get_model("resnet34", weights, progress, **options)
 
 
 def resnet50(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-50 (v1.5, stride on the 3x3): Bottleneck, [3, 4, 6, 3]."""
+    """ResNet-50 (v1.5, stride on the 3x3): Bottleneck, [3, 4, 6, 3].
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.resnet50(num_classes=10).fc.out_features
+        10
+    """
     return get_model("resnet50", weights, progress, **options)
 
 
 def resnet101(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-101: Bottleneck, [3, 4, 23, 3]."""
+    """ResNet-101: Bottleneck, [3, 4, 23, 3].
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.resnet101(num_classes=10).fc.out_features
+        10
+    """
     return get_model("resnet101", weights, progress, **options)
 
 
 def resnet152(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-152: Bottleneck, [3, 8, 36, 3]."""
+    """ResNet-152: Bottleneck, [3, 8, 36, 3].
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.resnet152(num_classes=10).fc.out_features
+        10
+    """
     return get_model("resnet152", weights, progress, **options)
 
 
 def resnext50_32x4d(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNeXt-50 32x4d (Xie et al. 2016): 32 groups of width 4, [3, 4, 6, 3]."""
+    """ResNeXt-50 32x4d (Xie et al. 2016): 32 groups of width 4, [3, 4, 6, 3].
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.resnext50_32x4d(num_classes=10).fc.out_features
+        10
+    """
     return get_model("resnext50_32x4d", weights, progress, **options)
 
 
 def resnext101_32x8d(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNeXt-101 32x8d: 32 groups of width 8, [3, 4, 23, 3]."""
+    """ResNeXt-101 32x8d: 32 groups of width 8, [3, 4, 23, 3].
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.resnext101_32x8d(num_classes=10).fc.out_features
+        10
+    """
     return get_model("resnext101_32x8d", weights, progress, **options)
 
 
 def resnext101_64x4d(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNeXt-101 64x4d: 64 groups of width 4, [3, 4, 23, 3]."""
+    """ResNeXt-101 64x4d: 64 groups of width 4, [3, 4, 23, 3].
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.resnext101_64x4d(num_classes=10).fc.out_features
+        10
+    """
     return get_model("resnext101_64x4d", weights, progress, **options)
 
 
 def wide_resnet50_2(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016): bottleneck twice as wide, [3, 4, 6, 3]."""
+    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016): bottleneck twice as wide, [3, 4, 6, 3].
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.wide_resnet50_2(num_classes=10).fc.out_features
+        10
+    """
     return get_model("wide_resnet50_2", weights, progress, **options)
 
 
 def wide_resnet101_2(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """Wide ResNet-101-2: bottleneck twice as wide, [3, 4, 23, 3]."""
+    """Wide ResNet-101-2: bottleneck twice as wide, [3, 4, 23, 3].
+
+    Args:
+        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
+            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
+        progress: show a download progress bar (on a terminal).
+        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
+            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
+
+    Returns:
+        The model (torchvision's module names and outputs, bit for bit).
+
+    Raises:
+        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> rk.wide_resnet101_2(num_classes=10).fc.out_features
+        10
+    """
     return get_model("wide_resnet101_2", weights, progress, **options)

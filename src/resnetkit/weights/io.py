@@ -64,9 +64,27 @@ def check_tensors(state: StateDict, where: str) -> None:
 
 
 def save_safetensors(state_dict: StateDict, path: PathLike, metadata: Optional[Union[dict, ModelCard]] = None) -> None:
-    """Write a state_dict as safetensors. ``metadata`` is a ModelCard (recorded with a hash of the
-    tensors, checked when the file is read back) or a plain dict (values that are not strings are
-    stored as JSON)."""
+    """Write a state_dict as safetensors, atomically (a reader sees the old file or the new one).
+
+    Args:
+        state_dict: the tensors.
+        path: the file to write.
+        metadata: a ModelCard (recorded with a hash of the tensors, checked when the file is read
+            back) or a plain dict (values that are not strings are stored as JSON).
+
+    Returns:
+        None.
+
+    Raises:
+        BadFile: the path cannot be written (DiskFull when the disk is full; the old file is kept).
+
+    Examples:
+        >>> import tempfile, resnetkit as rk
+        >>> path = tempfile.mkdtemp() + "/w.safetensors"
+        >>> rk.save_safetensors(rk.resnet18(num_classes=3).state_dict(), path, {"arch": "resnet18"})
+        >>> rk.load_safetensors(path)[1]["arch"]
+        'resnet18'
+    """
     from safetensors.torch import save
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
@@ -81,7 +99,21 @@ def save_safetensors(state_dict: StateDict, path: PathLike, metadata: Optional[U
 
 
 def load_safetensors(path: PathLike) -> Tuple[StateDict, dict]:
-    """(state_dict, metadata) of a safetensors file; JSON-encoded metadata values are decoded."""
+    """Read a safetensors file.
+
+    Args:
+        path: the file.
+
+    Returns:
+        (state_dict, metadata): the tensors, and the metadata with JSON-encoded values decoded.
+
+    Raises:
+        BadFile: missing, unreadable or not a safetensors file (DamagedModel: a tensor hash mismatch).
+
+    Examples:
+        >>> import resnetkit as rk
+        >>> state, meta = rk.load_safetensors("runs/digits/model.safetensors")  # doctest: +SKIP
+    """
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 

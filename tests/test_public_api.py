@@ -1,0 +1,65 @@
+"""Every public name (``resnetkit.__all__``) is documented: a docstring; for a function its
+parameters (Args), what it returns, what it raises and an example; for a class its constructor's
+parameters. The examples run (doctest), so the reference never shows code that does not work."""
+
+import doctest
+import enum
+import inspect
+import re
+
+import pytest
+
+import resnetkit as rk
+
+PUBLIC = [name for name in rk.__all__ if not name.startswith("__")]
+
+
+def section(doc, title):
+    """The text of a Google-style section (``Args:``) of a docstring, '' if absent."""
+    m = re.search(rf"^\s*{title}:\s*$(.*?)(?=^\s*(?:Args|Returns|Raises|Example|Examples):\s*$|\Z)", doc, re.M | re.S)
+    return m.group(1) if m else ""
+
+
+def parameters(obj):
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    sig = inspect.signature(target)
+    return [p for p in sig.parameters.values() if p.name not in ("self", "cls")]
+
+
+def documented(args_text, param):
+    stars = "**" if param.kind is param.VAR_KEYWORD else "*" if param.kind is param.VAR_POSITIONAL else ""
+    return re.search(rf"^\s*{re.escape(stars + param.name)}:", args_text, re.M) is not None
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_every_public_name_is_documented(name):
+    obj = getattr(rk, name)
+    doc = inspect.getdoc(obj) or ""
+    assert len(doc) > 20, f"{name} has no docstring"
+    if inspect.isclass(obj) and issubclass(obj, enum.Enum):
+        return  # the weights enums: members, not a constructor
+    if inspect.isclass(obj) and issubclass(obj, rk.ResnetkitError):
+        doc = inspect.getdoc(rk.ResnetkitError)  # the one constructor every error shares
+    if inspect.isclass(obj):
+        own = obj.__dict__.get("__init__")
+        if own is None and not issubclass(obj, rk.ResnetkitError):
+            return  # the constructor of a base class (nn.Module, list) documented there
+        args = section(doc, "Args")
+        missing = [p.name for p in parameters(obj) if not documented(args, p)]
+        assert not missing, f"{name}: constructor parameters missing from Args: {missing}"
+        return
+    args = section(doc, "Args")
+    missing = [p.name for p in parameters(obj) if not documented(args, p)]
+    assert not missing, f"{name}: parameters missing from Args: {missing}"
+    for title in ("Returns", "Raises", "Examples"):
+        assert section(doc, title).strip(), f"{name}: no {title} section"
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_the_examples_run(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    obj = getattr(rk, name)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in doctest.DocTestFinder(recurse=False).find(obj, name, globs={}):
+        runner.run(test)
+    assert runner.failures == 0, f"{name}: {runner.failures} example(s) failed (see the output above)"

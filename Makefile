@@ -24,11 +24,14 @@ test-scale: $(STAMP)
 
 # A base install (no extras) in a fresh venv: every feature that needs an extra names it in one line.
 BASE_VENV := .venv-base
-test-base:
+# It installs the wheel a user would get (checked by twine: what PyPI would accept) and runs from another folder.
+test-base: $(STAMP)
 	rm -rf $(BASE_VENV)
 	$(PYTHON) -m venv $(BASE_VENV)
-	$(BASE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check .
-	$(BASE_VENV)/bin/python scripts/check_base_install.py
+	$(BASE_VENV)/bin/python -m pip wheel --quiet --disable-pip-version-check --no-deps -w $(BASE_VENV)/dist .
+	$(BIN)/twine check --strict $(BASE_VENV)/dist/*.whl
+	$(BASE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(BASE_VENV)/dist/*.whl
+	cd /tmp && $(CURDIR)/$(BASE_VENV)/bin/python $(CURDIR)/scripts/check_base_install.py
 
 # Lint, format, types and the layer contract of DESIGN.md (CI runs this before the tests).
 lint: $(STAMP)

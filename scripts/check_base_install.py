@@ -13,7 +13,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-EXTRAS = ("onnxruntime", "onnx", "openvino", "nncf", "fastapi", "uvicorn", "pytorch_grad_cam", "pyarrow", "ray")
+EXTRAS = (
+    "onnxruntime",
+    "onnx",
+    "openvino",
+    "nncf",
+    "fastapi",
+    "uvicorn",
+    "pytorch_grad_cam",
+    "pyarrow",
+    "ray",
+    "huggingface_hub",
+)
+PACKAGED = ("py.typed", "serve/page.html", "inspect/explain.html", "weights/data")
 
 
 def resnetkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -40,6 +52,17 @@ def main() -> int:
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
     print("ok   import resnetkit and run a model")
+    from importlib import metadata, resources
+
+    root = resources.files("resnetkit")
+    missing = [name for name in PACKAGED if not root.joinpath(name).is_file() and not root.joinpath(name).is_dir()]
+    dist = metadata.distribution("resnetkit")
+    licensed = any(str(f).endswith("LICENSE") for f in dist.files or [])
+    if missing or not licensed or dist.metadata["License-Expression"] != "BSD-3-Clause":
+        raise SystemExit(f"the installed package lacks {missing or 'its LICENSE / SPDX license'}")
+    if Path(rk.__file__).resolve().is_relative_to(Path(__file__).resolve().parents[1] / "src"):
+        raise SystemExit(f"resnetkit was imported from the checkout ({rk.__file__}), not the installed wheel")
+    print("ok   the wheel holds its data files, py.typed and LICENSE (BSD-3-Clause)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         weights = work / "w.safetensors"
@@ -98,6 +121,14 @@ def main() -> int:
         if predict.returncode != 0:
             raise SystemExit(f"predict failed on a base install: {predict.stderr}")
         print("ok   predict on a base install")
+        one_line(resnetkit("predict", "x.png", "--weights", "hf-hub:timm/resnet18.a1_in1k", cwd=work), "resnetkit[hub]",
+                 "--weights hf-hub:...")  # fmt: skip
+        one_line(resnetkit("predict", "x.png", "--weights", "runs/digit", cwd=work), "no such file or directory",
+                 "--weights runs/digit (a typo that looks like ORG/NAME)")  # fmt: skip
+        page = resnetkit("explain", "resnet18", "--input-size", "64", "--out", "e.html", cwd=work)
+        if page.returncode != 0 or "layer4" not in (work / "e.html").read_text():
+            raise SystemExit(f"explain failed on a base install: {page.stderr}")
+        print("ok   explain on a base install")
     return 0
 
 

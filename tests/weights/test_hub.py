@@ -186,3 +186,22 @@ def test_push_without_a_login_says_how_to_log_in(digits_run, hub, capsys):
     assert main(["weights", "push", str(digits_run), "me/digits"]) == 1
     err = capsys.readouterr().err.strip()
     assert "huggingface-cli login" in err and len(err.splitlines()) == 1
+
+
+def test_a_mistyped_path_is_not_sent_to_the_hub(tmp_path, hub, monkeypatch, capsys):
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["weights", "convert", "runs/digit", str(tmp_path / "out.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "runs/digit: no such file or directory" in err and "hf-hub:runs/digit" in err
+    assert hub.requests == []  # decided locally, at once
+
+
+def test_an_unresolvable_hub_answers_from_the_cache_at_once(tmp_path, hub, monkeypatch, capsys):
+    theirs, files = timm_repo(tmp_path)
+    hub.repos["org/cached"] = {"files": files, "gated": False}
+    from_source("hf-hub:org/cached")
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")  # a name no resolver knows: no network
+    ours = from_source("hf-hub:org/cached")  # the cached copy, without 25 s of retries
+    with torch.no_grad():
+        assert max_abs_diff(theirs(torch.ones(1, 3, 32, 32)), ours(torch.ones(1, 3, 32, 32))) == 0

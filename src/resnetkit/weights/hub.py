@@ -40,6 +40,13 @@ def hub_id(text: str) -> Optional[Tuple[str, Optional[str]]]:
     return repo, revision or None
 
 
+def available() -> bool:
+    """Whether huggingface_hub is installed (the ``hub`` extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("huggingface_hub") is not None
+
+
 def _hub():
     try:
         import huggingface_hub
@@ -50,15 +57,30 @@ def _hub():
     return huggingface_hub
 
 
+def resolvable(endpoint: Optional[str]) -> bool:
+    """Whether the Hub's host name resolves. When it does not (no network, no DNS), huggingface_hub
+    would retry for about 25 s before using its cache; asking the cache at once gives the same answer."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(endpoint or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except (socket.gaierror, UnicodeError):
+        return False
+
+
 def client_options() -> Dict[str, Any]:
     """What the client reads from the environment, read now (its constants are fixed at import)."""
     from ..weights.download import is_offline
 
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    offline = is_offline() or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     return {
-        "endpoint": os.environ.get("HF_ENDPOINT") or None,
+        "endpoint": endpoint,
         "cache_dir": os.environ.get("HF_HUB_CACHE") or None,
-        "local_files_only": is_offline()
-        or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"),
+        "local_files_only": offline or not resolvable(endpoint),
     }
 
 
@@ -94,8 +116,13 @@ def fetch(
 ) -> Optional[Path]:
     """One file of a repository, through huggingface_hub's cache; None if absent and not ``required``."""
     hub = _hub()
+    import logging
+
     from huggingface_hub import errors
 
+    quiet = logging.getLogger("huggingface_hub")  # its retry warnings would break the one-line error
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         return Path(hub.hf_hub_download(repo, filename, revision=revision, **client_options()))
     except errors.EntryNotFoundError as exc:
@@ -113,6 +140,8 @@ def fetch(
         raise OfflineError(
             f"cannot reach the Hugging Face Hub for {repo} ({exc}); check the network or HF_ENDPOINT"
         ) from None
+    finally:
+        quiet.setLevel(level)
 
 
 def timm_card(config: Dict[str, Any], where: str) -> ModelCard:

@@ -104,7 +104,16 @@ def resolve(
     from . import hub
 
     if hub.hub_id(text) is not None:  # hf-hub:ORG/NAME, or ORG/NAME that is no local path
-        return hub.load(text, looks_local=not text.startswith(hub.PREFIX))
+        bare = not text.startswith(hub.PREFIX)
+        # A bare ORG/NAME whose ORG is a local folder (runs/digit) is a mistyped path, not a repository;
+        # without the hub extra, too: say that first (hf-hub:ORG/NAME always means the Hub).
+        if bare and (Path(text.split("/")[0]).is_dir() or not hub.available()):
+            need = "" if hub.available() else ", with pip install 'resnetkit[hub]'"
+            raise BadFile(
+                f"weights {text}: no such file or directory (for a Hugging Face Hub repository of that name, "
+                f"write hf-hub:{text}{need})"
+            )
+        return hub.load(text, looks_local=bare)
     looks_like_path = "/" in text or "\\" in text or suffix in (".pt", ".pth", ".safetensors", ".bin", ".ckpt")
     if looks_like_path:
         raise BadFile(f"weights {text}: no such file or directory")

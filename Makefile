@@ -18,7 +18,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --ignore tests/scale
 
-# Beyond one process: torchrun ranks and Ray Data on a local Ray (Ray's start-up alone is seconds).
+# Beyond one process: DDP training and torchrun ranks, Ray Data on a local Ray (Ray's start-up alone is seconds).
 test-scale: $(STAMP)
 	$(BIN)/python -m pytest -q tests/scale
 

@@ -71,11 +71,20 @@ def test_url_download_and_cache(served, cache):
     assert (cache / ".locks" / f"{name}.lock").exists()
 
 
-def test_progress_bar_shows(served, cache, capsys):
+def test_progress_bar_shows_on_a_terminal(served, cache, capsys, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
     host, name = served
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
     rk.resnet18(weights=host.url(name), progress=True)
-    err = capsys.readouterr().err
-    assert name in err and "100%" in err and "waiting up to" in err
+    shown = terminal.getvalue() + capsys.readouterr().err
+    assert name in shown and "100%" in shown and "waiting up to" in shown
 
 
 def test_tampered_file_rejected_and_not_cached(served, cache, tmp_path):

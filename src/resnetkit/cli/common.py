@@ -46,7 +46,8 @@ def add_weights_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         required=required,
         metavar="SRC",
         help="training run directory, .safetensors/.pt/.pth file, Hugging Face save_pretrained folder, "
-        "http(s) URL, or catalog name (resnet50.IMAGENET1K_V2)",
+        "http(s) URL, catalog name (resnet50.IMAGENET1K_V2), Hub id (hf-hub:timm/resnet50.a1_in1k, "
+        "microsoft/resnet-50), or an exported model",
     )
     p.add_argument(
         "--arch",

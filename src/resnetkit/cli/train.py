@@ -12,7 +12,7 @@ from ..engine.config import CHOICES, RECIPES, TrainConfig, effective_defaults
 
 HELP = {
     "arch": "architecture (see `resnetkit models`)",
-    "weights": "fine-tune from a catalog name, weights file or run directory (the head is replaced)",
+    "weights": "fine-tune from a catalog name, weights file, run directory or Hub id (the head is replaced)",
     "freeze_backbone": "train the classifier only",
     "backbone_lr_scale": "backbone learning rate = lr x this (discriminative fine-tuning)",
     "norm": "normalization layer: batch, group (small batches), frozen (fixed statistics)",

@@ -14,7 +14,7 @@ from ..errors import InvalidOption
 class TrainConfig:
     # model
     arch: str = "resnet18"
-    weights: Optional[str] = None  # fine-tune from a catalog name, file or run directory
+    weights: Optional[str] = None  # fine-tune from a catalog name, file, run directory or Hub id
     freeze_backbone: bool = False
     backbone_lr_scale: float = 1.0  # discriminative learning rate: backbone lr = lr * this
     norm: str = "batch"  # batch | group | frozen

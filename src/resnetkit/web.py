@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from typing import Any
 
@@ -19,3 +21,15 @@ def script_json(value: Any) -> str:
     ):
         text = text.replace(char, escaped)
     return text
+
+
+def image_base64(image: Any, format: str = "PNG", **options: Any) -> str:
+    """A PIL image encoded (PNG by default) as base64 text, for JSON answers and data: URIs."""
+    buffer = io.BytesIO()
+    (image.convert("RGB") if format == "JPEG" else image).save(buffer, format=format, **options)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def data_uri(image: Any, format: str = "PNG", **options: Any) -> str:
+    """A PIL image as a data: URI, which a page can show without any request."""
+    return f"data:image/{format.lower()};base64," + image_base64(image, format, **options)

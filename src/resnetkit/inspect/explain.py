@@ -13,10 +13,8 @@ so no name from a model file or an image path can become markup."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import inspect as pyinspect
-import io
 import secrets
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -28,7 +26,7 @@ from torch import nn
 
 from ..card import Preprocess
 from ..models import ResNetBase
-from ..web import script_json
+from ..web import data_uri, script_json
 from .summary import summarize
 
 TILES_PER_STAGE = 6
@@ -49,15 +47,11 @@ def sample_image() -> Tuple[Image.Image, str]:
 
 
 def _png(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_uri(image, "PNG")
 
 
 def _jpeg(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_uri(image, "JPEG", quality=85)
 
 
 # ---- shapes and size arithmetic ------------------------------------------------------------------
@@ -370,17 +364,17 @@ def _picture(image: Union[None, str, Path, Image.Image], name: Optional[str]) ->
     return load_image(image, None), name or Path(image).name
 
 
-def _trace(net: ResNetBase, x: torch.Tensor) -> Tuple[Dict[str, Tuple[List[int], List[int]]], Optional[torch.Tensor]]:
-    """The shapes of every module on this image, and the logits (None for a backbone)."""
+def _trace(net: ResNetBase, x: torch.Tensor):
+    """One forward pass on this image: the shapes of every module, the stem's and each stage's output,
+    and the logits (None for a backbone)."""
     tracer = Tracer(net)
     try:
+        maps = stage_maps(net, x)
         with torch.no_grad():
-            logits = net(x) if net.num_classes > 0 else None
-            if logits is None:  # a backbone: run the stages for their shapes
-                stage_maps(net, x)
+            logits = net.forward_head(maps[net.stage_names[-1]]) if net.num_classes > 0 else None
     finally:
         tracer.close()
-    return tracer.shapes, logits
+    return tracer.shapes, maps, logits
 
 
 def _top(logits: Optional[torch.Tensor], card) -> List[Dict[str, Any]]:
@@ -421,12 +415,12 @@ def explain_data(
     picture, image_name = _picture(image, image_name)
     x, pre = _preprocessed(net, card, picture, input_size)
     side = int(x.shape[-1])
-    shapes, logits = _trace(net, x)
+    shapes, maps, logits = _trace(net, x)
     summary = summarize(net, (side, side), arch=net.arch or "custom")
     fields = receptive_fields(net)
     shown = shown_image(x[0], pre.mean, pre.std)
     trained = bool(card.source) and not exported
-    maps = stage_maps(net, x) if not exported else {}
+    maps = {} if exported else maps  # an exported model's architecture has no trained weights to show
     cams, cam_note = ({}, note) if exported else _cams(net, x, shown, trained)
     stages = _stages(net, shapes, summary, fields)
     for stage in stages:

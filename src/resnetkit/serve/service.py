@@ -4,7 +4,6 @@ what a prediction request does, from uploaded bytes to the answer."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import io
@@ -264,13 +263,9 @@ class Service:
     def cam_pngs(self, tensors: List[torch.Tensor]) -> List[str]:
         """A Grad-CAM overlay PNG (base64) per image, computed on the PyTorch model."""
         from ..inspect.cam import cam_overlays
+        from ..web import image_base64
 
         assert self.served.model is not None
         pre = self.served.preprocess
         images = normalise(torch.stack(tensors), pre, self.served.in_chans)
-        out = []
-        for image in cam_overlays(self.served.model, images, pre.mean, pre.std):
-            buf = io.BytesIO()
-            image.save(buf, format="PNG")
-            out.append(base64.b64encode(buf.getvalue()).decode())
-        return out
+        return [image_base64(image) for image in cam_overlays(self.served.model, images, pre.mean, pre.std)]

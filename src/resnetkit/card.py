@@ -18,7 +18,7 @@ import json
 import math
 import numbers
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from .errors import BadFile, InvalidOption
 
@@ -30,9 +30,20 @@ CARD_VERSION = 2  # 1: resnetkit 0.2's untyped metadata (flat keys), still read
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+# How the crop is cut (timm's pretrained_cfg crop_mode): center - resize the short side, crop the middle;
+# squash - resize both sides (the aspect ratio is not kept), crop the middle; border - resize the long
+# side, pad the rest with the mean colour, crop the middle (nothing of the image is lost at crop_pct 1).
+CROP_MODES = ("center", "squash", "border")
+# Sizes read from files are bounded: a card asking for a 20,000 px crop would allocate gigabytes per
+# image. The largest published ResNets are evaluated at 480 px (BiT); 2048 leaves room for high-resolution
+# fine-tuning.
+MAX_CROP_SIZE = 2048
+MAX_RESIZE_SIZE = 4096
 PRECISIONS = ("fp32", "bf16", "int8")
 FORMATS = ("pytorch", "safetensors", "onnx", "openvino", "pt2", "torchscript")
 NORMS = ("batch", "group", "frozen")
+# Fields to_metadata() stores as they are (every other one as JSON).
+TEXT_FIELDS = ("arch", "source", "tag", "norm", "format", "precision", "weights_sha256", "data")
 
 
 def _is_int(value: Any) -> bool:
@@ -53,12 +64,23 @@ class Preprocess:
     interpolation: str = "bilinear"
     mean: Tuple[float, ...] = IMAGENET_MEAN
     std: Tuple[float, ...] = IMAGENET_STD
+    crop_mode: str = "center"
 
     def __post_init__(self) -> None:
-        for name in ("resize_size", "crop_size"):
+        for name, limit in (("resize_size", MAX_RESIZE_SIZE), ("crop_size", MAX_CROP_SIZE)):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise InvalidOption(f"preprocess.{name} must be an integer >= 1, got {value!r}", field=name)
+            if not _is_int(value) or not 1 <= value <= limit:
+                raise InvalidOption(f"preprocess.{name} must be an integer in [1, {limit}], got {value!r}", field=name)
+        if self.crop_size > self.resize_size:
+            raise InvalidOption(
+                f"preprocess.crop_size {self.crop_size} is larger than resize_size {self.resize_size}: the crop would "
+                "be padded with zeros; give a resize_size >= crop_size",
+                field="crop_size",
+            )
+        if self.crop_mode not in CROP_MODES:
+            raise InvalidOption(
+                f"preprocess.crop_mode {self.crop_mode!r} is not one of {', '.join(CROP_MODES)}", field="crop_mode"
+            )
         if self.interpolation not in INTERPOLATIONS:
             raise InvalidOption(
                 f"preprocess.interpolation {self.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}",
@@ -83,14 +105,32 @@ class Preprocess:
     def crop_pct(self) -> float:
         return self.crop_size / self.resize_size
 
+    def channel_stats(self, in_chans: int) -> Tuple[List[float], List[float]]:
+        """The mean and std for each of ``in_chans`` channels: one value each, or a single value for
+        every channel, or RGB statistics averaged for a 1-channel model (RGB weights adapted to gray).
+        Anything else cannot be right, and is refused rather than guessed."""
+        mean, std = list(self.mean), list(self.std)
+        if len(mean) == in_chans:
+            return mean, std
+        if len(mean) == 1 or (len(mean) == 3 and in_chans == 1):
+            return [sum(mean) / len(mean)] * in_chans, [sum(std) / len(std)] * in_chans
+        raise InvalidOption(
+            f"preprocess.mean and std have {len(mean)} values for a {in_chans}-channel model; give one per channel "
+            "(or one for all)",
+            field="mean",
+        )
+
     def to_dict(self) -> Dict[str, Any]:
-        return {
+        out: Dict[str, Any] = {
             "resize_size": self.resize_size,
             "crop_size": self.crop_size,
             "interpolation": self.interpolation,
             "mean": list(self.mean),
             "std": list(self.std),
         }
+        if self.crop_mode != "center":  # files without it (every file before 0.4) mean center
+            out["crop_mode"] = self.crop_mode
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Preprocess:
@@ -106,12 +146,36 @@ class Preprocess:
             interpolation=d.get("interpolation", "bilinear"),
             mean=d["mean"],
             std=d["std"],
+            crop_mode=d.get("crop_mode", "center"),
         )
 
     @classmethod
     def for_input_size(cls, size: int) -> Preprocess:
         """ImageNet's convention at ``size`` px: resize to size / 0.875 (256 for 224), crop, ImageNet statistics."""
         return cls(resize_size=size * 8 // 7, crop_size=size)
+
+    def geometry(self, image):
+        """A PIL image resized and cropped to ``crop_size`` as ``crop_mode`` says (timm's eval
+        transforms; torchvision's ``Resize`` + ``CenterCrop`` for center), still a PIL image."""
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as F
+
+        mode = InterpolationMode(self.interpolation)
+        size = self.crop_size
+        if self.crop_mode == "squash":
+            image = F.resize(image, [self.resize_size, self.resize_size], interpolation=mode, antialias=True)
+            return F.center_crop(image, [size])
+        if self.crop_mode == "border":
+            width, height = image.size
+            ratio = max(width, height) / self.resize_size
+            image = F.resize(image, [round(height / ratio), round(width / ratio)], interpolation=mode, antialias=True)
+            return _center_crop_or_pad(image, size, self.fill())
+        image = F.resize(image, [self.resize_size], interpolation=mode, antialias=True)
+        return F.center_crop(image, [size])
+
+    def fill(self) -> Tuple[int, ...]:
+        """The colour ``border`` pads with: the mean, in pixel values (timm's choice)."""
+        return tuple(round(255 * v) for v in self.mean)
 
     def transform(self, in_chans: int = 3):
         """PIL image (or uint8 tensor) -> normalized float tensor (C, crop, crop), in torchvision's
@@ -120,29 +184,38 @@ class Preprocess:
         import torch
         from torchvision.transforms import v2 as T
 
-        modes = {
-            "bilinear": T.InterpolationMode.BILINEAR,
-            "bicubic": T.InterpolationMode.BICUBIC,
-            "nearest": T.InterpolationMode.NEAREST,
-        }
         if in_chans not in (1, 3):
             raise InvalidOption(
                 f"the model takes {in_chans}-channel images; image files decode to RGB or grayscale, so feed it "
                 "tensors you prepared yourself",
                 field="in_chans",
             )
-        mean, std = list(self.mean), list(self.std)
-        if len(mean) != in_chans:  # RGB statistics for a grayscale model (or the reverse): their average
-            mean, std = [sum(mean) / len(mean)] * in_chans, [sum(std) / len(std)] * in_chans
+        mean, std = self.channel_stats(in_chans)
         steps = [T.Grayscale(1)] if in_chans == 1 else []
         steps += [
-            T.Resize(self.resize_size, interpolation=modes[self.interpolation], antialias=True),
-            T.CenterCrop(self.crop_size),
+            self.geometry,
             T.ToImage(),
             T.ToDtype(torch.float32, scale=True),
             T.Normalize(mean, std),
         ]
         return T.Compose(steps)
+
+
+def _center_crop_or_pad(image, size: int, fill: Tuple[int, ...]):
+    """The middle ``size`` x ``size`` of a PIL image, padded with ``fill`` where it is smaller (the
+    odd pixel of padding goes right and below; the crop offset is rounded, as timm does)."""
+    from torchvision.transforms.v2 import functional as F
+
+    width, height = image.size
+    if size > width or size > height:
+        pad_w, pad_h = max(size - width, 0), max(size - height, 0)
+        colour = fill[0] if image.mode == "L" else fill
+        image = F.pad(image, [pad_w // 2, pad_h // 2, (pad_w + 1) // 2, (pad_h + 1) // 2], fill=colour)  # type: ignore[arg-type]
+        width, height = image.size
+        if width == size and height == size:
+            return image
+    top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+    return F.crop(image, top, left, size, size)
 
 
 @dataclass(frozen=True)
@@ -184,6 +257,15 @@ class ModelCard:
             object.__setattr__(self, "classes", names)
         if not isinstance(self.preprocess, Preprocess):
             raise InvalidOption(f"card.preprocess must be a Preprocess, got {self.preprocess!r}", field="preprocess")
+        self.preprocess.channel_stats(self.in_chans)  # mean/std that fit the channels, or refused
+        if not _is_int(self.version) or self.version < 1:
+            raise InvalidOption(f"card_version must be an integer >= 1, got {self.version!r}", field="card_version")
+        if self.version > CARD_VERSION:
+            raise InvalidOption(
+                f"card_version {self.version} was written by a newer resnetkit (this one reads up to {CARD_VERSION}); "
+                "upgrade resnetkit (pip install -U resnetkit)",
+                field="card_version",
+            )
         choices = (("format", FORMATS), ("precision", PRECISIONS), ("norm", (None, *NORMS)))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
@@ -264,9 +346,13 @@ class ModelCard:
 
     @staticmethod
     def decode_metadata(raw: Mapping[str, str]) -> Dict[str, Any]:
-        """A string map as ``to_metadata()`` writes it, its JSON values decoded."""
+        """A string map as ``to_metadata()`` writes it, its JSON values decoded (the card's text
+        fields stay text: a source named "42" is not the number 42)."""
         out: Dict[str, Any] = {}
         for k, v in raw.items():
+            if k in TEXT_FIELDS and isinstance(v, str):
+                out[k] = v
+                continue
             try:
                 out[k] = json.loads(v) if isinstance(v, str) else v
             except ValueError:
@@ -309,7 +395,9 @@ class ModelCard:
         if classes is not None:
             if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
                 raise InvalidOption(f"classes must be a list of names, got {classes!r}", field="classes")
-            values["classes"] = classes if len(classes) == num else None
+            if len(classes) != num:  # a name too many or too few: which output is which is unknown
+                raise InvalidOption(f"classes has {len(classes)} names for {num} outputs", field="classes")
+            values["classes"] = classes
         elif num != base.num_classes:
             values["classes"] = None
         if "card_version" in meta:

@@ -9,7 +9,17 @@ is defined here, so ``grep`` finds them in one place.
 
 from __future__ import annotations
 
+import re
 from typing import Optional, Tuple
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it hidden (``https://USER:TOKEN@host/`` ->
+    ``https://***@host/``): proxies and mirrors are configured that way (HF_ENDPOINT, a weights URL),
+    and what resnetkit prints or logs may be pasted into an issue."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 class ResnetkitError(Exception):
@@ -82,3 +92,8 @@ class OfflineError(DownloadError):
 
 class TruncatedDownload(DownloadError):
     """A transfer ended before the announced size: worth retrying (nothing was cached)."""
+
+
+class EngineFailed(ResnetkitError):
+    """A job on a distributed engine (Ray) failed inside a task or an actor; the message names the
+    original error, not the engine's wrapping of it."""

@@ -22,6 +22,7 @@ class StandInHub:
         self.repos: dict = {}
         self.token = "hf_test_token"
         self.require_token = False  # True: creating and committing need the token
+        self.fail_with = 0  # an HTTP status (500, 503) every request is answered with: a Hub that is down
         self.requests: list = []
         self.log: list = []
         hub = self
@@ -31,9 +32,13 @@ class StandInHub:
                 hub.log.append(format % args)
 
             def do_HEAD(self):
+                if hub.fail_with:
+                    return self._error(hub.fail_with, "ServerError", "Internal Error", head=True)
                 self._resolve(head=True)
 
             def do_GET(self):
+                if hub.fail_with:
+                    return self._error(hub.fail_with, "ServerError", "Internal Error")
                 if self.path.startswith("/api/agent-harnesses"):  # the client's registry of agents: none here
                     hub.requests.append(("GET", self.path))
                     return self._json(200, {"standardEnvVars": [], "harnesses": {}})
@@ -43,6 +48,8 @@ class StandInHub:
                 hub.requests.append(("POST", self.path))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                if hub.fail_with:
+                    return self._error(hub.fail_with, "ServerError", "Internal Error")
                 if hub.require_token and self.headers.get("Authorization") != f"Bearer {hub.token}":
                     return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
                 if self.path.startswith("/api/validate-yaml"):  # the README's metadata, checked before a commit

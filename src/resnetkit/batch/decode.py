@@ -20,8 +20,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..card import Preprocess
-from ..data.decode import decode_image_bytes, load_image
-from ..errors import ImageDecodeError
+from ..data.decode import check_policy, decode_image_bytes, load_image
+from ..errors import ImageDecodeError, InvalidOption
 from .inputs import Shard, selected
 
 # (position in the walk, path, crop or None, error or None)
@@ -30,32 +30,39 @@ Item = Tuple[int, str, Optional[torch.Tensor], Optional[str]]
 
 @dataclass(frozen=True)
 class Decoder:
-    """A file (or uploaded bytes) to the model's crop: decoded (``draft``: JPEG DCT-domain
-    downscaling when the file is at least twice the resize size), made RGB or grayscale, short side
-    resized and center-cropped exactly as ``Preprocess.transform()`` does, as uint8 (H, W, C)."""
+    """A file (or uploaded bytes) to the model's crop: decoded (``policy``: resnetkit's, or the
+    reference ``Image.open(...).convert("RGB")``; ``draft``, opt-in: JPEG DCT-domain downscaling when
+    the file is at least twice the resize size), made RGB or grayscale, resized and cropped exactly as
+    ``Preprocess.transform()`` does, as uint8 (H, W, C)."""
 
     preprocess: Preprocess
     in_chans: int = 3
-    draft: bool = True
+    draft: bool = False
+    policy: str = "resnetkit"  # or "reference": Image.open(...).convert("RGB"), as peers' examples decode
+
+    def __post_init__(self) -> None:
+        if self.in_chans not in (1, 3):
+            raise InvalidOption(
+                f"the model takes {self.in_chans}-channel images; image files decode to RGB or grayscale, so feed "
+                "it tensors you prepared yourself (the Python API)",
+                field="in_chans",
+            )
+        check_policy(self.policy)
 
     def crop(self, image: Image.Image) -> np.ndarray:
-        from torchvision.transforms.v2 import InterpolationMode
-        from torchvision.transforms.v2 import functional as F
-
-        pre = self.preprocess
         if self.in_chans == 1:
             image = image.convert("L")
-        mode = InterpolationMode(pre.interpolation)
-        image = F.resize(image, [pre.resize_size], interpolation=mode, antialias=True)
-        image = F.center_crop(image, [pre.crop_size])
+        image = self.preprocess.geometry(image)
         array = np.array(image, dtype=np.uint8)  # a copy PyTorch may own (asarray's is read-only)
         return array[:, :, None] if array.ndim == 2 else array
 
     def __call__(self, path: str) -> np.ndarray:
-        return self.crop(load_image(path, self.preprocess.resize_size, draft=self.draft))
+        return self.crop(load_image(path, self.preprocess.resize_size, draft=self.draft, policy=self.policy))
 
     def from_bytes(self, data: bytes, name: str) -> np.ndarray:
-        return self.crop(decode_image_bytes(data, name, self.preprocess.resize_size, draft=self.draft))
+        return self.crop(
+            decode_image_bytes(data, name, self.preprocess.resize_size, draft=self.draft, policy=self.policy)
+        )
 
     def item(self, index: int, path: str) -> Item:
         try:

@@ -16,15 +16,19 @@ def walk(sources: Sequence[str]) -> Iterator[str]:
     """Every input path, streamed: files as given (missing ones too, so they are reported), and the
     files under each folder, depth first, names sorted within each folder, hidden entries skipped.
     The order depends only on the names, so every process walking the same sources agrees on it, and
-    a folder of a million files yields its first paths at once."""
+    a folder of a million files yields its first paths at once. A folder link that leads back to a
+    folder being walked (a symlink loop) is not entered again."""
     for source in sources:
         if os.path.isdir(source):
-            yield from _walk_dir(source)
+            yield from _walk_dir(source, ())
         else:
             yield source
 
 
-def _walk_dir(folder: str) -> Iterator[str]:
+def _walk_dir(folder: str, above: Tuple[str, ...]) -> Iterator[str]:
+    real = os.path.realpath(folder)
+    if real in above:
+        return  # a link back up the tree: its files are walked already, under their own names
     try:
         with os.scandir(folder) as it:
             entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
@@ -37,9 +41,16 @@ def _walk_dir(folder: str) -> Iterator[str]:
         except OSError:
             is_dir = False
         if is_dir:
-            yield from _walk_dir(entry.path)
+            yield from _walk_dir(entry.path, above + (real,))
         else:
             yield entry.path
+
+
+def input_key(path: str) -> str:
+    """What identifies an input across runs: its absolute, normalised path (``imgs/a.jpg``,
+    ``./imgs/a.jpg`` and ``imgs//a.jpg`` are one input; links are not resolved, so two names of one
+    file stay two inputs)."""
+    return os.path.normpath(os.path.abspath(path))
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ def selected(
 ) -> Iterator[Tuple[int, str]]:
     """(position in the walk, path) of the inputs this job still has to do."""
     for k, path in enumerate(walk(sources)):
-        if k % shard.count == shard.index and path not in done:
+        if k % shard.count == shard.index and (not done or input_key(path) not in done):
             yield k, path
 
 

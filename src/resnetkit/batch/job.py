@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 import torch
 
 from ..card import ModelCard
+from ..data.decode import check_policy
 from ..errors import InvalidOption
 from ..version import __version__
 from .decode import Decoder, Inputs, Item, batches, default_workers, stream
@@ -24,6 +25,7 @@ from .table import ResultTable, columns_for, table_format
 CALIBRATION_IMAGES = 64  # int8 without a run's validation data: this many readable inputs
 # A job this small decodes in the main process: starting worker processes would cost more than they save.
 SMALL_JOB = 32
+INPUTS_PER_WORKER = 16  # a decode process is started for at least this many inputs
 
 
 @dataclass
@@ -35,7 +37,8 @@ class JobConfig:
     topk: int = 5
     batch_size: int = 32
     workers: int = field(default_factory=default_workers)
-    draft: bool = True
+    draft: bool = False
+    decode: str = "resnetkit"
     embeddings: bool = False
     logits: bool = False
     resume: bool = False
@@ -50,6 +53,7 @@ class JobConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidOption(f"{name} must be an integer >= {low}, got {value!r}", field=name)
+        check_policy(self.decode)
         if (self.resume or self.exist_ok) and not self.out:
             raise InvalidOption(
                 "resume and exist_ok apply to an out table; give out FILE", field="resume", related=("out",)
@@ -100,12 +104,30 @@ def table_meta(card: ModelCard, cfg: JobConfig, weights_sha256: Optional[str]) -
         "classes": list(card.classes) if card.classes else None,
         "preprocess": card.preprocess.to_dict(),
         "in_chans": card.in_chans,
-        "precision": cfg.precision,
+        # An exported model runs at the precision it was exported in, whatever was asked.
+        "precision": card.precision if _is_export_format(card.format) else cfg.precision,
         "draft": cfg.draft,
+        "decode": cfg.decode,
         "topk": cfg.topk,
         "columns": columns_for(table_format(Path(cfg.out or "x.jsonl")), cfg.topk, cfg.embeddings, cfg.logits),
         "shard": str(cfg.shard),
     }
+
+
+def _is_export_format(name: str) -> bool:
+    from ..deploy.formats import FORMATS
+
+    return name in FORMATS and FORMATS[name].load is not None
+
+
+def decode_workers(sources: Sequence[str], shard: Shard, done, asked: int) -> int:
+    """Decode processes for this job: none for a small job (starting them costs more than they
+    save), else as asked, but no more than the inputs can keep busy (a few batches' worth each)."""
+    limit = max(SMALL_JOB, INPUTS_PER_WORKER * asked) + 1
+    count = sum(1 for _ in itertools.islice(selected(sources, shard, done), limit))
+    if count <= SMALL_JOB:
+        return 0
+    return min(asked, -(-count // INPUTS_PER_WORKER))
 
 
 class Progress:
@@ -155,6 +177,7 @@ def run_job(
     crops from the first inputs. ``emit(rows)`` gets the rows of each batch (standard output); with
     ``cfg.out`` they go to the table too. ``on_chunk(n)`` is called after the n-th committed chunk."""
     cfg = cfg.check()
+    decoder = Decoder(card.preprocess, card.in_chans, cfg.draft, cfg.decode)  # refuses what cannot be fed images
     table = None
     if cfg.out:
         table = ResultTable(
@@ -165,13 +188,12 @@ def run_job(
     progress = Progress(cfg.quiet)
     items = None
     try:
-        decoder = Decoder(card.preprocess, card.in_chans, cfg.draft)
-        small = sum(1 for _ in itertools.islice(selected(cfg.sources, cfg.shard, done), SMALL_JOB + 1)) <= SMALL_JOB
-        items = stream(Inputs(cfg.sources, cfg.shard, done, decoder), 0 if small else cfg.workers)
+        workers = decode_workers(cfg.sources, cfg.shard, done, cfg.workers)
+        items = stream(Inputs(cfg.sources, cfg.shard, done, decoder), workers)
         head: List[Item] = list(itertools.islice(items, CALIBRATION_IMAGES if cfg.precision == "int8" else 1))
         predictor = make_predictor(lambda: calibration_from(head))
         if table is not None:
-            table.describe(backend=predictor.backend, choice=predictor.choice)
+            table.describe(backend=predictor.backend, choice=predictor.choice, precision=predictor.precision)
         Counter(cfg.sources, cfg.shard, done, progress.set_total)
         start = time.perf_counter()
         _process(itertools.chain(head, items), predictor, cfg, table, emit, summary, progress, on_chunk)

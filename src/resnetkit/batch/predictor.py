@@ -8,7 +8,9 @@ float images."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -47,8 +49,8 @@ class Predictor:
     device: torch.device = torch.device("cpu")
     pytorch_model: Optional[nn.Module] = None  # for Grad-CAM; None for an exported model
 
-    def decoder(self, draft: bool = True) -> Decoder:
-        return Decoder(self.card.preprocess, self.card.in_chans, draft)
+    def decoder(self, draft: bool = False, policy: str = "resnetkit") -> Decoder:
+        return Decoder(self.card.preprocess, self.card.in_chans, draft, policy)
 
     @torch.no_grad()
     def __call__(self, pixels: torch.Tensor):
@@ -149,3 +151,23 @@ def build_predictor(
     choice = getattr(runner, "choice", None)
     backend = choice.backend if choice is not None else "pytorch"
     return Predictor(card, runner, True, embeddings, backend, precision, str(choice or backend), device, model)
+
+
+def weights_identity(model: Any) -> Optional[str]:
+    """A hash that identifies the weights (recorded in a results table, checked on resume): the one a
+    file recorded, else of the model's tensors (PyTorch) or of the file (an export)."""
+    card = model.card
+    if card.weights_sha256:
+        return card.weights_sha256
+    from ..deploy.loading import is_exported
+
+    if not is_exported(model):
+        from ..weights.io import tensor_digest
+
+        return tensor_digest(model.state_dict())
+    path = Path(model.path)
+    files = [path] if path.is_file() else sorted(p for p in path.parent.glob(path.stem + ".*") if p.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()

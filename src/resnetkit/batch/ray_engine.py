@@ -19,6 +19,7 @@ import argparse
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -32,8 +33,10 @@ COLUMNS = ("path", "top_indices", "top_classes", "top_probs", "error")
 
 def require_ray() -> None:
     try:
-        import ray  # noqa: F401
-        import ray.data  # noqa: F401
+        with warnings.catch_warnings():  # Ray Data's own deprecation notices about its settings
+            warnings.simplefilter("ignore")
+            import ray  # noqa: F401
+            import ray.data  # noqa: F401
     except ImportError:
         raise MissingDependency("--engine ray needs Ray Data: pip install 'resnetkit[ray]'") from None
 
@@ -41,11 +44,11 @@ def require_ray() -> None:
 class DecodeBatch:
     """A Ray task's work: a batch of paths -> their crops (uint8 N, H, W, C) and errors."""
 
-    def __init__(self, preprocess: Dict[str, Any], in_chans: int, draft: bool) -> None:
+    def __init__(self, preprocess: Dict[str, Any], in_chans: int, draft: bool, policy: str = "resnetkit") -> None:
         from ..card import Preprocess
         from .decode import Decoder
 
-        self.decoder = Decoder(Preprocess.from_dict(preprocess), in_chans, draft)
+        self.decoder = Decoder(Preprocess.from_dict(preprocess), in_chans, draft, policy)
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         pre = self.decoder.preprocess
@@ -56,7 +59,12 @@ class DecodeBatch:
             if crop is not None:
                 crops[i] = crop.numpy()
             errors.append(error or "")
-        return {"path": batch["path"], "pixels": crops, "error": np.array(errors, dtype=object)}
+        return {
+            "index": batch["index"],
+            "path": batch["path"],
+            "pixels": crops,
+            "error": np.array(errors, dtype=object),
+        }
 
 
 class PredictActor:
@@ -77,6 +85,7 @@ class PredictActor:
             log=lambda s: None, backend=backend,
         )  # fmt: skip
         self.topk, self.logits, self._torch = topk, logits, torch
+        self.columns = list(COLUMNS) + (["embedding"] if embeddings else []) + (["logits"] if logits else [])
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, Any]:
         torch = self._torch
@@ -85,11 +94,14 @@ class PredictActor:
             for i, (p, e) in enumerate(zip(batch["path"], batch["error"]))
         ]
         rows = self.predictor.rows(items, self.topk, self.logits)
-        keys = list(COLUMNS) + [k for k in ("embedding", "logits") if any(k in r for r in rows)]
-        return {k: [r.get(k) for r in rows] for k in keys}
+        # Every batch has every column (None where an input failed): a batch of unreadable files
+        # must not make a table whose columns differ from the others'.
+        out = {k: [r.get(k) for r in rows] for k in self.columns}
+        out["index"] = list(batch["index"])
+        return out
 
 
-def _calibration(sources: Sequence[str], card, draft: bool) -> np.ndarray:
+def _calibration(sources: Sequence[str], card, draft: bool, policy: str = "resnetkit") -> np.ndarray:
     """int8: the first readable inputs' crops (the local engine's choice), decoded by the driver."""
     import itertools
 
@@ -98,7 +110,7 @@ def _calibration(sources: Sequence[str], card, draft: bool) -> np.ndarray:
     from .decode import Decoder
     from .job import calibration_from
 
-    decoder = Decoder(card.preprocess, card.in_chans, draft)
+    decoder = Decoder(card.preprocess, card.in_chans, draft, policy)
     items = [decoder.item(i, p) for i, p in itertools.islice(enumerate(walk(sources)), 256)]
     crops: torch.Tensor = calibration_from(items)
     return crops.numpy()
@@ -109,50 +121,124 @@ def predictions(
     weights: str,
     arch: Optional[str] = None,
     precision: str = "fp32",
-    backend: str = "auto",
+    backend: Optional[str] = None,
     topk: int = 5,
     batch_size: int = 32,
     embeddings: bool = False,
     logits: bool = False,
-    draft: bool = True,
+    draft: bool = False,
     actors: int = 1,
+    decode: str = "resnetkit",
 ) -> Any:
-    """A lazy ``ray.data.Dataset`` of prediction rows (path, top_indices, top_classes, top_probs,
-    error[, embedding, logits]) for the files under ``sources``. ``backend="auto"`` lets the driver
-    measure once (optimize()) and gives every actor that choice. Call after ``ray.init()``."""
+    """A lazy ``ray.data.Dataset`` of prediction rows (index: the input's position in the walk, path,
+    top_indices, top_classes, top_probs, error[, embedding, logits]) for the files under ``sources``.
+    ``backend`` None takes ``$RESNETKIT_BACKEND`` or "auto"; "auto" lets the driver measure once
+    (optimize()) and gives every actor that choice. Everything that can be checked (the weights, the
+    backend and precision, int8's calibration) is checked here, on the driver, so a bad option is a
+    one-line error rather than an actor that dies. Call after ``ray.init()``."""
     require_ray()
-    import ray.data
-    import torch
-
-    from ..deploy.loading import is_exported, load_inference_model
-    from .predictor import build_predictor
+    from ..deploy.loading import load_inference_model
 
     model = load_inference_model(weights, arch=arch, progress=False)
+    return _dataset(
+        model, sources, weights, arch, precision, backend, topk, batch_size, embeddings, logits, draft, actors, decode
+    )
+
+
+def _dataset(
+    model, sources, weights, arch, precision, backend, topk, batch_size, embeddings, logits, draft, actors, decode
+):
+    import ray.data
+
+    from ..deploy.formats import preferred_backend, require
+    from ..deploy.loading import is_exported
+
     card = model.card
-    calibration = _calibration(sources, card, draft) if precision == "int8" and not is_exported(model) else None
-    if backend == "auto" and not is_exported(model):
-        crops = torch.from_numpy(calibration) if calibration is not None else None
-        backend = build_predictor(
-            model, precision, embeddings, batch_size, (lambda: crops) if crops is not None else None, log=lambda s: None
-        ).backend
-    files = ray.data.from_items([{"path": p} for p in walk(sources)])
+    backend = preferred_backend(backend, precision)
+    exported = is_exported(model)
+    from .decode import Decoder
+
+    Decoder(card.preprocess, card.in_chans, draft, decode)  # refuses, here, a model images cannot feed
+    calibration = _calibration(sources, card, draft, decode) if precision == "int8" and not exported else None
+    if exported:
+        backend = _exported_predictor(model, precision, embeddings).backend  # refuses what it cannot do
+    elif backend == "auto":
+        backend = _driver_choice(model, precision, embeddings, batch_size, calibration)
+    else:
+        require(backend, precision)
+    files = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(walk(sources))])
     decoded = files.map_batches(
-        DecodeBatch, fn_constructor_kwargs=dict(preprocess=card.preprocess.to_dict(), in_chans=card.in_chans, draft=draft),
-        batch_size=batch_size, concurrency=(1, max(1, actors * 2)), batch_format="numpy",
+        DecodeBatch, fn_constructor_kwargs=dict(preprocess=card.preprocess.to_dict(), in_chans=card.in_chans, draft=draft,
+                                   policy=decode),
+        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors * 2)),
+        batch_format="numpy",
     )  # fmt: skip
-    return decoded.map_batches(
+    return (decoded.map_batches(
         PredictActor,
         fn_constructor_kwargs=dict(weights=weights, arch=arch, precision=precision, backend=backend, topk=topk,
                                    embeddings=embeddings, logits=logits, batch_size=batch_size,
                                    calibration=calibration),
-        batch_size=batch_size, concurrency=actors, batch_format="numpy",
-    )  # fmt: skip
+        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors), batch_format="numpy",
+    ), backend)  # fmt: skip
+
+
+def _exported_predictor(model, precision: str, embeddings: bool):
+    from .predictor import build_predictor
+
+    return build_predictor(model, precision, embeddings, log=lambda s: None)
+
+
+def _driver_choice(model, precision: str, embeddings: bool, batch_size: int, calibration) -> str:
+    """optimize()'s choice, measured (or remembered) once on the driver."""
+    import torch
+
+    from .predictor import build_predictor
+
+    crops = torch.from_numpy(calibration) if calibration is not None else None
+    return build_predictor(
+        model, precision, embeddings, batch_size, (lambda: crops) if crops is not None else None, log=lambda s: None
+    ).backend
+
+
+def engine_error(exc: BaseException) -> BaseException:
+    """What a user is told when the Ray job fails: the resnetkit error raised inside a task or an
+    actor (Ray wraps it in RayTaskError, ActorDiedError, ...), else one line naming the original
+    exception rather than Ray's wrapping of it."""
+    from ..errors import ResnetkitError
+
+    seen, stack = set(), [exc]
+    original: Optional[BaseException] = None
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ResnetkitError):
+            return e
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, BaseException):
+            original = cause
+        stack += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
+    if original is None:
+        return exc
+    from ..errors import EngineFailed
+
+    detail = " ".join(str(original).split())[:300]
+    return EngineFailed(
+        f"the Ray job failed: {type(original).__name__}: {detail}; run with --engine local (the default) to see "
+        "whether it fails there too"
+    )
 
 
 def run_cli(args: argparse.Namespace, cfg) -> int:
-    """`predict --engine ray`: the rows as a Parquet table (--out, required), or printed."""
+    """`predict --engine ray`: the rows as a Parquet table (--out: under its lock, never over an
+    existing table without exist_ok, with the provenance every table has), or printed."""
     require_ray()
     import ray
+    import ray.data
+
+    from ..fileio import OneWriter
+    from ..quiet import third_party_output
 
     if cfg.resume or cfg.shard.count > 1:
         raise InvalidOption(
@@ -163,41 +249,70 @@ def run_cli(args: argparse.Namespace, cfg) -> int:
     out = Path(cfg.out) if cfg.out else None
     if out is not None and out.suffix.lower() != ".parquet":
         raise InvalidOption("--engine ray writes Parquet: give out NAME.parquet", field="out")
-    if out is not None and out.exists() and not cfg.exist_ok:
-        raise InvalidOption(f"out {out} already exists; exist_ok replaces it", field="out", related=("exist_ok",))
-    ray.init(address=args.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    lock = OneWriter(out, "results table").acquire() if out is not None else None
     try:
-        ds = predictions(
-            cfg.sources, args.weights, args.arch, cfg.precision, args.backend, cfg.topk, cfg.batch_size,
-            cfg.embeddings, cfg.logits, cfg.draft,
-        )  # fmt: skip
-        if out is None:
-            for row in ds.iter_rows():
-                print(json.dumps({k: v.tolist() if hasattr(v, "tolist") else v for k, v in row.items()}), flush=True)
-            return 0
-        return _write(ds, out)
+        if out is not None and out.exists() and not cfg.exist_ok:
+            raise InvalidOption(f"out {out} already exists; exist_ok replaces it", field="out", related=("exist_ok",))
+        # Ray's own logs and progress lines (and its native core's) are held back unless --verbose.
+        with third_party_output(stdout=False):
+            ray.init(address=args.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+            try:
+                ray.data.DataContext.get_current().enable_progress_bars = False
+                summary = _run(args, cfg, out)
+            except Exception as exc:
+                raise engine_error(exc) from None
+            finally:
+                ray.shutdown()
+        if summary:
+            print(summary, file=sys.stderr)
+        return 1 if summary and " 0 failed" not in summary else 0
     finally:
-        ray.shutdown()
+        if lock is not None:
+            lock.release()
 
 
-def _write(ds, out: Path) -> int:
+def _run(args: argparse.Namespace, cfg, out: Optional[Path]) -> str:
+    """The job; with an out table, the summary line to print."""
+    from ..deploy.loading import load_inference_model
+    from .job import table_meta
+    from .predictor import weights_identity
+
+    model = load_inference_model(args.weights, arch=args.arch, progress=not args.no_progress)
+    ds, backend = _dataset(
+        model, cfg.sources, args.weights, args.arch, cfg.precision, args.backend, cfg.topk, cfg.batch_size,
+        cfg.embeddings, cfg.logits, cfg.draft, 1, cfg.decode,
+    )  # fmt: skip
+    if out is None:
+        for row in ds.iter_rows():
+            row.pop("index", None)
+            print(json.dumps({k: v.tolist() if hasattr(v, "tolist") else v for k, v in row.items()}), flush=True)
+        return ""
+    # The metadata every results table records (the local engine's), for the Ray engine's table.
+    return _write(ds, out, dict(table_meta(model.card, cfg, weights_identity(model)), engine="ray"), backend)
+
+
+def _write(ds, out: Path, meta: Dict[str, Any], backend: str) -> str:
     import pyarrow.parquet as pq
 
     from ..fileio import atomic_path
+    from .table import arrow_schema, with_runs
 
+    columns = meta["columns"]
     parts = out.with_name(out.name + ".ray")
     shutil.rmtree(parts, ignore_errors=True)
     ds.write_parquet(str(parts))
-    tables = [pq.read_table(f) for f in sorted(parts.glob("*.parquet"))]
     import pyarrow as pa
 
-    table = pa.concat_tables(tables).sort_by("path") if tables else pa.table({c: [] for c in COLUMNS})
+    tables = [pq.read_table(f) for f in sorted(parts.glob("*.parquet"))]
+    table = pa.concat_tables(tables, promote_options="default") if tables else None
+    meta = with_runs(meta, [{"engine": "ray", "backend": backend}])
+    schema = arrow_schema(columns, meta)
+    if table is None:
+        table = schema.empty_table()
+    else:  # the walk's order, as the local engine writes it
+        table = table.sort_by("index").select(columns).cast(schema)
     with atomic_path(out, "results table") as tmp:
         pq.write_table(table, tmp)
     shutil.rmtree(parts, ignore_errors=True)
     failed = sum(1 for e in table.column("error").to_pylist() if e)
-    print(
-        f"predict: {table.num_rows} inputs, {table.num_rows - failed} predicted, {failed} failed -> {out}",
-        file=sys.stderr,
-    )
-    return 1 if failed else 0
+    return f"predict: {table.num_rows} inputs, {table.num_rows - failed} predicted, {failed} failed -> {out}"

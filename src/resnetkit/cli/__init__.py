@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-from ..errors import ResnetkitError
+from ..errors import ResnetkitError, redact
 from ..version import __version__
 from . import bench as bench_cmd
 from . import eval as eval_cmd
@@ -98,7 +98,7 @@ def user_message(exc: ResnetkitError, parser: argparse.ArgumentParser) -> str:
 
 def _one_line_warning(command: str):
     def show(message, category, filename, lineno, file=None, line=None):
-        text = " ".join(str(message).split())
+        text = redact(" ".join(str(message).split()))
         print(f"resnetkit {command}: warning: {text}", file=sys.stderr)
 
     return show
@@ -123,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ResnetkitError as exc:
             if args.debug:
                 raise
-            print(f"resnetkit {args.command}: error: {user_message(exc, command_parser)}", file=sys.stderr)
+            print(f"resnetkit {args.command}: error: {redact(user_message(exc, command_parser))}", file=sys.stderr)
             return 1
         except BrokenPipeError:  # output piped into `head` and friends
             sys.stderr.close()
@@ -134,7 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except Exception as exc:  # the last resort: never a raw traceback unless asked for
             if args.debug:
                 raise
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            detail = redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
             print(
                 f"resnetkit {args.command}: unexpected error: {type(exc).__name__}"
                 + (f": {detail}" if detail else "")

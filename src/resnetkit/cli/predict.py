@@ -18,6 +18,7 @@ ENV_BACKEND = "RESNETKIT_BACKEND"  # the default of --backend (serve's too): dep
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..batch.decode import default_workers
+    from ..data.decode import DECODE_POLICIES
 
     p = sub.add_parser("predict", help="classify or embed image files (a batch job)", description=__doc__)
     p.add_argument(
@@ -50,7 +51,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "-j", "--workers", type=int_at_least(0), default=default_workers(),
         help=f"decode processes (default {default_workers()}: the cores; 0 decodes in the main process)",
     )  # fmt: skip
-    p.add_argument("--no-draft", dest="draft", action="store_false", help="decode JPEGs at full size (exact; slower)")
+    draft = p.add_mutually_exclusive_group()
+    draft.add_argument(
+        "--draft", dest="draft", action="store_true", default=False,
+        help="decode large JPEGs at 1/2-1/8 scale (faster; not the reference pixels: see docs/predict.md)",
+    )  # fmt: skip
+    draft.add_argument("--no-draft", dest="draft", action="store_false", help="decode JPEGs at full size (the default)")
+    p.add_argument(
+        "--decode", choices=list(DECODE_POLICIES), default="resnetkit",
+        help="resnetkit (default: EXIF orientation, alpha on white, 16-bit scaled) or reference "
+        "(Image.open().convert('RGB'), as torchvision's and timm's examples)",
+    )  # fmt: skip
     p.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray (Ray Data)")
     p.add_argument("--address", metavar="ADDR", help="with --engine ray: the cluster (default: start a local Ray)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
@@ -75,7 +86,7 @@ def job_config(args: argparse.Namespace):
         shard = shard.within(rank, world)
     return JobConfig(
         sources=list(args.inputs), out=args.out, topk=args.topk, batch_size=args.batch_size, workers=args.workers,
-        draft=args.draft, embeddings=args.embeddings, logits=args.logits, resume=args.resume,
+        draft=args.draft, decode=args.decode, embeddings=args.embeddings, logits=args.logits, resume=args.resume,
         exist_ok=args.exist_ok, shard=shard, chunk=args.chunk, quiet=args.quiet, precision=args.precision,
     ).check()  # fmt: skip
 
@@ -126,9 +137,9 @@ def say(line: str) -> None:
 
 def run_local(args: argparse.Namespace, cfg, model) -> int:
     from ..batch.job import run_job
-    from ..batch.predictor import build_predictor
+    from ..batch.predictor import build_predictor, weights_identity
     from ..deploy.formats import preferred_backend
-    from .predict_output import Printer, calibration_for, weights_identity
+    from .predict_output import Printer, calibration_for
 
     device = pick_device(args.device, model)
     printer = Printer(args, model, device)

@@ -1,35 +1,14 @@
-"""What `predict` prints, where its int8 calibration comes from, and how its model is identified."""
+"""What `predict` prints, and where its int8 calibration comes from."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
-
-
-def weights_identity(model: Any) -> Optional[str]:
-    """A hash that identifies the weights (recorded in a results table, checked on resume): the one a
-    file recorded, else of the model's tensors (PyTorch) or of the file (an export)."""
-    card = model.card
-    if card.weights_sha256:
-        return card.weights_sha256
-    from ..deploy.loading import is_exported
-
-    if not is_exported(model):
-        from ..weights.io import tensor_digest
-
-        return tensor_digest(model.state_dict())
-    path = Path(model.path)
-    files = [path] if path.is_file() else sorted(p for p in path.parent.glob(path.stem + ".*") if p.is_file())
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def calibration_for(

@@ -1,4 +1,15 @@
-"""Robust image decoding: every mode PIL can open becomes RGB, or a clear error naming the file."""
+"""Robust image decoding: every mode PIL can open becomes RGB, or a clear error naming the file.
+
+Two decode policies (``policy=``; ``--decode`` on the command line):
+
+- ``resnetkit`` (the default): the EXIF orientation is applied (a phone photo stands upright),
+  transparency is composited onto white (what a viewer shows), and 16-bit and float images are scaled
+  by their actual range to 8 bits (a 16-bit scan is not clipped to white);
+- ``reference``: ``Image.open(path).convert("RGB")``, what torchvision's and timm's examples and
+  inference scripts do (the stored orientation; alpha dropped, leaving the colour under it; PIL's own
+  conversion of 16-bit and float images), for reproducing a peer's numbers exactly.
+
+Both share the limits (decompression bombs, extreme aspect ratios) and the error messages."""
 
 from __future__ import annotations
 
@@ -11,7 +22,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import BadFile, ImageDecodeError
+from ..errors import BadFile, ImageDecodeError, InvalidOption
 from ..fileio import check_readable_file
 
 # 89 megapixels (PIL's own default). Anything above is refused as a possible decompression bomb
@@ -21,7 +32,16 @@ MAX_PIXELS = 89_478_485
 # file into a huge tensor (a 1x3000 PNG resized to 256 px is 196 megapixels). Refused above this.
 MAX_RESIZED_PIXELS = 4_194_304
 
-__all__ = ["ImageDecodeError", "decode_image_bytes", "expand_inputs", "load_image"]
+__all__ = ["ImageDecodeError", "decode_image_bytes", "expand_inputs", "load_image", "DECODE_POLICIES"]
+
+DECODE_POLICIES = ("resnetkit", "reference")
+
+
+def check_policy(policy: str) -> str:
+    if policy not in DECODE_POLICIES:
+        raise InvalidOption(f"decode policy {policy!r} is not one of {', '.join(DECODE_POLICIES)}", field="decode")
+    return policy
+
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
@@ -63,8 +83,11 @@ def check_resized_size(path: Union[str, os.PathLike], width: int, height: int, s
         )
 
 
-def load_image(path: Union[str, os.PathLike], short_side: Optional[int] = None, draft: bool = False) -> Image.Image:
-    """Open ``path`` as an RGB PIL image with EXIF orientation applied.
+def load_image(
+    path: Union[str, os.PathLike], short_side: Optional[int] = None, draft: bool = False, policy: str = "resnetkit"
+) -> Image.Image:
+    """Open ``path`` as an RGB PIL image, decoded by ``policy`` (see the module docstring: by
+    default with the EXIF orientation applied).
 
     ``short_side`` is the size preprocessing will scale the short side to: images whose result
     would be unreasonably large (extreme aspect ratios) are refused before decoding. ``draft``: a
@@ -81,16 +104,16 @@ def load_image(path: Union[str, os.PathLike], short_side: Optional[int] = None, 
         raise ImageDecodeError(str(exc)) from None
     if path.stat().st_size == 0:
         raise ImageDecodeError(f"{path}: empty file (0 bytes); re-copy or remove it")
-    return _open(path, str(path), short_side, draft)
+    return _open(path, str(path), short_side, draft, check_policy(policy))
 
 
 def decode_image_bytes(
-    data: bytes, name: str = "upload", short_side: Optional[int] = None, draft: bool = False
+    data: bytes, name: str = "upload", short_side: Optional[int] = None, draft: bool = False, policy: str = "resnetkit"
 ) -> Image.Image:
     """``load_image`` for an image held in memory (an upload): the same limits and messages."""
     if not data:
         raise ImageDecodeError(f"{name}: empty file (0 bytes); send the image's content")
-    return _open(io.BytesIO(data), name, short_side, draft)
+    return _open(io.BytesIO(data), name, short_side, draft, check_policy(policy))
 
 
 def _draft(img: Image.Image, short_side: Optional[int]) -> None:
@@ -99,7 +122,13 @@ def _draft(img: Image.Image, short_side: Optional[int]) -> None:
         img.draft("RGB", (short_side, short_side))
 
 
-def _open(source: Union[Path, io.BytesIO], name: str, short_side: Optional[int], draft: bool = False) -> Image.Image:
+def _open(
+    source: Union[Path, io.BytesIO],
+    name: str,
+    short_side: Optional[int],
+    draft: bool = False,
+    policy: str = "resnetkit",
+) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -113,6 +142,8 @@ def _open(source: Union[Path, io.BytesIO], name: str, short_side: Optional[int],
                 if draft:
                     _draft(img, short_side)
                 img.load()
+                if policy == "reference":
+                    return img.convert("RGB")
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
     except ImageDecodeError:

@@ -19,10 +19,7 @@ from ..card import Preprocess
 
 def channel_stats(preprocess: Preprocess, in_chans: int) -> tuple:
     """The mean and std per channel the model is fed with (an RGB record averaged for 1 channel)."""
-    mean, std = list(preprocess.mean), list(preprocess.std)
-    if len(mean) != in_chans:
-        mean, std = [sum(mean) / len(mean)] * in_chans, [sum(std) / len(std)] * in_chans
-    return mean, std
+    return preprocess.channel_stats(in_chans)
 
 
 def normalise(pixels: Tensor, preprocess: Preprocess, in_chans: int) -> Tensor:

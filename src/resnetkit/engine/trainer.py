@@ -201,7 +201,7 @@ class Trainer:
             **self.parts.state_dict(),
             **self.state.state_dict(),
             config=self.cfg.to_dict(),
-            meta=self.card().to_metadata(),
+            meta=self.card().to_dict(),
         )
 
     def _restore(self, checkpoint: dict) -> None:

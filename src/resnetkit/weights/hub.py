@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocess
-from ..errors import BadFile, DownloadError, MissingDependency, OfflineError
+from ..errors import BadFile, DownloadError, MissingDependency, OfflineError, redact
 
 PREFIX = "hf-hub:"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(?:@[\w./-]+)?$")
@@ -111,21 +111,45 @@ def _explain(exc: BaseException, repo: str, revision: Optional[str], what: str, 
     return DownloadError(f"cannot fetch {what} of {where} from the Hub ({exc.__class__.__name__}: {exc})")
 
 
+def _server_failure(exc: BaseException) -> Optional[str]:
+    """'500 Internal Server Error' when the Hub answered a request with a server error (the client
+    retries those, then reports them as if it were offline), else None."""
+    seen = set()
+    e: Optional[BaseException] = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        response = getattr(e, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int) and status >= 500:
+            reason = getattr(response, "reason_phrase", "") or getattr(response, "reason", "") or ""
+            return f"{status} {reason}".strip()
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def endpoint_name() -> str:
+    """The Hub this process talks to, as it can be shown (credentials in HF_ENDPOINT hidden)."""
+    return redact(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+
+
 def fetch(
     repo: str, revision: Optional[str], filename: str, looks_local: bool = False, required: bool = True
 ) -> Optional[Path]:
-    """One file of a repository, through huggingface_hub's cache; None if absent and not ``required``."""
+    """One file of a repository, through huggingface_hub's cache; None if absent and not ``required``.
+    The client's own retry warnings are held back (they would break the one-line error, and print
+    HF_ENDPOINT with any credentials in it)."""
     hub = _hub()
-    import logging
-
     from huggingface_hub import errors
 
-    quiet = logging.getLogger("huggingface_hub")  # its retry warnings would break the one-line error
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    from ..quiet import loggers_quiet
+
     try:
-        return Path(hub.hf_hub_download(repo, filename, revision=revision, **client_options()))
+        with loggers_quiet("huggingface_hub"):
+            return Path(hub.hf_hub_download(repo, filename, revision=revision, **client_options()))
     except errors.EntryNotFoundError as exc:
+        failure = _server_failure(exc)
+        if failure:
+            raise _hub_down(failure, repo, filename) from None
         if isinstance(exc, errors.LocalEntryNotFoundError) or required:
             raise _explain(exc, repo, revision, filename, looks_local) from None
         return None
@@ -135,13 +159,23 @@ def fetch(
         errors.RevisionNotFoundError,
         errors.LocalEntryNotFoundError,
     ) as exc:
+        failure = _server_failure(exc)
+        if failure:
+            raise _hub_down(failure, repo, filename) from None
         raise _explain(exc, repo, revision, filename, looks_local) from None
     except OSError as exc:  # a connection that fails without an HTTP answer
         raise OfflineError(
-            f"cannot reach the Hugging Face Hub for {repo} ({exc}); check the network or HF_ENDPOINT"
+            f"cannot reach the Hugging Face Hub ({endpoint_name()}) for {repo} ({redact(str(exc))}); check the "
+            "network or HF_ENDPOINT"
         ) from None
-    finally:
-        quiet.setLevel(level)
+
+
+def _hub_down(failure: str, repo: str, filename: str) -> DownloadError:
+    return DownloadError(
+        f"the Hugging Face Hub ({endpoint_name()}) answered {failure} for {filename} of {repo}, after the client's "
+        "retries, and the file is not in the Hugging Face cache: the server is failing, not your network; try again "
+        "later, or check HF_ENDPOINT"
+    )
 
 
 def timm_card(config: Dict[str, Any], where: str) -> ModelCard:

@@ -160,7 +160,12 @@ def read_weights_file(path: PathLike, config: Optional[PathLike] = None) -> Tupl
         obj = load_torch(path)
         meta = {}
         if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-            meta = dict(obj.get("meta") or {})
+            # The card as JSON values (to_dict) or as a string map (to_metadata, what resnetkit 0.3's
+            # trainer wrote): decoding the strings reads both.
+            raw_meta = obj.get("meta") or {}
+            if not isinstance(raw_meta, dict):
+                raise BadFile(f"{path}: its 'meta' entry is not a mapping of the model card's fields")
+            meta = ModelCard.decode_metadata(raw_meta)
             obj = obj["model"]
         elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
             obj = obj["state_dict"]

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 
 from ..card import ModelCard
+from ..errors import DamagedModel
 from .loading import identify_architecture
 
 
@@ -32,8 +33,12 @@ class LoadedWeights:
             source=source,
         )
         card = ModelCard.from_metadata(meta, where=source, defaults=defaults)
-        if fc is not None and card.num_classes != int(fc.shape[0]):  # the tensors are the truth
-            card = card.but(num_classes=int(fc.shape[0]), classes=None)
+        if fc is not None and card.num_classes != int(fc.shape[0]):
+            # Which output is which class is then unknown: refused, never guessed.
+            raise DamagedModel(
+                f"{source}: its card says {card.num_classes} classes but its classifier (fc) has {int(fc.shape[0])} "
+                "outputs; the metadata does not belong to these weights: fix it or save the weights again"
+            )
         return cls(state, card.but(source=source), source)
 
     @property

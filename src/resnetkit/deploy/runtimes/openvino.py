@@ -20,6 +20,7 @@ from torch import nn
 from ...card import ModelCard
 from ...errors import BadFile, DamagedModel, InvalidOption, MissingDependency
 from ...fileio import make_dir
+from ...quiet import third_party_output
 from ..common import example_input, input_shape, last_line, need, threads
 from ..exported import ExportedModel, card_of
 
@@ -42,7 +43,7 @@ def has_bf16() -> bool:
 def convert(model: nn.Module, input_size: int):
     """The model converted to an OpenVINO model in memory, with a dynamic batch axis."""
     ov = _ov()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), third_party_output():
         warnings.simplefilter("ignore")
         # share_weights=False: by default the OpenVINO model (and what is compiled from it) reads the
         # weights from the PyTorch tensors' memory, which is freed once ``model`` goes (build() passes a
@@ -55,8 +56,6 @@ def convert(model: nn.Module, input_size: int):
 def quantize(ov_model, calibration: Sequence[torch.Tensor]):
     """NNCF's default post-training quantization (int8 weights per channel, calibrated activations)
     of an OpenVINO model, on every calibration image."""
-    import contextlib
-    import io
     import logging
 
     need(("nncf",), EXTRA, "int8 on OpenVINO")
@@ -71,7 +70,7 @@ def quantize(ov_model, calibration: Sequence[torch.Tensor]):
         nncf.set_log_level(logging.ERROR)
         batches = [b.numpy() for b in calibration]
         count = sum(len(b) for b in batches)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with third_party_output():
             return nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=max(count, 1))
     finally:
         cpp_log.setLevel(level)

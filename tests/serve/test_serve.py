@@ -111,6 +111,13 @@ def test_bad_requests_get_json_errors_and_the_server_goes_on(service, weights):
         wide = io.BytesIO()
         Image.new("RGB", (20000, 2), "white").save(wide, format="PNG")
         out["wide"] = await client.post("/v1/predict", content=wide.getvalue(), headers={"content-type": "image/png"})
+        boundary = "b0undary"
+        fields = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nx\r\n' for i in range(4000)
+        )
+        flood = (fields + f"--{boundary}--\r\n").encode()  # 4,000 tiny text fields, under the size limit
+        flood_type = {"content-type": f"multipart/form-data; boundary={boundary}"}
+        out["fields"] = await client.post("/v1/predict", content=flood[:49_000], headers=flood_type)
         out["no_such_path"] = await client.get("/v2/predict")
         out["wrong_method"] = await client.get("/v1/predict")
         out["after"] = await client.post("/v1/predict", content=png(), headers={"content-type": "image/png"})
@@ -124,6 +131,7 @@ def test_bad_requests_get_json_errors_and_the_server_goes_on(service, weights):
         "empty": (422, "empty"),
         "big": (413, "limit"),
         "too_many": (413, "the limit is 2"),
+        "fields": (413, "parts in one multipart upload"),
         "topk": (422, "topk"),
         "wide": (422, "aspect ratio"),
         "no_such_path": (404, "no such endpoint: GET /v2/predict; the endpoints are POST /v1/predict"),

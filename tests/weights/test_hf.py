@@ -135,3 +135,30 @@ def test_a_one_channel_checkpoint_predicts_ordinary_images(tmp_path, capsys):
     assert x.shape[0] == 1 and model.card.in_chans == 1
     with torch.no_grad():
         assert max_abs_diff(hf(x[None]).logits, model(x[None])) <= 1e-4
+
+
+def test_a_folders_preprocessor_config_is_the_preprocessing(tmp_path):
+    """microsoft/resnet-*'s ConvNextImageProcessor (shortest edge / crop_pct, bicubic, its mean and std):
+    the pixels transformers' PIL backend gives, up to float rounding; its default (torchvision)
+    backend resizes tensors, within 2/255 of them."""
+    import numpy as np
+    from PIL import Image
+
+    from resnetkit.batch.decode import Decoder
+    from resnetkit.deploy.fused import normalise
+
+    _, folder = hf_folder(tmp_path, layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512])
+    processor = transformers.ConvNextImageProcessor(size={"shortest_edge": 56}, crop_pct=0.875, resample=3)
+    processor.save_pretrained(folder)
+    card = rk.resnet18(weights=str(folder)).card
+    pre = card.preprocess
+    assert (pre.resize_size, pre.crop_size, pre.interpolation, pre.mean) == (64, 56, "bicubic", (0.5, 0.5, 0.5))
+    photo = Image.fromarray((np.random.default_rng(0).random((90, 131, 3)) * 255).astype(np.uint8))
+    pil = transformers.AutoImageProcessor.from_pretrained(folder, backend="pil")(photo, return_tensors="pt")
+    default = transformers.AutoImageProcessor.from_pretrained(folder)(photo, return_tensors="pt")
+    crop = torch.from_numpy(Decoder(pre).crop(photo))[None]
+    ours = normalise(crop, pre, 3)[0]
+    assert (ours - pil["pixel_values"][0]).abs().max() < 1e-5
+    assert (ours - default["pixel_values"][0]).abs().max() <= 2 / 255 / 0.5 + 1e-5
+    (folder / "preprocessor_config.json").write_text('{"image_processor_type": "X", "resample": 1}')
+    assert main(["eval", "--weights", str(folder)]) == 1  # lanczos: refused by name, not approximated

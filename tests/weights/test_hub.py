@@ -205,3 +205,90 @@ def test_an_unresolvable_hub_answers_from_the_cache_at_once(tmp_path, hub, monke
     ours = from_source("hf-hub:org/cached")  # the cached copy, without 25 s of retries
     with torch.no_grad():
         assert max_abs_diff(theirs(torch.ones(1, 3, 32, 32)), ours(torch.ones(1, 3, 32, 32))) == 0
+
+
+def test_a_failing_hub_is_named_as_that_and_credentials_never_printed(tmp_path, hub, monkeypatch, capsys):
+    """A mirror configured with credentials (https://USER:TOKEN@host) that answers 500: one line,
+    saying the server fails (not "offline"), and the token nowhere in the output."""
+    import huggingface_hub.utils._http as client_http
+
+    monkeypatch.setattr(client_http.time, "sleep", lambda s: None)  # the client's back-off, without the wait
+    hub.fail_with = 500
+    monkeypatch.setenv("HF_ENDPOINT", hub.url.replace("http://", "http://alice:s3cr3t-token@"))
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (40, 40)).save(image)
+    assert main(["predict", str(image), "--weights", "hf-hub:org/model"]) == 1
+    assert main(["weights", "push", str(tmp_path), "org/model"]) == 1  # no run there: refused before the Hub
+    err = capsys.readouterr().err
+    assert "s3cr3t-token" not in err and "alice" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 2 and "answered 500 Internal Server Error" in lines[0] and "offline" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"crop_pct": 0}, "crop_pct 0"),
+        ({"crop_pct": 1.3}, "crop_pct 1.3"),
+        ({"num_classes": "ten"}, "num_classes 'ten'"),
+        ({"input_size": [3, 20000, 20000]}, "must be an integer in [1, "),
+        ({"mean": [0.5, 0.5], "std": [0.2, 0.2]}, "2 values for a 3-channel model"),
+        ({"crop_mode": "stretch"}, "crop_mode 'stretch'"),
+        ({"interpolation": "lanczos"}, "interpolation 'lanczos'"),
+    ],
+)
+def test_a_repository_config_that_cannot_be_right_is_refused_by_name(tmp_path, hub, capsys, change, expected):
+    _, files = timm_repo(tmp_path)
+    config = json.loads(files["config.json"])
+    target = config if "num_classes" in change else config["pretrained_cfg"]
+    target.update(change)
+    hub.repos["org/odd"] = {"files": dict(files, **{"config.json": json.dumps(config).encode()}), "gated": False}
+    assert main(["weights", "convert", "hf-hub:org/odd", str(tmp_path / "out.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "config.json" in err and len(err.splitlines()) == 1 and "unexpected" not in err
+
+
+def test_timm_crop_modes_are_applied_as_timm_applies_them(tmp_path, hub):
+    """squash and border, as timm's resolve_data_config + create_transform (what its inference.py runs)."""
+    from resnetkit.batch.decode import Decoder
+    from resnetkit.deploy.fused import normalise
+
+    photo = Image.fromarray((torch.rand(70, 130, 3) * 255).byte().numpy())
+    theirs, files = timm_repo(tmp_path)
+    for mode, pct in (("squash", 0.9), ("border", 1.0), ("border", 0.9), ("center", 0.95)):
+        config = json.loads(files["config.json"])
+        config["pretrained_cfg"].update(crop_mode=mode, crop_pct=pct, input_size=[3, 48, 48])
+        hub.repos[f"org/{mode}{pct}"] = {"files": dict(files, **{"config.json": json.dumps(config).encode()})}
+        hub.repos[f"org/{mode}{pct}"]["gated"] = False
+        card = rk.create_model("resnet18", weights=f"hf-hub:org/{mode}{pct}").card
+        data_cfg = timm.data.resolve_data_config({}, pretrained_cfg=config["pretrained_cfg"])
+        pixels = timm.data.create_transform(**data_cfg, use_prefetcher=True)(photo)  # uint8 (C, H, W)
+        want = timm.data.create_transform(**data_cfg)(photo)
+        crop = torch.from_numpy(Decoder(card.preprocess).crop(photo))
+        assert torch.equal(crop.permute(2, 0, 1), pixels), mode  # the same pixels
+        # the same floats, up to x/255 against x * (1/255)
+        assert (card.preprocess.transform()(photo) - want).abs().max() < 1e-5, mode
+        assert (normalise(crop[None], card.preprocess, 3)[0] - want).abs().max() < 1e-5, mode
+
+
+def test_push_to_an_invalid_repository_id_is_refused_first(digits_run, hub, capsys):
+    assert main(["weights", "push", str(digits_run), "me/bad name!"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "repository id 'me/bad name!' is not valid" in err and len(err.splitlines()) == 1
+    assert hub.requests == []
+
+
+def test_a_repository_with_only_pytorch_model_bin_loads_offline_from_the_cache(tmp_path, hub, monkeypatch):
+    import io
+
+    from safetensors.torch import load
+
+    theirs, files = timm_repo(tmp_path)
+    buffer = io.BytesIO()
+    torch.save(load(files.pop("model.safetensors")), buffer)
+    hub.repos["org/bin"] = {"files": dict(files, **{"pytorch_model.bin": buffer.getvalue()}), "gated": False}
+    rk.create_model("resnet18", weights="hf-hub:org/bin")  # online: cached whole
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ours = rk.create_model("resnet18", weights="hf-hub:org/bin").eval()
+    with torch.no_grad():
+        assert max_abs_diff(theirs(torch.ones(1, 3, 32, 32)), ours(torch.ones(1, 3, 32, 32))) == 0

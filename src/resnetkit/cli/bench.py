@@ -140,8 +140,6 @@ def run_formats(args: argparse.Namespace, log) -> int:
     model = load_for_inference(args)
     card = model.card
     exported = is_exported(model)
-    if exported and card.format not in ("onnx", "openvino"):
-        raise InvalidOption(f"bench --weights measures PyTorch weights and ONNX or OpenVINO files, not {card.format}")
     x_all, y_all, source = validation_images(args, model)
     calibration = calibration_batches(args.calibration, card.preprocess) if args.calibration else list(x_all.split(16))
     previous = torch.get_num_threads()

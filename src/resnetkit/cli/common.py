@@ -116,7 +116,9 @@ def data_root(data: Optional[str]) -> Optional[Path]:
     return root
 
 
-def labelled_data(root: Optional[Path], model, preprocess, classes) -> Tuple[object, List[str], str]:
+def labelled_data(
+    root: Optional[Path], model, preprocess, classes, policy: str = "resnetkit"
+) -> Tuple[object, List[str], str]:
     """(dataset, class names, description) of the evaluation data: the folder at ``root`` or the
     digits val split, its classes matched against the model's (refused when they cannot be)."""
     from ..data.datasets import FolderImages, class_names, find_images, load_digits
@@ -128,7 +130,7 @@ def labelled_data(root: Optional[Path], model, preprocess, classes) -> Tuple[obj
     else:
         data_classes = class_names(root)
         transform = preprocess.transform(model.card.in_chans)
-        dataset = FolderImages(find_images(root), transform, short_side=preprocess.resize_size)
+        dataset = FolderImages(find_images(root), transform, short_side=preprocess.resize_size, policy=policy)
         if len(dataset) == 0:
             raise BadFile(f"no image files under {root}")
         source = str(root)

@@ -45,6 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--confusion", metavar="PNG", help="the confusion matrix image's path (default: DIR/confusion.png)")
     p.add_argument("--exist-ok", action="store_true", help="replace eval.json / confusion.png already in --out")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--decode", choices=["resnetkit", "reference"], default="resnetkit",
+        help="how --data images are decoded: resnetkit (default: EXIF orientation, alpha on white) or reference "
+        "(Image.open().convert('RGB'), as torchvision's and timm's reference scripts)",
+    )  # fmt: skip
     p.set_defaults(handler=run)
 
 
@@ -122,7 +127,7 @@ def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> 
 
     card = model.card
     classes = list(card.classes) if card.classes else None
-    dataset, data_classes, source = labelled_data(root, model, card.preprocess, classes)
+    dataset, data_classes, source = labelled_data(root, model, card.preprocess, classes, args.decode)
     device = info.device if info.enabled and not is_exported(model) else pick_device(args.device, model)
     model.to(device)
     batches = eval_batches(dataset, args.batch_size, args.workers, info.rank, info.world)

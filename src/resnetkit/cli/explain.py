@@ -10,6 +10,8 @@ from ..errors import InvalidOption
 from .common import int_at_least
 from .summary import parse_dilation
 
+EARLY_SHORT_SIDE = 256  # the usual resize, to refuse an extreme aspect ratio before the model is loaded
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="one HTML page that walks through a ResNet on a real image", description=__doc__)
@@ -36,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise InvalidOption(f"--out {args.out}: the page is HTML; use a .html file name")
     check_output_file(args.out, "--out page")
-    image = load_image(args.image, None) if args.image else None  # a broken image fails before any work
+    # A broken or absurd image (1 x 40,000 px) fails before any work; the model's own size is checked again later.
+    image = load_image(args.image, EARLY_SHORT_SIDE) if args.image else None
     options = {"replace_stride_with_dilation": args.dilation} if args.dilation else {}
     if args.weights is not None:
         from ..deploy.loading import load_inference_model

@@ -65,6 +65,13 @@ def run_export(args: argparse.Namespace) -> int:
         require(fmt.runtime, args.precision)  # the extra to install, named before the model is loaded
     model = load_for_inference(args)
     card = model.card
+    from ..deploy.loading import is_exported
+
+    if is_exported(model):  # an export runs as it is: its graph is not a PyTorch module to export again
+        raise InvalidOption(
+            f"--weights {args.weights} is already an exported {card.format} model ({card.precision}); export from the "
+            "PyTorch weights it came from (a run directory, .safetensors or .pt file)"
+        )
     calibration = None
     if args.precision == "int8":
         from ..engine.rundir import calibration_source

@@ -66,7 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", metavar="ADDR", help="with --engine ray: the cluster (default: start a local Ray)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
-    p.add_argument("--verbose", action="store_true", help="a line each time a chunk of --out is committed")
+    p.add_argument(
+        "--verbose", action="store_true",
+        help="a line each time a chunk of --out is committed, and the runtimes' own output (held back otherwise)",
+    )  # fmt: skip
     p.add_argument(
         "--cam",
         metavar="DIR",
@@ -110,16 +113,25 @@ def check_extras(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import BadFile, InvalidOption
+    from ..errors import BadFile
 
     cfg = job_config(args)
     check_extras(args)
     if not any(os.path.exists(s) for s in cfg.sources):  # before any weights are downloaded
         raise BadFile(f"none of the inputs exist: {' '.join(cfg.sources)}")
-    if args.engine == "ray":
-        from ..batch.ray_engine import run_cli
+    from ..quiet import verbose_runtimes
 
-        return run_cli(args, cfg)
+    with verbose_runtimes(args.verbose):  # --verbose lets the runtimes' own output through too
+        if args.engine == "ray":
+            from ..batch.ray_engine import run_cli
+
+            return run_cli(args, cfg)
+        return _run_local_job(args, cfg)
+
+
+def _run_local_job(args: argparse.Namespace, cfg) -> int:
+    from ..errors import InvalidOption
+
     model = load_for_inference(args)
     from ..deploy.loading import is_exported
 

@@ -60,6 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="after --read-timeout, a body must keep arriving at this many KiB/s on average, or 408 (default 32)",
     )
     p.add_argument("--workers", type=int_at_least(1), default=1, help="uvicorn worker processes (default 1)")
+    p.add_argument(
+        "--decode", choices=["resnetkit", "reference"], default="resnetkit",
+        help="how uploads are decoded: resnetkit (default: EXIF orientation, alpha on white) or reference "
+        "(Image.open().convert('RGB'), as torchvision's and timm's examples)",
+    )  # fmt: skip
     p.set_defaults(handler=run)
 
 

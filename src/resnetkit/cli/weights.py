@@ -22,7 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dl.add_argument("names", nargs="+", metavar="NAME", help="e.g. resnet50.IMAGENET1K_V2 (or 'all')")
     dl.add_argument("--no-progress", action="store_true", help="no download progress bar")
     dl.set_defaults(handler=run_download)
-    vf = wsub.add_parser("verify", help="re-hash every cached catalog file")
+    vf = wsub.add_parser(
+        "verify", help="check files: the cached catalog files, or the weights and exported models named"
+    )
+    vf.add_argument(
+        "sources", nargs="*", metavar="SRC",
+        help="a run, weights file or exported model to check (its recorded hashes, its metadata, finite "
+        "weights); none: re-hash every cached catalog file",
+    )  # fmt: skip
     vf.set_defaults(handler=run_verify)
     cv = wsub.add_parser("convert", help="any supported weights file -> safetensors with metadata")
     cv.add_argument("src", help="a .pth/.pt/.safetensors file (torchvision, timm, a training checkpoint, ...)")
@@ -31,7 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("--hf-config", metavar="CONFIG_JSON", help="Hugging Face config.json (default: beside SRC)")
     cv.set_defaults(handler=run_convert)
     ps = wsub.add_parser("push", help="publish a training run on the Hugging Face Hub (timm and resnetkit load it)")
-    ps.add_argument("run", help="a training run directory (or its model.safetensors)")
+    ps.add_argument(
+        "run", help="a training run directory, or a weights file it wrote (model.safetensors, best.pt, last.pt)"
+    )
     ps.add_argument("repo", help="the repository: ORG/NAME (created if missing)")
     ps.add_argument("--private", action="store_true", help="create the repository private")
     ps.add_argument("--revision", help="the branch to commit to (default: main)")
@@ -90,7 +99,36 @@ def run_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def verify_sources(sources) -> int:
+    """Each file read as every command reads it (hashes recorded when it was written, CRCs, the model
+    card, finite weights): one line each, ok or BAD with the reason."""
+    from pathlib import Path
+
+    from ..deploy.formats import detect
+    from ..deploy.loading import load_inference_model
+    from ..errors import ResnetkitError, redact
+    from ..weights.resolve import resolve
+
+    bad = 0
+    for source in sources:
+        try:
+            card = load_inference_model(source, progress=False).card
+            if detect(Path(source)) is None:  # weights: the hash is the file's (a built model's card drops it)
+                card = card.but(weights_sha256=resolve(source, progress=False).card.weights_sha256)
+        except ResnetkitError as exc:
+            bad += 1
+            print(f"BAD   {source}: {redact(str(exc))}")
+            continue
+        hashed = "its recorded hash matches" if card.weights_sha256 else "no hash recorded in it"
+        print(f"ok    {source}: {card.arch or 'unknown architecture'}, {card.num_classes} classes, {card.format} "
+              f"{card.precision}, {card.input_size} px; {hashed}")  # fmt: skip
+    print(f"{len(sources)} checked, {bad} bad", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def run_verify(args: argparse.Namespace) -> int:
+    if args.sources:
+        return verify_sources(args.sources)
     from ..weights.catalog import list_weights
     from ..weights.download import cache_dir, sha256_of
 

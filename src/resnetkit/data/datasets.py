@@ -163,10 +163,16 @@ class FolderImages(Dataset):
     """
 
     def __init__(
-        self, samples: List[Tuple[str, int]], transform: Callable, seed: int = 0, short_side: Optional[int] = None
+        self,
+        samples: List[Tuple[str, int]],
+        transform: Callable,
+        seed: int = 0,
+        short_side: Optional[int] = None,
+        policy: str = "resnetkit",
     ) -> None:
         self.samples, self.transform, self.seed = samples, transform, seed
         self.short_side = short_side  # what preprocessing scales the short side to (extreme aspect guard)
+        self.policy = policy  # the decode policy (data.decode)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -175,7 +181,7 @@ class FolderImages(Dataset):
         epoch, i = index if isinstance(index, tuple) else (None, index)
         path, target = self.samples[i]
         try:
-            image = load_image(path, self.short_side)
+            image = load_image(path, self.short_side, policy=self.policy)
         except ImageDecodeError as exc:
             return None, str(exc)
         if epoch is None:

@@ -48,7 +48,17 @@ def save_checkpoint(path: Path, **parts: Any) -> None:
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
-    ckpt = load_torch(path)
+    """A checkpoint ``save_checkpoint`` wrote; anything else (weights, an export, a damaged file) is
+    refused in one line saying what --resume takes."""
+    try:
+        ckpt = load_torch(path)
+    except BadFile as exc:
+        raise BadFile(
+            f"{path} is not a resnetkit training checkpoint ({str(exc).split(': ', 1)[-1]}); --resume takes a run "
+            "directory (or its last.pt / best.pt)"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise BadFile(f"{path}: not a resnetkit training checkpoint; --resume takes a run directory")
+        raise BadFile(
+            f"{path}: not a resnetkit training checkpoint; --resume takes a run directory (or its last.pt / best.pt)"
+        )
     return ckpt

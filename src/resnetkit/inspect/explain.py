@@ -14,7 +14,6 @@ so no name from a model file or an image path can become markup."""
 from __future__ import annotations
 
 import dataclasses
-import inspect as pyinspect
 import secrets
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -25,13 +24,14 @@ from PIL import Image
 from torch import nn
 
 from ..card import Preprocess
+from ..errors import InvalidOption
 from ..models import ResNetBase
-from ..web import data_uri, script_json
+from ..web import script_json
+from .source import code_parts
 from .summary import summarize
+from .tiles import jpeg_uri, stage_cams, stage_maps, top_channels
+from .trace import Tracer, layer_spec, pair, projection_why, receptive_fields, size_arithmetic
 
-TILES_PER_STAGE = 6
-TILE_SIDE = 72
-CAM_SIDE = 168
 PAGE = Path(__file__).with_name("explain.html")
 
 
@@ -46,81 +46,7 @@ def sample_image() -> Tuple[Image.Image, str]:
     return Image.open(path).convert("RGB"), "flower.jpg (scikit-learn's sample photo)"
 
 
-def _png(image: Image.Image) -> str:
-    return data_uri(image, "PNG")
-
-
-def _jpeg(image: Image.Image) -> str:
-    return data_uri(image, "JPEG", quality=85)
-
-
 # ---- shapes and size arithmetic ------------------------------------------------------------------
-
-
-def _pair(v) -> Tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
-
-
-def size_arithmetic(module: nn.Module, in_side: int, out_side: int) -> Optional[str]:
-    """``(W - F + 2P) / S + 1`` spelled out for a strided or dilated convolution or pooling layer."""
-    if not isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        return None
-    f, s, p = _pair(module.kernel_size)[0], _pair(module.stride)[0], _pair(module.padding)[0]
-    d = _pair(getattr(module, "dilation", 1))[0]
-    if s == 1 and d == 1:
-        return None
-    eff = d * (f - 1) + 1
-    lead = f"F = {d}·({f} − 1) + 1 = {eff} (dilation {d}); " if d > 1 else ""
-    exact = (in_side - eff + 2 * p) / s + 1
-    rounded = "" if exact == out_side else f" → {out_side} (rounded down)"
-    return f"{lead}(W − F + 2P) / S + 1 = ({in_side} − {eff} + 2·{p}) / {s} + 1 = {exact:g}{rounded}"
-
-
-def _spec(module: nn.Module) -> str:
-    if isinstance(module, nn.Conv2d):
-        k = _pair(module.kernel_size)
-        text = f"conv {k[0]}x{k[1]}, {module.in_channels}→{module.out_channels}"
-        s, d = _pair(module.stride)[0], _pair(module.dilation)[0]
-        text += f", stride {s}" if s > 1 else ""
-        text += f", groups {module.groups}" if module.groups > 1 else ""
-        return text + (f", dilation {d}" if d > 1 else "")
-    if isinstance(module, nn.MaxPool2d):
-        return (
-            f"max pool {_pair(module.kernel_size)[0]}x{_pair(module.kernel_size)[0]}, stride {_pair(module.stride)[0]}"
-        )
-    if isinstance(module, nn.Linear):
-        return f"fully connected {module.in_features}→{module.out_features}"
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        return "global average pool"
-    if isinstance(module, nn.ReLU):
-        return "ReLU"
-    if "Norm" in type(module).__name__:
-        return f"{type(module).__name__} ({getattr(module, 'num_features', getattr(module, 'num_channels', ''))})"
-    return type(module).__name__
-
-
-class Tracer:
-    """Forward hooks on every module: the input and output shape of its first call."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.shapes: Dict[str, Tuple[List[int], List[int]]] = {}
-        self.handles = [m.register_forward_hook(self._hook(name)) for name, m in net.named_modules() if name]
-
-    def _hook(self, name: str):
-        def fn(module, inputs, output):
-            if (
-                name not in self.shapes
-                and inputs
-                and isinstance(inputs[0], torch.Tensor)
-                and isinstance(output, torch.Tensor)
-            ):
-                self.shapes[name] = (list(inputs[0].shape[1:]), list(output.shape[1:]))
-
-        return fn
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def _layer(net: nn.Module, name: str, shapes, shown_name: Optional[str] = None) -> Dict[str, Any]:
@@ -130,7 +56,7 @@ def _layer(net: nn.Module, name: str, shapes, shown_name: Optional[str] = None) 
     arithmetic = None
     if io_shapes and len(io_shapes[0]) == 3 and out and len(out) == 3:
         arithmetic = size_arithmetic(module, io_shapes[0][-1], out[-1])
-    return {"name": shown_name or name, "spec": _spec(module), "shape": out, "arithmetic": arithmetic}
+    return {"name": shown_name or name, "spec": layer_spec(module), "shape": out, "arithmetic": arithmetic}
 
 
 def _block_layers(net: nn.Module, name: str, block: nn.Module, shapes) -> List[Dict[str, Any]]:
@@ -157,124 +83,9 @@ def _shortcut(net: nn.Module, name: str, block: nn.Module, shapes) -> Dict[str, 
     parts = list(downsample.named_children()) or [("", downsample)]
     layers = [_layer(net, f"{name}.downsample" + (f".{n}" if n else ""), shapes, f"downsample.{n}" if n else "downsample")
               for n, _ in parts]  # fmt: skip
-    io_shapes = shapes.get(name)
-    why = []
-    if io_shapes and io_shapes[0][1:] != io_shapes[1][1:]:
-        why.append(f"the block halves the size ({io_shapes[0][-1]} → {io_shapes[1][-1]})")
-    if io_shapes and io_shapes[0][0] != io_shapes[1][0]:
-        why.append(f"the block changes the channels ({io_shapes[0][0]} → {io_shapes[1][0]})")
+    io_shapes = shapes.get(name, (None, None))
+    why = [text for _, text in projection_why(*io_shapes)]
     return {"kind": "projection", "layers": layers, "why": " and ".join(why) or "configured"}
-
-
-# ---- receptive field -----------------------------------------------------------------------------
-
-
-def _grow(rf: Tuple[int, int], module: nn.Module) -> Tuple[int, int]:
-    """(receptive field, jump) after ``module`` on the main path."""
-    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        f, s = _pair(module.kernel_size)[0], _pair(module.stride)[0]
-        d = _pair(getattr(module, "dilation", 1))[0]
-        size, jump = rf
-        return size + (d * (f - 1)) * jump, jump * s
-    return rf
-
-
-def receptive_fields(net: ResNetBase) -> Dict[str, int]:
-    """Receptive field (in input pixels) of one output position after the stem and after each stage,
-    along the main path (the widest path: the shortcut never sees further)."""
-    rf = (1, 1)
-    out = {}
-    for m in net.conv1.modules() if isinstance(net.conv1, nn.Sequential) else [net.conv1]:
-        rf = _grow(rf, m)
-    rf = _grow(rf, net.maxpool)
-    out["stem"] = rf[0]
-    for name in net.stage_names:
-        for block in getattr(net, name):
-            for child in block.children():
-                if isinstance(child, nn.Conv2d):
-                    rf = _grow(rf, child)
-        out[name] = rf[0]
-    return out
-
-
-# ---- what each stage sees ------------------------------------------------------------------------
-
-
-def _tile(channel: torch.Tensor) -> str:
-    x = channel.float()
-    x = (x - x.min()) / (x.max() - x.min() + 1e-12)
-    img = Image.fromarray((x.numpy() * 255).astype(np.uint8), mode="L")
-    return _png(img.resize((TILE_SIDE, TILE_SIDE), Image.Resampling.NEAREST))
-
-
-def stage_maps(net: ResNetBase, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """The output of the stem (after the max-pool) and of every stage, for one image."""
-    maps = {}
-    with torch.no_grad():
-        y = net.maxpool(net.forward_stem(x))
-        maps["stem"] = y
-        for name in net.stage_names:
-            y = getattr(net, name)(y)
-            maps[name] = y
-    return maps
-
-
-def top_channels(feature: torch.Tensor, count: int = TILES_PER_STAGE) -> List[Dict[str, Any]]:
-    """The ``count`` channels with the highest mean activation, as image tiles."""
-    means = feature[0].float().mean(dim=(1, 2))
-    order = means.argsort(descending=True)[:count]
-    return [{"channel": int(c), "mean": round(float(means[c]), 4), "src": _tile(feature[0, c])} for c in order]
-
-
-def stage_cams(net: ResNetBase, x: torch.Tensor, shown: np.ndarray) -> Dict[str, str]:
-    """A Grad-CAM overlay per stage, for the model's top class (each stage as the target layer)."""
-    from .cam import grad_cam, overlay
-
-    cams = {}
-    for name in net.stage_names:
-        heat = grad_cam(net, x, layer=getattr(net, name))[0]
-        cams[name] = _jpeg(overlay(shown, heat).resize((CAM_SIDE, CAM_SIDE), Image.Resampling.BILINEAR))
-    return cams
-
-
-# ---- the code beside it --------------------------------------------------------------------------
-
-
-def _source(obj: Any, package_root: Path) -> Optional[Dict[str, Any]]:
-    try:
-        lines, start = pyinspect.getsourcelines(obj)
-        path = Path(pyinspect.getsourcefile(obj) or "")
-    except (OSError, TypeError):
-        return None
-    try:
-        where = str(path.relative_to(package_root.parent))
-    except ValueError:
-        where = path.name
-    return {"file": where, "start": start, "lines": [line.rstrip("\n") for line in lines]}
-
-
-def code_parts(net: ResNetBase) -> Dict[str, Dict[str, Any]]:
-    """The source of each part, from the installed package: the stem, the stage builder (where the
-    downsample shortcut is made), each block class and the head."""
-    import resnetkit
-
-    root = Path(resnetkit.__file__).parent
-    cls = type(net)
-    parts: Dict[str, Any] = {}
-    candidates = {
-        "stem": getattr(cls, "_make_stem", None) or cls.__init__,
-        "stage": getattr(cls, "_make_layer", None) or cls.__init__,
-        "head": getattr(cls, "forward_head", None),
-    }
-    for key, obj in candidates.items():
-        if obj is not None and (source := _source(obj, root)) is not None:
-            parts[key] = source
-    for name in net.stage_names:
-        for block in getattr(net, name):
-            key = f"block:{type(block).__name__}"
-            if key not in parts and (source := _source(type(block), root)) is not None:
-                parts[key] = source
-    return parts
 
 
 # ---- putting it together -------------------------------------------------------------------------
@@ -330,7 +141,7 @@ def _features_of(net: ResNetBase) -> Dict[str, Any]:
     width = getattr(net, "base_width", 64)
     if groups > 1 or width != 64:
         out["groups_x_width"] = f"{groups}x{width}d" if groups > 1 else f"width per group {width} ({width // 64}x wide)"
-    dilations = [max((_pair(m.dilation)[0] for m in getattr(net, s).modules() if isinstance(m, nn.Conv2d)), default=1)
+    dilations = [max((pair(m.dilation)[0] for m in getattr(net, s).modules() if isinstance(m, nn.Conv2d)), default=1)
                  for s in net.stage_names]  # fmt: skip
     if max(dilations) > 1:
         out["dilation"] = dilations
@@ -347,6 +158,12 @@ def _network(model: Any, options: Dict[str, Any]) -> Tuple[ResNetBase, bool, Opt
     if isinstance(model, ResNetBase):
         return model.eval(), False, None
     card = model.card  # an exported runner: the PyTorch architecture of its card, without weights
+    if not card.arch:
+        raise InvalidOption(
+            f"{card.source or 'this exported model'} names no architecture in its metadata, so there is nothing to "
+            "draw: explain the weights it was exported from, or give the architecture (--arch)",
+            field="arch",
+        )
     net = get_model(card.arch, num_classes=card.num_classes, in_chans=card.in_chans, **dict(card.model_options))
     net.card = card  # its preprocessing and classes; no weights
     note = (f"{card.source or 'this model'} is an exported model: the shapes come from its PyTorch architecture "
@@ -354,14 +171,18 @@ def _network(model: Any, options: Dict[str, Any]) -> Tuple[ResNetBase, bool, Opt
     return net.eval(), True, note
 
 
-def _picture(image: Union[None, str, Path, Image.Image], name: Optional[str]) -> Tuple[Image.Image, str]:
-    from ..data.decode import load_image
+def _picture(
+    image: Union[None, str, Path, Image.Image], name: Optional[str], short_side: int
+) -> Tuple[Image.Image, str]:
+    """The image and its name; one whose resize would be huge (an extreme aspect ratio) is refused."""
+    from ..data.decode import check_resized_size, load_image
 
     if image is None:
         return sample_image()
     if isinstance(image, Image.Image):
+        check_resized_size(name or "the given image", image.width, image.height, short_side)
         return image.convert("RGB"), name or "the given image"
-    return load_image(image, None), name or Path(image).name
+    return load_image(image, short_side), name or Path(image).name
 
 
 def _trace(net: ResNetBase, x: torch.Tensor):
@@ -412,7 +233,10 @@ def explain_data(
 
     net, exported, note = _network(model, options)
     card = net.card
-    picture, image_name = _picture(image, image_name)
+    short_side = (
+        card.preprocess.resize_size if input_size is None else Preprocess.for_input_size(input_size).resize_size
+    )
+    picture, image_name = _picture(image, image_name, short_side)
     x, pre = _preprocessed(net, card, picture, input_size)
     side = int(x.shape[-1])
     shapes, maps, logits = _trace(net, x)
@@ -437,7 +261,7 @@ def explain_data(
         "cam_note": cam_note,
         "image": {
             "name": image_name,
-            "src": _jpeg(Image.fromarray((shown * 255).astype(np.uint8))),
+            "src": jpeg_uri(Image.fromarray((shown * 255).astype(np.uint8))),
             "size": list(picture.size),
         },
         "input": [int(v) for v in x.shape[1:]],

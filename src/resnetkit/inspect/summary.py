@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..models import BasicBlock, Bottleneck, ResNetBase
+from .trace import Tracer, projection_why
 
 COUNTED = (
     "multiply-accumulates (MACs) of convolutions and fully connected layers, per image; "
@@ -87,32 +88,20 @@ def trace_layers(
     """One forward pass of one image: MACs and shapes of every conv and linear layer, and the
     (input, output) shapes of every block and pooling layer, keyed by module name."""
     counts: Dict[str, LayerCount] = {}
-    shapes: Dict[str, Tuple[List[int], List[int]]] = {}
-    handles = []
 
-    def hook(name):
-        def fn(module, inputs, output):
-            io = (list(inputs[0].shape[1:]), list(output.shape[1:]))
-            shapes[name] = io
-            if isinstance(module, nn.Conv2d):
-                counts[name] = LayerCount(name, "conv", *io, 0)
-            elif isinstance(module, nn.Linear):
-                counts[name] = LayerCount(name, "linear", *io, 0)
-
-        return fn
+    def count(name: str, module: nn.Module, io) -> None:
+        if isinstance(module, nn.Conv2d):
+            counts[name] = LayerCount(name, "conv", *io, 0)
+        elif isinstance(module, nn.Linear):
+            counts[name] = LayerCount(name, "linear", *io, 0)
 
     from ..measure import count_macs
 
     traced = (nn.Conv2d, nn.Linear, nn.MaxPool2d, BasicBlock, Bottleneck)
-    for name, m in model.named_modules():
-        if isinstance(m, traced):
-            handles.append(m.register_forward_hook(hook(name)))
-    try:
-        # MACs come from torch's FLOP counter; the hooks give shapes and which layer counts what.
+    # MACs come from torch's FLOP counter; the tracer gives shapes and which layer counts what.
+    with Tracer(model, keep=lambda m: isinstance(m, traced), on_call=count) as tracer:
         _, per_module = count_macs(model, input_size, in_chans)
-    finally:
-        for h in handles:
-            h.remove()
+    shapes = tracer.shapes
     for name, count in counts.items():
         count.macs = per_module.get(name, 0)
     return counts, shapes
@@ -161,18 +150,9 @@ def stage_spec(stage: nn.Sequential) -> str:
 
 
 def _projection_reason(block: nn.Module, in_shape: List[int], out_shape: List[int]) -> Optional[str]:
-    downsample = getattr(block, "downsample", None)
-    if downsample is None:
+    if getattr(block, "downsample", None) is None:
         return None
-    strided = in_shape[1:] != out_shape[1:]
-    widened = in_shape[0] != out_shape[0]
-    if strided and widened:
-        return "stride and channels"
-    if strided:
-        return "stride"
-    if widened:
-        return "channels"
-    return "configured"
+    return " and ".join(kind for kind, _ in projection_why(in_shape, out_shape)) or "configured"
 
 
 def _stem_rows(model: ResNetBase, counts, shapes) -> List[StageRow]:

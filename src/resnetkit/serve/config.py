@@ -45,9 +45,13 @@ class ServeConfig:
     port: int = 8000
     workers: int = 1
     hf_config: Optional[str] = None
+    decode: str = "resnetkit"  # or "reference" (data.decode): how uploads are decoded
 
     def check(self) -> ServeConfig:
         """This config, or InvalidOption naming the first field out of range."""
+        from ..data.decode import check_policy
+
+        check_policy(self.decode)
         for name, low in INTEGER_MINIMUMS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

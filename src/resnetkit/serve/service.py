@@ -77,12 +77,15 @@ def load_service(cfg: ServeConfig, log: Callable[[str], None] = print) -> Served
         "classes": list(card.classes) if card.classes else None,
         "in_chans": card.in_chans,
         "preprocess": card.preprocess.to_dict(),
+        "decode": cfg.decode,
         "backend": predictor.backend,
         "precision": predictor.precision,
         "grad_cam": predictor.pytorch_model is not None,
         "limits": cfg.limits(),
     }
-    served = ServedModel(lambda x: predictor(x)[0], predictor.decoder(), predictor.pytorch_model, card, info)
+    served = ServedModel(
+        lambda x: predictor(x)[0], predictor.decoder(policy=cfg.decode), predictor.pytorch_model, card, info
+    )
     self_check(served)
     return served
 
@@ -257,7 +260,10 @@ class Service:
                     served = self.served
                     target = served.model if served.model is not None else types.SimpleNamespace(card=served.card)
                     run = functools.partial(explain_data, target)
-                    self._explained = await self.batcher.in_model_thread(run)  # type: ignore[union-attr]
+                    try:
+                        self._explained = await self.batcher.in_model_thread(run)  # type: ignore[union-attr]
+                    except ResnetkitError as exc:
+                        raise RequestError(404, f"no explain page for this model: {exc}") from None
         return self._explained
 
     def cam_pngs(self, tensors: List[torch.Tensor]) -> List[str]:

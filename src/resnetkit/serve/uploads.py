@@ -92,23 +92,39 @@ class Part:
     data: bytearray = field(default_factory=bytearray)
 
 
+class _TooManyParts(Exception):
+    pass
+
+
+# Text fields a client may send beside its files (a form's other inputs): beyond this many parts in
+# all, an upload is refused before the rest is parsed. 200,000 tiny fields under the size limit would
+# otherwise cost seconds of parsing per request.
+EXTRA_PARTS = 32
+
+
 class _Collector:
     """python-multipart's callbacks, collecting the parts of a body in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_parts: int) -> None:
         self.parts: List[Part] = []
         self.field, self.value = b"", b""
         self.complete = False
+        self.max_parts = max_parts
 
     def callbacks(self) -> Dict[str, object]:
         return {
-            "on_part_begin": lambda: self.parts.append(Part()),
+            "on_part_begin": self._begin,
             "on_header_field": lambda data, start, end: self._add("field", data[start:end]),
             "on_header_value": lambda data, start, end: self._add("value", data[start:end]),
             "on_header_end": self._header_end,
             "on_part_data": lambda data, start, end: self.parts[-1].data.extend(data[start:end]),
             "on_end": self._end,
         }
+
+    def _begin(self) -> None:
+        if len(self.parts) >= self.max_parts:  # stop at once: the rest of the body is not parsed
+            raise _TooManyParts
+        self.parts.append(Part())
 
     def _add(self, which: str, data: bytes) -> None:
         setattr(self, which, getattr(self, which) + data)
@@ -131,11 +147,15 @@ def multipart_files(body: bytes, content_type: str, max_files: int) -> List[Tupl
     boundary = params.get(b"boundary")
     if not boundary:
         raise RequestError(400, "malformed multipart upload: the Content-Type has no boundary")
-    collected = _Collector()
+    collected = _Collector(max_files + EXTRA_PARTS)
     parser = MultipartParser(boundary, collected.callbacks())  # type: ignore[arg-type]
     try:
         parser.write(body)
         parser.finalize()
+    except _TooManyParts:
+        raise RequestError(
+            413, f"more than {max_files + EXTRA_PARTS} parts in one multipart upload; send at most {max_files} files"
+        ) from None
     except Exception as exc:  # python-multipart raises its own MultipartParseError and ValueErrors
         raise RequestError(400, f"malformed multipart upload ({exc})") from None
     if not collected.complete:
@@ -170,5 +190,6 @@ async def uploaded_images(request, limits: BodyLimits, max_images: int) -> List[
         )
     body = await read_body(request, limits)
     if kind == "multipart/form-data":
-        return multipart_files(body, content_type, max_images)
+        # Parsed in a worker thread: a large body must not hold the event loop (every other client) meanwhile.
+        return await asyncio.to_thread(multipart_files, body, content_type, max_images)
     return [("body", body)]

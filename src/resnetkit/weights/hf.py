@@ -110,3 +110,70 @@ def interpret_config(config: Dict[str, Any], source: str) -> Dict[str, Any]:
             meta["classes"] = ordered
         meta["num_classes"] = len(ordered)
     return meta
+
+
+# PIL resampling codes as transformers' image processors record them ("resample": 3).
+_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+PREPROCESSOR_FILE = "preprocessor_config.json"
+
+
+def interpret_preprocessor(config: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """The preprocessing (a card's ``preprocess`` record) a transformers ``preprocessor_config.json``
+    describes, as its image processor applies it:
+
+    - ConvNext's (microsoft/resnet-*): below 384 px, the short side resized to ``shortest_edge /
+      crop_pct`` (truncated) and the middle ``shortest_edge`` cropped; from 384 px, both sides
+      resized to ``shortest_edge`` (no crop);
+    - ``shortest_edge`` with ``crop_size`` (BiT's, CLIP's): short side resized, the middle cropped;
+    - ``height`` x ``width`` without a crop (ViT's): both sides resized.
+
+    Then the pixels scaled by 1/255 and normalised by ``image_mean``/``image_std``. A setting resnetkit
+    cannot reproduce is refused by name (BadFile), never approximated."""
+    where = f"{source} ({PREPROCESSOR_FILE})"
+
+    def fail(what: str) -> BadFile:
+        return BadFile(f"{where}: {what}; resnetkit would feed the model other pixels, so the weights were refused")
+
+    if not isinstance(config, dict):
+        raise fail("not a JSON object")
+    resample = config.get("resample", 2)
+    if resample not in _RESAMPLE:
+        raise fail(f"resample {resample!r} is not one of {', '.join(f'{k} ({v})' for k, v in _RESAMPLE.items())}")
+    if config.get("do_rescale", True) and abs(float(config.get("rescale_factor", 1 / 255)) * 255 - 1) > 1e-6:
+        raise fail(f"rescale_factor {config.get('rescale_factor')!r} is not 1/255")
+    mean, std = (0.0,), (1.0,)
+    if config.get("do_normalize", True):
+        mean, std = config.get("image_mean", (0.5, 0.5, 0.5)), config.get("image_std", (0.5, 0.5, 0.5))
+        mean, std = (
+            ([mean] if isinstance(mean, (int, float)) else mean),
+            ([std] if isinstance(std, (int, float)) else std),
+        )
+    size = config.get("size") or {}
+    if isinstance(size, int):
+        size = {"shortest_edge": size}
+    kind = str(config.get("image_processor_type", ""))
+    record: Dict[str, Any] = {"interpolation": _RESAMPLE[resample], "mean": list(mean), "std": list(std)}
+    try:
+        if kind.startswith("ConvNext") and "shortest_edge" in size:
+            edge = int(size["shortest_edge"])
+            pct = float(config.get("crop_pct", 224 / 256))
+            if edge < 384:
+                return dict(record, resize_size=int(edge / pct), crop_size=edge)
+            return dict(record, resize_size=edge, crop_size=edge, crop_mode="squash")
+        if "shortest_edge" in size:
+            edge = int(size["shortest_edge"])
+            crop = config.get("crop_size") or {}
+            crop = crop if isinstance(crop, dict) else {"height": crop, "width": crop}
+            if not config.get("do_center_crop", True) or not crop:
+                raise fail(
+                    "a resize without a center crop gives non-square inputs of any size; resnetkit crops squares"
+                )
+            if crop.get("height") != crop.get("width"):
+                raise fail(f"crop_size {crop} is not square")
+            return dict(record, resize_size=edge, crop_size=int(crop["height"]))
+        if "height" in size and size.get("height") == size.get("width") and not config.get("do_center_crop"):
+            side = int(size["height"])
+            return dict(record, resize_size=side, crop_size=side, crop_mode="squash")
+    except (TypeError, ValueError) as exc:
+        raise fail(f"does not parse ({exc})") from None
+    raise fail(f"the image processor {kind or 'without a type'} with size {size} is not one resnetkit reproduces")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocess
-from ..errors import BadFile, DownloadError, MissingDependency, OfflineError, redact
+from ..errors import BadFile, DownloadError, InvalidOption, MissingDependency, OfflineError, redact
 
 PREFIX = "hf-hub:"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(?:@[\w./-]+)?$")
@@ -143,16 +143,17 @@ def fetch(
 
     from ..quiet import loggers_quiet
 
+    download = hub.hf_hub_download  # imported now: the client sets its loggers' levels when first imported
     try:
         with loggers_quiet("huggingface_hub"):
-            return Path(hub.hf_hub_download(repo, filename, revision=revision, **client_options()))
+            return Path(download(repo, filename, revision=revision, **client_options()))
     except errors.EntryNotFoundError as exc:
         failure = _server_failure(exc)
         if failure:
             raise _hub_down(failure, repo, filename) from None
-        if isinstance(exc, errors.LocalEntryNotFoundError) or required:
+        if required:
             raise _explain(exc, repo, revision, filename, looks_local) from None
-        return None
+        return None  # absent here (or, offline, not in the cache): the caller tries the next name
     except (
         errors.HfHubHTTPError,
         errors.RepositoryNotFoundError,
@@ -178,30 +179,67 @@ def _hub_down(failure: str, repo: str, filename: str) -> DownloadError:
     )
 
 
-def timm_card(config: Dict[str, Any], where: str) -> ModelCard:
-    """The card of a timm repository's config.json (pretrained_cfg: timm's preprocessing)."""
-    arch = config.get("architecture")
-    cfg = config.get("pretrained_cfg") or {}
-    num_classes = int(config.get("num_classes", cfg.get("num_classes", 1000)))
-    size = int((cfg.get("input_size") or [3, 224, 224])[-1])
-    crop_pct = float(cfg.get("crop_pct", 0.875))
-    pre = Preprocess(
-        resize_size=int(math.floor(size / crop_pct)),
-        crop_size=size,
-        interpolation=cfg.get("interpolation", "bicubic"),
-        mean=cfg.get("mean", IMAGENET_MEAN),
-        std=cfg.get("std", IMAGENET_STD),
+def _config_error(where: str, what: str) -> BadFile:
+    return BadFile(
+        f"{where}: its config.json {what}; the model would be fed the wrong input, so it was refused: fix the "
+        "repository's config.json (or load the weights file with --arch)"
     )
+
+
+def _positive_int(value: Any, name: str, where: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise _config_error(where, f"gives {name} {value!r}, not an integer >= {low}")
+    return value
+
+
+def timm_card(config: Dict[str, Any], where: str) -> ModelCard:
+    """The card of a timm repository's config.json (pretrained_cfg: timm's preprocessing, as timm's
+    ``resolve_data_config`` + ``create_transform`` apply it: input size, crop_pct, crop_mode,
+    interpolation, mean, std). Every field is checked: BadFile names the one that cannot be right."""
+    if not isinstance(config, dict):
+        raise _config_error(where, "is not a JSON object")
+    arch = config.get("architecture")
+    if not isinstance(arch, str):
+        raise _config_error(where, f"names the architecture {arch!r}, not a model name")
+    cfg = config.get("pretrained_cfg") or {}
+    if not isinstance(cfg, dict):
+        raise _config_error(where, "has a pretrained_cfg that is not a JSON object")
+    num_classes = _positive_int(config.get("num_classes", cfg.get("num_classes", 1000)), "num_classes", where, 0)
+    input_size = cfg.get("input_size") or [3, 224, 224]
+    if not isinstance(input_size, (list, tuple)) or len(input_size) != 3:
+        raise _config_error(where, f"gives input_size {input_size!r}, not [channels, height, width]")
+    in_chans, height, width = (_positive_int(v, "input_size", where) for v in input_size)
+    if height != width:
+        raise _config_error(where, f"gives a non-square input_size {list(input_size)}; resnetkit crops squares")
+    crop_pct = cfg.get("crop_pct", 0.875)
+    if isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float)) or not 0 < crop_pct <= 1:
+        raise _config_error(where, f"gives crop_pct {crop_pct!r}, not a number in (0, 1]")
+    try:
+        pre = Preprocess(
+            resize_size=int(math.floor(height / crop_pct)),
+            crop_size=height,
+            interpolation=cfg.get("interpolation", "bicubic"),
+            mean=cfg.get("mean", IMAGENET_MEAN),
+            std=cfg.get("std", IMAGENET_STD),
+            crop_mode=cfg.get("crop_mode") or "center",
+        )
+    except InvalidOption as exc:
+        raise _config_error(where, f"does not parse ({str(exc).replace('preprocess.', '')})") from None
     names = config.get("label_names")
+    if names is not None and (not isinstance(names, list) or len(names) != num_classes):
+        count = len(names) if isinstance(names, list) else "no list of"
+        raise _config_error(where, f"has {count} label_names for {num_classes} classes")
     if not names and num_classes == 1000:
         from .catalog import imagenet_classes
 
         names = imagenet_classes()
-    in_chans = int((cfg.get("input_size") or [3])[0])
-    return ModelCard(
-        arch=arch, num_classes=num_classes, classes=tuple(names) if names and len(names) == num_classes else None,
-        in_chans=in_chans, preprocess=pre, source=where, tag=cfg.get("tag"),
-    )  # fmt: skip
+    try:
+        return ModelCard(
+            arch=arch, num_classes=num_classes, classes=tuple(str(n) for n in names) if names else None,
+            in_chans=in_chans, preprocess=pre, source=where, tag=cfg.get("tag") if isinstance(cfg.get("tag"), str) else None,
+        )  # fmt: skip
+    except InvalidOption as exc:
+        raise _config_error(where, f"does not parse ({exc})") from None
 
 
 def load(text: str, looks_local: bool = False):
@@ -220,16 +258,31 @@ def load(text: str, looks_local: bool = False):
     except ValueError as exc:
         raise BadFile(f"{where}: its config.json is not valid JSON ({exc})") from None
     weights = None
-    for name in WEIGHT_FILES:
+    for name in WEIGHT_FILES:  # whichever the repository has (or, offline, the cache holds)
         weights = fetch(repo, revision, name, looks_local, required=False)
         if weights is not None:
             break
     if weights is None:
+        if client_options()["local_files_only"]:
+            raise OfflineError(
+                f"weights {where}: neither {' nor '.join(WEIGHT_FILES)} is in the Hugging Face cache and the Hub "
+                f"cannot be reached (offline mode, or no network); run once with the network, or: "
+                f"huggingface-cli download {repo}"
+            )
         raise DownloadError(f"{where} has neither {' nor '.join(WEIGHT_FILES)}; it holds no weights resnetkit reads")
+    if not isinstance(config, dict):
+        raise _config_error(where, "is not a JSON object")
     if "architecture" in config:  # timm's layout: our keys, timm's preprocessing
+        card = timm_card(config, where)
         state, _ = read_weights_file(weights)
-        return LoadedWeights(state, timm_card(config, where), where)
+        fc = state.get("fc.weight")
+        if fc is not None and int(fc.shape[0]) != card.num_classes:
+            raise _config_error(where, f"says {card.num_classes} classes but the weights' classifier has {fc.shape[0]}")
+        return LoadedWeights(state, card, where)
     if config.get("model_type") == "resnet":  # transformers': renamed, the config checked
+        from .hf import PREPROCESSOR_FILE
+
+        fetch(repo, revision, PREPROCESSOR_FILE, looks_local, required=False)  # beside config.json in the cache
         state, meta = read_weights_file(weights, config=config_path)
         return LoadedWeights.read(state, meta, where)
     raise BadFile(
@@ -332,19 +385,32 @@ def push(
     Returns the commit's URL."""
     import tempfile
 
-    from .io import load_safetensors, save_safetensors
-    from .loaded import LoadedWeights
+    from .io import save_safetensors
 
     hub = _hub()
-    weights = run / "model.safetensors" if run.is_dir() else run
-    if not weights.is_file():
-        raise BadFile(
-            f"{run}: no model.safetensors to publish; push a finished training run (or its model.safetensors)"
-        )
-    state, meta = load_safetensors(weights)
-    card = LoadedWeights.read(state, meta, str(weights)).card
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+        if "/" not in repo:
+            raise HFValidationError("a repository id is ORG/NAME")
+    except HFValidationError as exc:
+        raise InvalidOption(
+            f"repository id {repo!r} is not valid ({str(exc).splitlines()[0].rstrip('.')}); give ORG/NAME with "
+            "letters, digits, '-', '_' or '.'",
+            field="repo",
+        ) from None
+    from .resolve import resolve
+
+    if not run.exists():
+        raise BadFile(f"{run}: no such run directory or weights file")
+    if run.suffix.lower() in (".onnx", ".pt2", ".xml") or (run.is_dir() and any(run.glob("*.xml"))):
+        raise BadFile(f"{run} is an exported model; publish the weights it was exported from (a run or its weights)")
+    loaded = resolve(str(run))  # a run (model.safetensors, else best.pt, else last.pt) or a weights file
+    state, card = loaded.state, loaded.card
     if card.arch is None:
-        raise BadFile(f"{weights}: its card names no architecture; publish weights written by resnetkit")
+        raise BadFile(f"{loaded.source}: its card names no architecture; publish weights written by resnetkit")
     options = client_options()
     api = hub.HfApi(endpoint=options["endpoint"])
     from huggingface_hub import errors
@@ -354,13 +420,22 @@ def push(
         save_safetensors(state, folder / "model.safetensors", card.but(source=f"hf-hub:{repo}"))
         (folder / "config.json").write_text(json.dumps(timm_config(card), indent=1) + "\n")
         (folder / "README.md").write_text(model_card_text(card, repo, run_facts(run if run.is_dir() else run.parent)))
+        from ..quiet import loggers_quiet
+
         try:
-            api.create_repo(repo, private=private, exist_ok=True)
-            info = api.upload_folder(
-                repo_id=repo, folder_path=str(folder), revision=revision,
-                commit_message=message or f"resnetkit: {card.arch}, {card.num_classes} classes",
-            )  # fmt: skip
+            with loggers_quiet("huggingface_hub"):
+                api.create_repo(repo, private=private, exist_ok=True)
+                info = api.upload_folder(
+                    repo_id=repo, folder_path=str(folder), revision=revision,
+                    commit_message=message or f"resnetkit: {card.arch}, {card.num_classes} classes",
+                )  # fmt: skip
         except (errors.HfHubHTTPError, errors.RepositoryNotFoundError) as exc:
+            failure = _server_failure(exc)
+            if failure:
+                raise DownloadError(
+                    f"cannot publish to {repo}: the Hugging Face Hub ({endpoint_name()}) answered {failure}, after "
+                    "the client's retries; the server is failing, not your login: try again later"
+                ) from None
             raise DownloadError(f"cannot publish to {repo} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
                                 "log in with huggingface-cli login (or HF_TOKEN) with write access") from None  # fmt: skip
         except OSError as exc:

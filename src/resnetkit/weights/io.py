@@ -175,7 +175,7 @@ def read_weights_file(path: PathLike, config: Optional[PathLike] = None) -> Tupl
     else:
         raise _not_weights(path, kind)
     state = strip_prefixes(state)
-    from .hf import from_hf_transformers, interpret_config, is_hf_resnet
+    from .hf import PREPROCESSOR_FILE, from_hf_transformers, interpret_config, interpret_preprocessor, is_hf_resnet
 
     if is_hf_resnet(state):  # a Hugging Face transformers ResNet: rename to our keys, check its config
         state = from_hf_transformers(state)
@@ -190,6 +190,13 @@ def read_weights_file(path: PathLike, config: Optional[PathLike] = None) -> Tupl
             if "fc.weight" not in state:
                 meta.pop("num_classes", None)
                 meta.pop("classes", None)
+            processor = config_path.parent / PREPROCESSOR_FILE
+            if processor.is_file():  # the pixels transformers' pipeline feeds it
+                try:
+                    processor_config = json.loads(check_readable_file(processor, "config").read_text())
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise BadFile(f"{processor}: not valid JSON ({exc})") from None
+                meta["preprocess"] = interpret_preprocessor(processor_config, str(path))
         elif config is not None:
             raise BadFile(f"config {config_path}: no such file")
         else:

@@ -26,12 +26,16 @@ class LoadedWeights:
         """From a file's tensors and decoded metadata; BadFile naming the field that does not parse."""
         fc = state.get("fc.weight")
         stem = state.get("conv1.weight", state.get("conv1.0.weight"))
+        in_chans = int(stem.shape[1]) if stem is not None and stem.dim() == 4 else 3
+        # The defaults' preprocessing is ImageNet's (RGB): a card for other channels must say its own.
         defaults = ModelCard(
             arch=None,
             num_classes=int(fc.shape[0]) if fc is not None else int(meta.get("num_classes") or 0),
-            in_chans=int(stem.shape[1]) if stem is not None and stem.dim() == 4 else 3,
+            in_chans=in_chans if in_chans in (1, 3) else 3,
             source=source,
         )
+        if in_chans not in (1, 3) and "in_chans" not in meta:
+            meta = dict(meta, in_chans=in_chans)
         card = ModelCard.from_metadata(meta, where=source, defaults=defaults)
         if fc is not None and card.num_classes != int(fc.shape[0]):
             # Which output is which class is then unknown: refused, never guessed.

@@ -32,10 +32,10 @@ REFUSED: Dict[Tuple[str, str], str] = {}
 for _name in RUNNABLE_EXPORTS:
     REFUSED[("export", _name)] = "already an exported"
     REFUSED[("train-weights", _name)] = "not a weights file" if _name.endswith((".onnx", ".pt2")) else "not"
-    REFUSED[("train-resume", _name)] = "--resume takes a run directory"
-    REFUSED[("push", _name)] = "exported model"
+    REFUSED[("train-resume", _name)] = "run directory"
+    REFUSED[("push", _name)] = "not a weights file" if _name.endswith("_ts.pt") else "exported model"
 for _name in ("model.safetensors", "export.safetensors"):  # weights, not a checkpoint (best.pt, last.pt resume)
-    REFUSED[("train-resume", _name)] = "--resume takes a run directory"
+    REFUSED[("train-resume", _name)] = "run directory"
 
 
 def build(root: Path, run: Path) -> Dict[str, Path]:

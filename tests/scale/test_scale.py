@@ -81,3 +81,58 @@ def test_ray_data_gives_the_local_engines_rows(job, tmp_path):
     assert result.returncode == 1, result.stderr
     assert_same_rows(pq.read_table(out).to_pylist(), want)
     assert "31 inputs, 30 predicted, 1 failed" in result.stderr
+
+
+def test_ray_as_a_user_calls_it(job, tmp_path, monkeypatch):
+    """No other flag than --engine ray (the backend measured on the driver), a table with the
+    provenance every table has, in the walk's order, Ray's own output held back; --embeddings with a
+    batch of nothing but unreadable files still writes one table."""
+    pytest.importorskip("ray")
+    import json
+
+    from resnetkit.batch.inputs import walk
+
+    photos, weights, want = job
+    monkeypatch.delenv("RESNETKIT_BACKEND", raising=False)
+    out = tmp_path / "ray.parquet"
+    result = cli("predict", photos, "--weights", weights, "--engine", "ray", "--out", out)
+    assert result.returncode == 1 and "unexpected" not in result.stderr, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        f"predict: 31 inputs, 30 predicted, 1 failed -> {out}"
+    ]
+    rows = pq.read_table(out).to_pylist()
+    assert [r["path"] for r in rows] == list(walk([str(photos)]))  # the local engine's order
+    assert_same_rows(rows, want)
+    meta = json.loads(pq.read_schema(out).metadata[b"resnetkit"])
+    assert meta["weights_sha256"] and meta["engine"] == "ray" and meta["runs"][0]["backend"] in (
+        "pytorch", "onnxruntime", "openvino",
+    )  # fmt: skip
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for i in range(4):
+        (broken / f"{i}.png").write_bytes(b"not an image")
+    class_image(0, 0, size=48).save(broken / "z.png")
+    out = tmp_path / "e.parquet"
+    result = cli("predict", broken, "--weights", weights, "--engine", "ray", "--embeddings", "-b", "2", "--out", out)
+    assert result.returncode == 1 and "5 inputs, 1 predicted, 4 failed" in result.stderr, result.stderr
+    assert pq.read_table(out).column_names[-1] == "embedding"
+
+
+def test_errors_inside_ray_reach_the_user_as_resnetkits_line():
+    ray = pytest.importorskip("ray")
+    from resnetkit.batch.ray_engine import engine_error
+    from resnetkit.errors import BadFile, EngineFailed
+
+    message = "w.safetensors: its tensors do not match the hash recorded when it was written"
+    inner = BadFile(message)
+    assert engine_error(ray.exceptions.RayTaskError("PredictActor.__call__", "Traceback ...", inner)) is inner
+    # An actor that died in its constructor: Ray keeps only the text of the error
+    trace = f'Traceback (most recent call last):\n  File "x.py", line 1, in f\nresnetkit.errors.BadFile: {message}'
+    died = engine_error(
+        ray.exceptions.ActorDiedError(ray.exceptions.RayTaskError("PredictActor.__init__", trace, inner))
+    )
+    assert isinstance(died, BadFile) and str(died) == message
+    trace = 'Traceback (most recent call last):\n  File "x.py", line 1, in f\nZeroDivisionError: division by zero'
+    other = ray.exceptions.RayTaskError("f", trace, ZeroDivisionError("division by zero"))
+    said = engine_error(ray.exceptions.ActorDiedError(other))
+    assert isinstance(said, EngineFailed) and "ZeroDivisionError: division by zero" in str(said)

@@ -76,18 +76,25 @@ class PredictActor:
         import torch
 
         from ..deploy.loading import load_inference_model
+        from ..errors import ResnetkitError
         from .predictor import build_predictor
 
-        model = load_inference_model(weights, arch=arch, progress=False)
-        crops = torch.from_numpy(calibration) if calibration is not None else None
-        self.predictor = build_predictor(
-            model, precision, embeddings, batch_size, (lambda: crops) if crops is not None else None,
-            log=lambda s: None, backend=backend,
-        )  # fmt: skip
+        self.failure: Optional[ResnetkitError] = None
+        try:
+            model = load_inference_model(weights, arch=arch, progress=False)
+            crops = torch.from_numpy(calibration) if calibration is not None else None
+            self.predictor = build_predictor(
+                model, precision, embeddings, batch_size, (lambda: crops) if crops is not None else None,
+                log=lambda s: None, backend=backend,
+            )  # fmt: skip
+        except ResnetkitError as exc:  # raised from the first batch: a task's error keeps the exception itself
+            self.failure = exc
         self.topk, self.logits, self._torch = topk, logits, torch
         self.columns = list(COLUMNS) + (["embedding"] if embeddings else []) + (["logits"] if logits else [])
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, Any]:
+        if self.failure is not None:
+            raise self.failure
         torch = self._torch
         items = [
             (i, str(p), torch.from_numpy(np.ascontiguousarray(batch["pixels"][i])) if not e else None, e or None)
@@ -142,7 +149,7 @@ def predictions(
     model = load_inference_model(weights, arch=arch, progress=False)
     return _dataset(
         model, sources, weights, arch, precision, backend, topk, batch_size, embeddings, logits, draft, actors, decode
-    )
+    )[0]
 
 
 def _dataset(
@@ -215,19 +222,41 @@ def engine_error(exc: BaseException) -> BaseException:
         seen.add(id(e))
         if isinstance(e, ResnetkitError):
             return e
+        named = _named_in_text(str(e))  # an actor that died keeps only the text of what killed it
+        if named is not None:
+            return named
         cause = getattr(e, "cause", None)
         if isinstance(cause, BaseException):
             original = cause
         stack += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
-    if original is None:
-        return exc
     from ..errors import EngineFailed
 
-    detail = " ".join(str(original).split())[:300]
+    if original is not None:
+        said = f"{type(original).__name__}: {' '.join(str(original).split())[:300]}"
+    else:  # only text is left (an actor that died): its last "SomeError: message" line
+        import re
+
+        lines = re.findall(r"(?m)^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception|Interrupt)): (.+)$", str(exc))
+        if not lines:
+            return exc
+        said = f"{lines[-1][0]}: {lines[-1][1].strip()[:300]}"
     return EngineFailed(
-        f"the Ray job failed: {type(original).__name__}: {detail}; run with --engine local (the default) to see "
-        "whether it fails there too"
+        f"the Ray job failed: {said}; run with --engine local (the default) to see whether it fails there too"
     )
+
+
+def _named_in_text(text: str):
+    """The resnetkit error a Ray error message reports ("resnetkit.errors.BadFile: ..."), rebuilt."""
+    import re
+
+    from .. import errors
+
+    found = None
+    for m in re.finditer(r"(?:resnetkit\.errors\.)?\b([A-Z]\w+): (.+)", text):
+        cls = getattr(errors, m[1], None)
+        if isinstance(cls, type) and issubclass(cls, errors.ResnetkitError):
+            found = cls(m[2].strip())
+    return found
 
 
 def run_cli(args: argparse.Namespace, cfg) -> int:

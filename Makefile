@@ -16,11 +16,13 @@ install: $(STAMP)
 
 # Test files spread over the cores (pytest-xdist; each file stays on one worker, its fixtures built once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --ignore tests/scale
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --ignore tests/scale -m "not sweep"
 
-# Beyond one process: DDP training and torchrun ranks, Ray Data on a local Ray (Ray's start-up alone is seconds).
+# Beyond one process: DDP training and torchrun ranks, Ray Data on a local Ray (Ray's start-up alone is seconds),
+# the artifact x reader matrix; then the sweeps make test leaves to one representative (pytest -m sweep).
 test-scale: $(STAMP)
 	$(BIN)/python -m pytest -q tests/scale
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --ignore tests/scale -m sweep
 
 # A base install (no extras) in a fresh venv: every feature that needs an extra names it in one line.
 BASE_VENV := .venv-base

@@ -24,7 +24,9 @@ def blocks(pages=None):
                 continue
             line = text[: m.start()].count("\n") + 1
             options = dict(a.split("=", 1) for a in attrs.split() if "=" in a)
-            yield pytest.param(lang, options, body, id=f"{page.relative_to(ROOT)}:{line}")
+            # {scale=WHY}: a slow block that make test-scale runs (make test runs the rest of the page)
+            marks = [pytest.mark.sweep] if "scale" in options else []
+            yield pytest.param(lang, options, body, id=f"{page.relative_to(ROOT)}:{line}", marks=marks)
 
 
 def commands(body):

@@ -9,7 +9,8 @@
 - ```python blocks run in a fresh namespace in the same directory.
 - Attributes after the language: {exit=N} the commands must fail with exit N and one error line;
   {needs=internet} / {needs=data} they must fail offline with the one-line message for that cause
-  (cannot download / does not exist); {skip=reason} not run (make, torchrun), the reason is required.
+  (cannot download / does not exist); {skip=reason} not run (make, torchrun), the reason is required;
+  {scale=reason} a slow block run by make test-scale, not make test.
 - ```text and other languages are output samples, not run.
 """
 

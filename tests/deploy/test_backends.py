@@ -15,11 +15,17 @@ from resnetkit.deploy.optimize import build
 from resnetkit.errors import ResnetkitError
 
 from ..imagegen import write_broken_files
+from ..sweep import sweep
 
 BACKEND_PRECISIONS = [(r.name, p) for r in RUNTIMES.values() for p in r.precisions]
 
 
-@pytest.mark.parametrize("backend,precision", BACKEND_PRECISIONS, ids=[f"{b}-{p}" for b, p in BACKEND_PRECISIONS])
+# One per runtime in make test (ONNX Runtime int8, OpenVINO fp32, PyTorch bf16); every pair in make test-scale.
+@pytest.mark.parametrize(
+    "backend,precision",
+    sweep(BACKEND_PRECISIONS, [("onnxruntime", "int8"), ("openvino", "fp32"), ("pytorch", "bf16")], several=True),
+    ids=[f"{b}-{p}" for b, p in BACKEND_PRECISIONS],
+)
 def test_every_backend_and_precision(backend, precision, digits_model, monkeypatch):
     """Shapes, and agreement with fp32 on the trained digits model (the issue's bars: int8 >= 99 %
     agreement and <= 0.5 points lost, bf16 >= 99.5 %); the runner owns its weights."""

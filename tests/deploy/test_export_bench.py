@@ -94,6 +94,7 @@ def test_cli_export_and_bench(tmp_path, digits_model):
     assert proc.returncode == 2 and "unknown mode" in proc.stderr
 
 
+@pytest.mark.sweep  # every format x precision: make test-scale (tests/cli/test_seams.py benches an export)
 def test_bench_weights_every_format_and_nothing_left_behind(tmp_path, monkeypatch, digits_model):
     """bench --weights: one row per (format, precision), measured on the files it exports; the
     temporary files are gone afterwards (bench and optimize used to leave folders behind)."""

@@ -7,6 +7,7 @@ import resnetkit as rk
 from resnetkit.deploy import fold_batchnorm
 
 from ..models.helpers import randomize_norm_stats
+from ..sweep import sweep
 
 
 def rel_err(a, b):
@@ -31,7 +32,9 @@ FOLD_ARCHS = [
 ]
 
 
-@pytest.mark.parametrize("arch", FOLD_ARCHS)
+@pytest.mark.parametrize(
+    "arch", sweep(FOLD_ARCHS, ["resnet18", "resnext50_32x4d", "resnet50d", "seresnet50", "resnet20"])
+)
 def test_fold_exact_for_every_builder(arch):
     torch.manual_seed(0)
     model = rk.get_model(arch).eval()

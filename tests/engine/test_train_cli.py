@@ -220,12 +220,13 @@ def test_max_steps_stops_resumably(tmp_path):
 
 def test_interrupt_then_resume_is_bit_exact(tmp_path):
     """Ctrl-C (SIGINT, raised from a step hook at an exact step: no timing) stops between steps; the
-    resumed run ends with the weights and BatchNorm statistics of an uninterrupted one."""
+    resumed run reaches step 14 (mid-epoch) with the weights and BatchNorm statistics of an
+    uninterrupted one."""
     common = dict(
         image_size=16, batch_size=64, epochs=1, amp="none", quiet=True, workers=0, deterministic=True, pad_crop=2
     )
     ref = tmp_path / "ref"
-    train(make_config("digits", out=str(ref), **common), log=lambda s: None)
+    train(make_config("digits", out=str(ref), max_steps=14, **common), log=lambda s: None)
 
     stopped = tmp_path / "stopped"
 
@@ -239,11 +240,11 @@ def test_interrupt_then_resume_is_bit_exact(tmp_path):
     ckpt = torch.load(stopped / "last.pt", weights_only=True)
     assert ckpt["global_step"] == 9
     assert signal.getsignal(signal.SIGINT) is before  # the handler was restored
-    resumed = ok("train", "--resume", stopped, "--quiet")
+    resumed = ok("train", "--resume", stopped, "--quiet", "--max-steps", "14")
     assert "resumed" in resumed.stdout
-    assert_same_weights(weights(ref), weights(stopped))
-    again = ok("train", "--resume", stopped)
-    assert "finished all 1 epochs" in again.stdout + again.stderr
+    want, got = (torch.load(run / "last.pt", weights_only=True) for run in (ref, stopped))
+    assert want["global_step"] == got["global_step"] == 14
+    assert_same_weights(want["model"], got["model"])
 
 
 def start_training_until_checkpoint(args, run, threads=1):
@@ -274,6 +275,7 @@ def test_sigint_in_a_real_process_saves_and_exits_130(tmp_path):
     assert ckpt["global_step"] >= 5 and ckpt["epoch"] < 50
 
 
+@pytest.mark.sweep  # a real process killed, then resumed: make test-scale (the in-process stop + resume is above)
 def test_resume_after_sigkill_gives_identical_weights(tmp_path):
     # The default path: 32px, bf16 autocast, channels_last; constant lr so the killed run (started
     # with more epochs) follows the same schedule as the reference. Both stop at step 14, mid-epoch.

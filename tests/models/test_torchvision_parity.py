@@ -9,6 +9,7 @@ import torchvision.models as tvm
 import resnetkit as rk
 from resnetkit.models import ARCHITECTURES
 
+from ..sweep import sweep
 from .helpers import max_abs_diff, randomize_norm_stats
 
 ARCHS = list(ARCHITECTURES)  # the ten torchvision builders
@@ -29,7 +30,8 @@ PUBLISHED_PARAMS = {
 }
 
 
-@pytest.fixture(scope="module", params=ARCHS)
+# One of each code path in make test (basic, bottleneck, grouped, wide); every builder in make test-scale.
+@pytest.fixture(scope="module", params=sweep(ARCHS, ["resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2"]))
 def pair(request):
     """(name, torchvision model, resnetkit model) built under the same seed."""
     name = request.param
@@ -59,7 +61,7 @@ def test_parameter_count(pair):
     assert n == sum(p.numel() for p in tv.parameters()) == PUBLISHED_PARAMS[name]
 
 
-@pytest.mark.parametrize("size", [(224, 224), (97, 131)])
+@pytest.mark.parametrize("size", sweep([(224, 224), (97, 131)], [(97, 131)]))
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_outputs_equal(pair, size, mode):
     name, tv, ours = pair
@@ -78,7 +80,7 @@ def test_outputs_equal(pair, size, mode):
 
 
 @pytest.mark.parametrize("name", ["resnet50", "resnext50_32x4d"])
-@pytest.mark.parametrize("dilate", list(itertools.product([False, True], repeat=3)))
+@pytest.mark.parametrize("dilate", sweep(list(itertools.product([False, True], repeat=3)), [(False, True, True)]))
 def test_dilation_combinations_match(name, dilate):
     torch.manual_seed(0)
     tv = getattr(tvm, name)(replace_stride_with_dilation=list(dilate))

@@ -66,6 +66,7 @@ def test_sigterm_drains_the_request_in_flight(tmp_path):
             proc.wait()
 
 
+@pytest.mark.sweep  # several server processes: make test-scale
 def test_two_workers_report_the_same_totals(tmp_path):
     """`serve --workers 2`: whichever worker answers a scrape, /metrics shows the requests of both."""
     import re

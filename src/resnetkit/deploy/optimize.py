@@ -257,7 +257,9 @@ def optimize(
     say = log or (lambda s: None)
     if backend != "auto":
         runner = build(backend, precision, model, input_size, batches)
-        _attach(runner, Choice(backend, precision, batch_size, "asked for"))
+        choice = Choice(backend, precision, batch_size, "asked for")
+        _attach(runner, choice)
+        say(f"optimize: {choice}")
         return runner
     candidates = available(precision)
     if not candidates:  # int8 with neither runtime installed: name what to install

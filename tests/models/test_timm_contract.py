@@ -13,9 +13,15 @@ from torch import nn
 import resnetkit as rk
 from resnetkit.models import ResNetBase
 
+from ..sweep import sweep
 from .helpers import max_abs_diff, randomize_norm_stats
 
 ALL = rk.list_models()
+# One per code path in make test (ResNet, deep stems, mixed blocks, anti-aliasing, ResNet-RS's stem
+# pool, a pruned network, ResNetV2 and BiT, the CIFAR ResNets); every name in make test-scale.
+REPRESENTATIVES = ["resnet18", "resnet50d", "test_resnet", "resnetblur50", "resnetaa34d", "resnetrs50",
+                   "ecaresnet50d_pruned", "resnetv2_18d", "resnetv2_50x1_bit", "resnet56"]  # fmt: skip
+EVERY = sweep(ALL, REPRESENTATIVES)
 
 
 @functools.cache
@@ -36,7 +42,7 @@ def input_for(model, batch=2):
     return torch.zeros(batch, *size, device="meta")
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", EVERY)
 def test_forward_features_and_head(name):
     """timm's test_model_forward_features and test_model_default_cfgs (pool size, heads)."""
     model = meta_model(name)
@@ -57,15 +63,17 @@ def test_forward_features_and_head(name):
     model.reset_classifier(7, "avg")
     assert model(x).shape == (2, 7)
     model.reset_classifier(3, "catavgmax")
-    assert model(x).shape == (2, 3) and model.fc.in_features == 2 * model.num_features
+    fc = model.get_classifier()
+    width = fc.in_features if isinstance(fc, nn.Linear) else fc.in_channels
+    assert model(x).shape == (2, 3) and width == 2 * model.num_features
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", EVERY)
 def test_forward_intermediates(name):
     """timm's test_model_forward_intermediates: one map per feature_info entry, with its channels and reduction."""
     model = meta_model(name)
     info = model.feature_info
-    assert len(info) >= 4 and info.module_name()[0] == "relu"
+    assert len(info) >= 4 and info.module_name()[0] in ("relu", "stem.conv", "stem.conv3")
     x = input_for(model)
     final, maps = model.forward_intermediates(x)
     assert len(maps) == len(info)
@@ -88,7 +96,7 @@ def test_forward_intermediates(name):
         model.forward_intermediates(x, output_fmt="NHWC")
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", EVERY)
 def test_features_only_matches_feature_info(name):
     """timm's features_only: the default returns the stem and every stage; feature_info equals the outputs."""
     backbone = meta_model(name, features_only=True)
@@ -173,7 +181,9 @@ def test_grad_checkpointing_same_step_and_less_memory():
 def test_group_matcher_covers_every_backbone_parameter():
     import re
 
-    for name in ("resnet50", "resnet50d", "resnet56"):
+    timm = pytest.importorskip("timm")
+
+    for name in ("resnet50", "resnet50d", "resnet56", "resnetrs50"):
         model = meta_model(name)
         groups = model.group_matcher()
         for pname, _ in model.named_parameters():
@@ -182,6 +192,8 @@ def test_group_matcher_covers_every_backbone_parameter():
             assert re.match(groups["stem"], pname) or re.match(groups["blocks"], pname), pname
         fine = re.match(groups["blocks"], "layer3.4.conv1.weight")
         assert fine.groups() == ("3", "4")
+    v2 = meta_model("resnetv2_50x1_bit").group_matcher()
+    assert v2 == timm.create_model("resnetv2_50x1_bit", pretrained=False).group_matcher()
 
 
 def test_create_model_and_pretrained_cfg(tmp_path, monkeypatch):
@@ -214,7 +226,7 @@ def test_dilated_basicblock_follows_timm():
     assert (first4.conv1.dilation[0], first4.conv2.dilation[0]) == (2, 4)
 
 
-@pytest.mark.parametrize("output_stride", [32, 16, 8])
+@pytest.mark.parametrize("output_stride", sweep([32, 16, 8], [16]))
 @pytest.mark.parametrize(
     "arch",
     [
@@ -246,14 +258,14 @@ def test_timm_parity_at_every_output_stride(arch, output_stride):
             assert max_abs_diff(theirs.train()(x.repeat(2, 1, 1, 1)), ours.train()(x.repeat(2, 1, 1, 1))) <= 1e-4
 
 
-SHARED_WITH_TIMM = [n for n in ALL if not n.startswith(("resnet20", "resnet32", "resnet44", "resnet56", "resnet110"))]
+SHARED_WITH_TIMM = [n for n in ALL if n not in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")]
 
 
-@pytest.mark.parametrize("name", SHARED_WITH_TIMM)
+@pytest.mark.parametrize("name", sweep(SHARED_WITH_TIMM, REPRESENTATIVES))
 def test_what_timms_own_test_models_asks(name):
     """The parts of timm's tests/test_models.py that resnetkit failed (test_model_default_cfgs,
     test_model_forward_intermediates_features), asked the same way, for every name both share."""
-    assert len(SHARED_WITH_TIMM) == 17
+    assert len(SHARED_WITH_TIMM) == 101
     with torch.device("meta"):
         model = rk.create_model(name).eval()
         assert model.head_hidden_size > 0 and model.num_features > 0

@@ -7,7 +7,7 @@ import torch
 import torchvision.models as tvm
 
 import resnetkit as rk
-from resnetkit.models import ARCHITECTURES
+from resnetkit.models import TORCHVISION_NAMES as ARCHITECTURES
 
 from ..sweep import sweep
 from .helpers import max_abs_diff, randomize_norm_stats

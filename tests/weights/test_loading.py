@@ -163,10 +163,13 @@ def test_timm_rsb_entry_and_its_preprocessing():
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
-    entry = rk.get_weights("resnet50.a1_in1k")  # timm's spelling works too
-    assert entry is rk.get_weights("resnet50.TIMM_A1_IN1K") and entry.source == "timm"
-    assert entry.acc1 == 80.4 and entry.sha256_prefix == "14fe96d1" and entry.url.startswith("https://")
-    assert rk.ResNet50_Weights.TIMM_A1_IN1K.value is entry
+    entry = rk.get_weights("resnet50.a1_in1k")  # timm's tag: the same file as the older TIMM_A1_IN1K entry
+    older = rk.get_weights("resnet50.TIMM_A1_IN1K")
+    assert entry.source == older.source == "timm" and entry.url == older.url and entry.sha256_prefix == "14fe96d1"
+    assert (
+        entry.acc1 == 81.24 and entry.eval_size == 288 and older.acc1 == 80.4
+    )  # timm's results at 288 px; the paper's at 224
+    assert rk.ResNet50_Weights.TIMM_A1_IN1K.value is older
     assert rk.get_weights("resnet50.DEFAULT").tag == "IMAGENET1K_V2"  # still the best published one
     cfg = timm.data.resolve_data_config({}, pretrained_cfg=timm.models.get_pretrained_cfg("resnet50.a1_in1k").to_dict())
     theirs = timm.data.create_transform(**cfg)

@@ -71,20 +71,33 @@ def run_list(args: argparse.Namespace) -> int:
                         "gflops": e.gflops,
                         "size_mb": e.file_size_mb,
                         "url": e.url,
+                        "hub_id": e.hub_id,
+                        "num_classes": e.num_classes,
+                        "license": e.license,
+                        "preprocess": e.preprocess,
+                        "test_input_size": e.test_input_size,
                         "cached": str(cached) if cached else None,
                     }
                 )
             )
         return 0
-    print(f"{'weights':<34} {'acc@1':>7} {'acc@5':>7} {'params':>8} {'GFLOPS':>7} {'size':>9}  cached")
+    print(f"{'weights':<44} {'acc@1':>7} {'acc@5':>7} {'params':>8} {'size':>5} {'classes':>7}  {'from':<12} cached")
     for e in entries:
         cached = e.cached_path()
         mark = "*" if e.default else " "
         where = ("yes" + (f" ({cached.name})" if cached.name != e.file_name else "")) if cached else "no"
+        if e.on_hub:
+            where = "(HF cache)"
+        acc1 = f"{e.acc1:>7.3f}" if e.acc1 is not None else f"{'-':>7}"
         acc5 = f"{e.acc5:>7.3f}" if e.acc5 is not None else f"{'-':>7}"
-        size = f"{e.file_size_mb:>6.1f} MB" if e.file_size_mb is not None else f"{'-':>6}   "
-        print(f"{e.name + mark:<34} {e.acc1:>7.3f} {acc5} {e.num_params / 1e6:>7.1f}M {e.gflops:>7.3f} {size}  {where}")
-    print(f"* = DEFAULT; ImageNet-1k val accuracies as published (- = not published); cache: {cache_dir()}")
+        size = e.test_input_size or e.preprocess["crop_size"]
+        origin = "Hub" if e.on_hub else "URL"
+        print(f"{e.name + mark:<44} {acc1} {acc5} {e.num_params / 1e6:>7.1f}M {size:>5} {e.num_classes:>7}  "
+              f"{origin + ' ' + (e.license or ''):<12} {where}")  # fmt: skip
+    print(
+        f"{len(entries)} weights; * = DEFAULT; ImageNet-1k val top-1/top-5 as published (- = not an ImageNet-1k "
+        f"classifier, or not published); size: evaluated at; cache: {cache_dir()} (URL), the Hugging Face cache (Hub)"
+    )
     return 0
 
 
@@ -134,6 +147,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
     checked, bad = 0, 0
     for e in list_weights():
+        if e.on_hub:  # huggingface_hub verifies its own cache (huggingface-cli scan-cache)
+            continue
         candidates = [(e.file_name, e.sha256_prefix)] + [(f["file_name"], f["sha256_prefix"]) for f in e.legacy_files]
         for file_name, prefix in candidates:
             path = cache_dir() / file_name

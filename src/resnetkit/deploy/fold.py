@@ -25,6 +25,8 @@ def _fuse(conv_owner: nn.Module, conv_name: str, norm_owner: nn.Module, norm_nam
     conv, norm = getattr(conv_owner, conv_name), getattr(norm_owner, norm_name)
     if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats):
         return False
+    if getattr(norm, "has_activation", False) or type(conv).forward is not nn.Conv2d.forward:
+        return False  # a norm that carries its ReLU, or a convolution that transforms its weights (StdConv2d)
     setattr(conv_owner, conv_name, fuse_conv_bn_eval(conv, norm))
     setattr(norm_owner, norm_name, nn.Identity())
     return True
@@ -35,7 +37,7 @@ def _last_conv(owner: nn.Module, name: str):
     a Sequential such as the deep stem."""
     target = getattr(owner, name)
     if isinstance(target, nn.Sequential) and len(target):
-        return target, str(len(target) - 1)
+        return target, list(target._modules)[-1]
     return owner, name
 
 
@@ -51,8 +53,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     for module in list(folded.modules()):
         if isinstance(module, nn.Sequential):
             # Shortcuts (conv, norm) or (pool, conv, norm), and a deep stem (conv, norm, relu, ...).
-            for i in range(len(module) - 1):
-                count += _fuse(module, str(i), module, str(i + 1))
+            names = list(module._modules)  # indices, or names (a ResNetV2 stem: conv, norm1, ...)
+            for first, second in zip(names, names[1:]):
+                count += _fuse(module, first, module, second)
         for kind, pairs in _PAIRS.items():
             if isinstance(module, kind):
                 for conv_name, norm_name in pairs:

@@ -43,7 +43,7 @@ class Outputs(nn.Module):
         if not self.embeddings:
             return model(x)
         features = model.forward_head(model.forward_features(x), pre_logits=True)
-        return torch.cat([features, model.fc(features)], dim=1)
+        return torch.cat([features, model.classify(features)], dim=1)
 
 
 class FusedInput(nn.Module):

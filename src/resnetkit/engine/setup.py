@@ -34,8 +34,9 @@ def build_model(cfg: TrainConfig, num_classes: int, progress: bool) -> nn.Module
     if cfg.weights:
         load_weights(model, cfg.weights, head="reset", progress=progress)
     if cfg.freeze_backbone:
+        head = model.classifier_name + "."
         for name, p in model.named_parameters():
-            if not name.startswith("fc."):
+            if not name.startswith(head):
                 p.requires_grad_(False)
     return model
 
@@ -51,12 +52,13 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> List[dict]:
     norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
     norm_params = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
     groups: Dict[Tuple[float, float], List[nn.Parameter]] = {}
+    head = getattr(model, "classifier_name", "fc") + "."
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         is_norm = id(p) in norm_params
         wd = cfg.norm_weight_decay if (is_norm and cfg.norm_weight_decay is not None) else cfg.weight_decay
-        scale = 1.0 if name.startswith("fc.") else cfg.backbone_lr_scale
+        scale = 1.0 if name.startswith(head) else cfg.backbone_lr_scale
         groups.setdefault((wd, scale), []).append(p)
     return [{"params": ps, "weight_decay": wd, "lr": cfg.lr * scale} for (wd, scale), ps in groups.items()]
 

@@ -60,13 +60,22 @@ def _layer(net: nn.Module, name: str, shapes, shown_name: Optional[str] = None) 
 
 
 def _block_layers(net: nn.Module, name: str, block: nn.Module, shapes) -> List[Dict[str, Any]]:
-    """The block's main path in forward order: convs and norms as registered, a ReLU after each norm
-    but the last, then the addition and the final ReLU."""
+    """The block's main path in forward order. Post-activation (ResNet): convs and norms as
+    registered, a ReLU after each norm but the last, the addition, then a ReLU. Pre-activation
+    (ResNetV2): norm-act before each conv, then the addition, with no ReLU after it."""
     children = [(n, m) for n, m in block.named_children() if n not in ("downsample", "relu", "drop_path")]
     children = [(n, m) for n, m in children if m is not None]
     layers: List[Dict[str, Any]] = []
-    norms = [n for n, m in children if "Norm" in type(m).__name__]
     out_shape = shapes.get(name, (None, None))[1]
+    if getattr(block, "preact", False):
+        for child, _ in children:
+            layers.append(_layer(net, f"{name}.{child}", shapes, child))
+            if child.startswith("norm"):
+                layers[-1]["spec"] += " + ReLU (pre-activation)"
+        layers.append({"name": "+ shortcut", "spec": "add the shortcut (no ReLU after it)", "shape": out_shape,
+                       "arithmetic": None})  # fmt: skip
+        return layers
+    norms = [n for n, m in children if "Norm" in type(m).__name__]
     for child, _ in children:
         layers.append(_layer(net, f"{name}.{child}", shapes, child))
         if child in norms[:-1]:
@@ -80,12 +89,14 @@ def _shortcut(net: nn.Module, name: str, block: nn.Module, shapes) -> Dict[str, 
     downsample = getattr(block, "downsample", None)
     if downsample is None:
         return {"kind": "identity", "layers": [], "why": "same size and channels: the input is added as it is"}
-    parts = list(downsample.named_children()) or [("", downsample)]
+    parts = [(n, m) for n, m in downsample.named_children() if not isinstance(m, nn.Identity)] or [("", downsample)]
     layers = [_layer(net, f"{name}.downsample" + (f".{n}" if n else ""), shapes, f"downsample.{n}" if n else "downsample")
               for n, _ in parts]  # fmt: skip
     io_shapes = shapes.get(name, (None, None))
-    why = [text for _, text in projection_why(*io_shapes)]
-    return {"kind": "projection", "layers": layers, "why": " and ".join(why) or "configured"}
+    why = " and ".join(text for _, text in projection_why(*io_shapes)) or "configured"
+    if getattr(block, "preact", False):
+        why += "; it projects the block's normalised input (after norm1), as pre-activation blocks do"
+    return {"kind": "projection", "layers": layers, "why": why}
 
 
 # ---- putting it together -------------------------------------------------------------------------
@@ -105,8 +116,7 @@ def _stages(net: ResNetBase, shapes, summary, fields: Dict[str, int]) -> List[Di
     rows = {row.module: row for row in summary.stages}
     for index, name in enumerate(net.stage_names):
         blocks = []
-        for j, block in enumerate(getattr(net, name)):
-            bname = f"{name}.{j}"
+        for bname, block in net.stage_blocks(name):
             blocks.append({
                 "name": bname, "type": type(block).__name__, "expansion": getattr(block, "expansion", 1),
                 "stride": int(getattr(block, "stride", 1)), "in": shapes.get(bname, (None, None))[0],
@@ -114,34 +124,42 @@ def _stages(net: ResNetBase, shapes, summary, fields: Dict[str, int]) -> List[Di
                 "shortcut": _shortcut(net, bname, block, shapes),
             })  # fmt: skip
         row = rows[name]
-        out_channels = shapes.get(f"{name}.{len(blocks) - 1}", (None, [0]))[1][0]
+        last = blocks[-1]["name"] if blocks else name
+        out_channels = shapes.get(last, (None, [0]))[1][0]
         expansion = blocks[0]["expansion"] if blocks else 1
         stages.append({
             "planes": out_channels // expansion, "expansion": expansion, "name": name, "paper": row.name, "spec": row.spec, "blocks": blocks, "params": row.params, "macs": row.macs,
-            "out": shapes.get(f"{name}.{len(blocks) - 1}", (None, None))[1], "receptive_field": fields.get(name),
+            "out": shapes.get(last, (None, None))[1], "receptive_field": fields.get(name),
             "reduction": int(net.intermediate_info[index + 1]["reduction"]),
         })  # fmt: skip
     return stages
 
 
 def _stem(net: ResNetBase, shapes) -> List[Dict[str, Any]]:
-    names = [f"conv1.{n}" for n, _ in net.conv1.named_children()] if isinstance(net.conv1, nn.Sequential) else ["conv1"]
-    layers = [_layer(net, n, shapes) for n in names]
-    layers += [_layer(net, "bn1", shapes), _layer(net, "relu", shapes)]
-    if not isinstance(net.maxpool, nn.Identity):
-        layers.append(_layer(net, "maxpool", shapes))
+    """The stem's layers in order (a Sequential's children one by one)."""
+    layers = []
+    for name, module in net.stem_modules():
+        if isinstance(module, nn.Identity):
+            continue
+        parts = [f"{name}.{n}" for n, _ in module.named_children()] if isinstance(module, nn.Sequential) else [name]
+        layers += [_layer(net, part, shapes) for part in parts if not isinstance(net.get_submodule(part), nn.Identity)]
     return layers
+
+
+def _head_layers(net: ResNetBase, shapes) -> List[Dict[str, Any]]:
+    pool = "avgpool" if hasattr(net, "avgpool") else "head.global_pool"
+    return [_layer(net, pool, shapes)] + ([_layer(net, net.classifier_name, shapes)] if net.num_classes else [])
 
 
 def _features_of(net: ResNetBase) -> Dict[str, Any]:
     """What makes this configuration unusual, shown when present."""
-    first = getattr(net, net.stage_names[0])[0]
+    first = net.stage_blocks(net.stage_names[0])[0][1]
     out = {"expansion": getattr(first, "expansion", 1), "block": type(first).__name__}
     groups = getattr(net, "groups", 1)
     width = getattr(net, "base_width", 64)
     if groups > 1 or width != 64:
         out["groups_x_width"] = f"{groups}x{width}d" if groups > 1 else f"width per group {width} ({width // 64}x wide)"
-    dilations = [max((pair(m.dilation)[0] for m in getattr(net, s).modules() if isinstance(m, nn.Conv2d)), default=1)
+    dilations = [max((pair(m.dilation)[0] for m in net.stage(s).modules() if isinstance(m, nn.Conv2d)), default=1)
                  for s in net.stage_names]  # fmt: skip
     if max(dilations) > 1:
         out["dilation"] = dilations
@@ -192,7 +210,7 @@ def _trace(net: ResNetBase, x: torch.Tensor):
     try:
         maps = stage_maps(net, x)
         with torch.no_grad():
-            logits = net.forward_head(maps[net.stage_names[-1]]) if net.num_classes > 0 else None
+            logits = net.forward_head(net.final_norm(maps[net.stage_names[-1]])) if net.num_classes > 0 else None
     finally:
         tracer.close()
     return tracer.shapes, maps, logits
@@ -250,9 +268,9 @@ def explain_data(
     for stage in stages:
         stage["tiles"] = top_channels(maps[stage["name"]]) if stage["name"] in maps else []
         stage["cam"] = cams.get(stage["name"])
-    stem_rows = [row for row in summary.stages if row.module in ("conv1", "maxpool")]
+    stem_rows = [row for row in summary.stages if row.name in ("conv1", "pool")]
     head = summary.stages[-1]
-    stem_out = shapes.get("maxpool", shapes.get("relu", (None, None)))[1]
+    stem_out = shapes.get(net.stem_modules()[-1][0], (None, None))[1]
     return {
         "arch": net.arch or type(net).__name__,
         "source": card.source or "random weights (no --weights given)",
@@ -283,7 +301,7 @@ def explain_data(
             "params": head.params,
             "macs": head.macs,
             "classes": net.num_classes,
-            "layers": ([_layer(net, "avgpool", shapes)] + ([_layer(net, "fc", shapes)] if net.num_classes else [])),
+            "layers": _head_layers(net, shapes),
         },  # fmt: skip
         "totals": {"params": summary.total_params, "macs": summary.total_macs},
         "code": code_parts(net),

@@ -30,19 +30,27 @@ def code_parts(net: ResNetBase) -> Dict[str, Dict[str, Any]]:
     """The source of each part, from the installed package: the stem, the stage builder (where the
     downsample shortcut is made), each block class and the head."""
     root = PACKAGE_ROOT
-    cls = type(net)
     parts: Dict[str, Any] = {}
-    candidates = {
-        "stem": getattr(cls, "_make_stem", None) or cls.__init__,
-        "stage": getattr(cls, "_make_layer", None) or cls.__init__,
-        "head": getattr(cls, "forward_head", None),
-    }
-    for key, obj in candidates.items():
+    for key, obj in _builders(net).items():
         if obj is not None and (source := _source(obj, root)) is not None:
             parts[key] = source
     for name in net.stage_names:
-        for block in getattr(net, name):
+        for _, block in net.stage_blocks(name):
             key = f"block:{type(block).__name__}"
             if key not in parts and (source := _source(type(block), root)) is not None:
                 parts[key] = source
     return parts
+
+
+def _builders(net: ResNetBase) -> Dict[str, Any]:
+    """The functions that build the stem, a stage and the head of ``net``'s class."""
+    from ..models import ResNet, ResNetV2
+    from ..models import resnetv2 as v2
+    from ..models.stems import build_stem
+
+    cls = type(net)
+    if isinstance(net, ResNetV2):
+        return {"stem": v2._stem, "stage": v2._stage, "head": v2.ClassifierHead.forward}
+    if isinstance(net, ResNet):
+        return {"stem": build_stem, "stage": ResNet._make_layer, "head": cls.forward_head}
+    return {"stem": cls.__init__, "stage": cls.__init__, "head": cls.forward_head}

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..models import BasicBlock, Bottleneck, ResNetBase
+from ..models import ResNetBase
+from ..models.attention import BlurPool2d
 from .trace import Tracer, projection_why
 
 COUNTED = (
@@ -97,9 +98,12 @@ def trace_layers(
 
     from ..measure import count_macs
 
-    traced = (nn.Conv2d, nn.Linear, nn.MaxPool2d, BasicBlock, Bottleneck)
+    traced = (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d)
+    blocks = {id(b) for name in getattr(model, "stage_names", ()) for _, b in model.stage_blocks(name)}  # type: ignore[operator]
+    stem = {id(m) for _, m in model.stem_modules()} if hasattr(model, "stem_modules") else set()  # type: ignore[operator]
     # MACs come from torch's FLOP counter; the tracer gives shapes and which layer counts what.
-    with Tracer(model, keep=lambda m: isinstance(m, traced), on_call=count) as tracer:
+    keep = lambda m: isinstance(m, traced) or id(m) in blocks or id(m) in stem  # noqa: E731
+    with Tracer(model, keep=keep, on_call=count) as tracer:
         _, per_module = count_macs(model, input_size, in_chans)
     shapes = tracer.shapes
     for name, count in counts.items():
@@ -124,19 +128,20 @@ def _conv_spec(conv: nn.Conv2d) -> str:
     return k
 
 
+def block_convs(block: nn.Module) -> List[nn.Conv2d]:
+    """The convolutions of a block's residual branch, in order (not its shortcut or its attention)."""
+    named = [getattr(block, n, None) for n in ("conv1", "conv2", "conv3")]
+    convs = [c for c in named if isinstance(c, nn.Conv2d)]
+    return convs or [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+
+
 def block_spec(block: nn.Module) -> str:
     """The paper's notation for one block, e.g. ``1x1, 64 | 3x3, 64 | 1x1, 256``."""
-    if isinstance(block, Bottleneck):
-        convs = [block.conv1, block.conv2, block.conv3]
-    elif isinstance(block, BasicBlock):
-        convs = [block.conv1, block.conv2]
-    else:
-        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
-    return " | ".join(_conv_spec(c) for c in convs)
+    return " | ".join(_conv_spec(c) for c in block_convs(block))
 
 
-def stage_spec(stage: nn.Sequential) -> str:
-    specs = [block_spec(b) for b in stage]
+def stage_spec(blocks: List[nn.Module]) -> str:
+    specs = [block_spec(b) for b in blocks]
     # Dilation may differ between the first block and the rest; show both when it does.
     if all(s == specs[0] for s in specs):
         return f"[{specs[0]}] x {len(specs)}"
@@ -155,30 +160,55 @@ def _projection_reason(block: nn.Module, in_shape: List[int], out_shape: List[in
     return " and ".join(kind for kind, _ in projection_why(in_shape, out_shape)) or "configured"
 
 
+def _pool_spec(pool: nn.Module) -> Optional[str]:
+    """How the stem's pooling layer downsamples, in words (None: it does not)."""
+    if isinstance(pool, nn.MaxPool2d):
+        return f"{pool.kernel_size}x{pool.kernel_size} max pool, stride {pool.stride}"
+    if isinstance(pool, nn.AvgPool2d):
+        return f"{pool.kernel_size}x{pool.kernel_size} average pool, stride {pool.stride} (anti-aliased)"
+    if isinstance(pool, BlurPool2d):
+        return f"3x3 blur, stride {pool.stride}"
+    if isinstance(pool, nn.Sequential):
+        parts = [_pool_spec(m) or type(m).__name__ for m in pool if not isinstance(m, (nn.ReLU, nn.Identity))]
+        convs = [m for m in pool if isinstance(m, nn.Conv2d)]
+        if convs:
+            c = convs[0]
+            return f"{c.kernel_size[0]}x{c.kernel_size[1]} conv, stride {c.stride[0]} (instead of a max pool)"
+        return " then ".join(p.replace(" (anti-aliased)", "") for p in parts) + " (anti-aliased)"
+    return None
+
+
 def _stem_rows(model: ResNetBase, counts, shapes) -> List[StageRow]:
-    stem_convs = [m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)]
+    modules = model.stem_modules()
+    pools = [(n, m) for n, m in modules if n.endswith(("maxpool", "pool")) and _pool_spec(m)]
+    body = [(n, m) for n, m in modules if (n, m) not in pools]
+    convs = [c for _, m in body for c in m.modules() if isinstance(c, nn.Conv2d)]
     stem_spec = " | ".join(
-        f"{_conv_spec(c)}, stride {c.stride[0]}" if c.stride[0] > 1 else _conv_spec(c) for c in stem_convs
+        f"{_conv_spec(c)}, stride {c.stride[0]}" if c.stride[0] > 1 else _conv_spec(c) for c in convs
     )
-    stem_out = shapes["layer1.0"][0][1:] if isinstance(model.maxpool, nn.Identity) else shapes["maxpool"][0][1:]
-    params = _params(model.conv1) + _params(model.bn1)
-    rows = [StageRow("conv1", "conv1", stem_out, stem_spec, 1, params, _macs_under(counts, "conv1"))]
-    mp = model.maxpool
-    if isinstance(mp, nn.MaxPool2d):
-        spec = f"{mp.kernel_size}x{mp.kernel_size} max pool, stride {mp.stride}"
-        rows.append(StageRow("pool", "maxpool", shapes["maxpool"][1][1:], spec, 1, 0, 0))
+    with_conv = [n for n, m in body if any(isinstance(c, nn.Conv2d) for c in m.modules())]
+    out = shapes[with_conv[-1]][1][1:]  # the stem's last convolution's output
+    params = sum(_params(m) for _, m in body)
+    macs = sum(_macs_under(counts, n) for n, _ in body)
+    rows = [StageRow("conv1", model.first_conv.rsplit(".", 1)[0], out, stem_spec, 1, params, macs)]
+    for name, pool in pools:
+        rows.append(
+            StageRow(
+                "pool", name, shapes[name][1][1:], str(_pool_spec(pool)), 1, _params(pool), _macs_under(counts, name)
+            )
+        )
     return rows
 
 
 def _block_row(name: str, block: Any, counts, shapes) -> BlockRow:
     in_shape, out_shape = shapes[name]
-    spatial = [c for c in block.modules() if isinstance(c, nn.Conv2d) and c.kernel_size[0] > 1]
+    spatial = [c for c in block_convs(block) if c.kernel_size[0] > 1]
     return BlockRow(
         name,
         type(block).__name__,
         in_shape,
         out_shape,
-        int(block.stride),
+        int(getattr(block, "stride", max(c.stride[0] for c in block_convs(block)))),
         max((c.dilation[0] for c in spatial), default=1),
         block.downsample is not None,
         _projection_reason(block, in_shape, out_shape),
@@ -188,12 +218,15 @@ def _block_row(name: str, block: Any, counts, shapes) -> BlockRow:
 
 
 def _head_row(model: ResNetBase, counts) -> StageRow:
-    fc = model.fc
+    fc = model.get_classifier()
     if isinstance(fc, nn.Linear):
         spec = f"average pool, {fc.in_features}-d fc, {fc.out_features} outputs"
+    elif isinstance(fc, nn.Conv2d):
+        spec = f"average pool, {fc.in_channels}-d 1x1 conv classifier, {fc.out_channels} outputs"
     else:
         spec = f"average pool, {model.num_features}-d features (no classifier)"
-    return StageRow("head", "fc", [1, 1], spec, 1, _params(fc), _macs_under(counts, "fc"))
+    name = model.classifier_name
+    return StageRow("head", name, [1, 1], spec, 1, _params(fc), _macs_under(counts, name))
 
 
 def summarize(
@@ -204,12 +237,13 @@ def summarize(
     stages = _stem_rows(model, counts, shapes)
     blocks: List[BlockRow] = []
     for i, name in enumerate(model.stage_names, start=1):
-        stage = getattr(model, name)
-        blocks += [_block_row(f"{name}.{j}", block, counts, shapes) for j, block in enumerate(stage)]
-        out_size = shapes[f"{name}.{len(stage) - 1}"][1][1:]
-        spec = stage_spec(stage)
+        members = model.stage_blocks(name)
+        blocks += [_block_row(block_name, block, counts, shapes) for block_name, block in members]
+        out_size = shapes[members[-1][0]][1][1:]
+        spec = stage_spec([b for _, b in members])
+        stage = model.stage(name)
         stages.append(
-            StageRow(f"conv{i + 1}_x", name, out_size, spec, len(stage), _params(stage), _macs_under(counts, name))
+            StageRow(f"conv{i + 1}_x", name, out_size, spec, len(members), _params(stage), _macs_under(counts, name))
         )
     stages.append(_head_row(model, counts))
     return Summary(

@@ -36,10 +36,10 @@ def stage_maps(net: ResNetBase, x: torch.Tensor) -> Dict[str, torch.Tensor]:
     """The output of the stem (after the max-pool) and of every stage, for one image."""
     maps = {}
     with torch.no_grad():
-        y = net.maxpool(net.forward_stem(x))
+        y = net.stem_pool(net.forward_stem(x))
         maps["stem"] = y
         for name in net.stage_names:
-            y = getattr(net, name)(y)
+            y = net.stage(name)(y)
             maps[name] = y
     return maps
 
@@ -57,6 +57,6 @@ def stage_cams(net: ResNetBase, x: torch.Tensor, shown: np.ndarray) -> Dict[str,
 
     cams = {}
     for name in net.stage_names:
-        heat = grad_cam(net, x, layer=getattr(net, name))[0]
+        heat = grad_cam(net, x, layer=net.stage(name))[0]
         cams[name] = jpeg_uri(overlay(shown, heat).resize((CAM_SIDE, CAM_SIDE), Image.Resampling.BILINEAR))
     return cams

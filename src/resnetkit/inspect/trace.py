@@ -34,7 +34,8 @@ def size_arithmetic(module: nn.Module, in_side: int, out_side: int) -> Optional[
 def layer_spec(module: nn.Module) -> str:
     if isinstance(module, nn.Conv2d):
         k = pair(module.kernel_size)
-        text = f"conv {k[0]}x{k[1]}, {module.in_channels}→{module.out_channels}"
+        kind = "weight-standardised conv" if type(module).__name__ == "StdConv2d" else "conv"
+        text = f"{kind} {k[0]}x{k[1]}, {module.in_channels}→{module.out_channels}"
         s, d = pair(module.stride)[0], pair(module.dilation)[0]
         text += f", stride {s}" if s > 1 else ""
         text += f", groups {module.groups}" if module.groups > 1 else ""
@@ -45,6 +46,19 @@ def layer_spec(module: nn.Module) -> str:
         return f"fully connected {module.in_features}→{module.out_features}"
     if isinstance(module, nn.AdaptiveAvgPool2d):
         return "global average pool"
+    if isinstance(module, nn.AvgPool2d):
+        size = pair(module.kernel_size)[0]
+        return f"average pool {size}x{size}, stride {pair(module.stride)[0]}"
+    if type(module).__name__ == "SelectAdaptivePool":
+        return f"global {getattr(module, 'pool_type', 'avg') or 'no'} pool"
+    if type(module).__name__ == "BlurPool2d":
+        return f"blur 3x3 (anti-aliasing), stride {getattr(module, 'stride', 2)}"
+    if isinstance(module, nn.ConstantPad2d):
+        return "zero padding 1 (BiT's fixed 'same' padding)"
+    if type(module).__name__ == "SqueezeExcitation":
+        return "squeeze-and-excitation (channel gate)"
+    if type(module).__name__ == "EfficientChannelAttention":
+        return "efficient channel attention (channel gate)"
     if isinstance(module, nn.ReLU):
         return "ReLU"
     if "Norm" in type(module).__name__:
@@ -98,7 +112,24 @@ def _grow(rf: Tuple[int, int], module: nn.Module) -> Tuple[int, int]:
         d = pair(getattr(module, "dilation", 1))[0]
         size, jump = rf
         return size + (d * (f - 1)) * jump, jump * s
+    if isinstance(module, nn.ConstantPad2d):
+        return rf
+    if type(module).__name__ == "BlurPool2d":  # a fixed 3x3 low-pass, then the stride
+        size, jump = rf
+        stride = int(getattr(module, "stride", 2))
+        return size + 2 * jump, jump * stride
     return rf
+
+
+def _main_path(module: nn.Module):
+    """The layers of a residual branch in forward order: not the shortcut, not the attention gate."""
+    for name, child in module.named_children():
+        if name in ("downsample", "se"):
+            continue
+        if isinstance(child, nn.Sequential):
+            yield from _main_path(child)
+        else:
+            yield child
 
 
 def receptive_fields(net: ResNetBase) -> Dict[str, int]:
@@ -106,15 +137,14 @@ def receptive_fields(net: ResNetBase) -> Dict[str, int]:
     along the main path (the widest path: the shortcut never sees further)."""
     rf = (1, 1)
     out = {}
-    for m in net.conv1.modules() if isinstance(net.conv1, nn.Sequential) else [net.conv1]:
-        rf = _grow(rf, m)
-    rf = _grow(rf, net.maxpool)
+    for _, module in net.stem_modules():
+        for m in module.modules():
+            rf = _grow(rf, m)
     out["stem"] = rf[0]
     for name in net.stage_names:
-        for block in getattr(net, name):
-            for child in block.children():
-                if isinstance(child, nn.Conv2d):
-                    rf = _grow(rf, child)
+        for _, block in net.stage_blocks(name):
+            for child in _main_path(block):
+                rf = _grow(rf, child)
         out[name] = rf[0]
     return out
 

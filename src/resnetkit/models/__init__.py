@@ -3,17 +3,20 @@ except the exception hierarchy at the bottom."""
 
 from .base import FeatureInfo, ResNetBase, feature_take_indices
 from .blocks import BasicBlock, Bottleneck, conv1x1, conv3x3
-from .builders import ARCHITECTURES, CIFAR_DEPTHS, VARIANTS, make_resnet
+from .builders import make_model, make_resnet
 from .cifar import CifarResNet
 from .features import FeatureResNet
 from .norm import NORM_LAYERS, frozen_batch_norm, group_norm
 from .registry import build_architecture, get_constructor, list_models, register_model
 from .resnet import ResNet
+from .resnetv2 import ResNetV2
+from .table import ARCHITECTURES, TORCHVISION_NAMES, Arch, architecture_depths, families
 
 __all__ = [
     "ARCHITECTURES",
-    "CIFAR_DEPTHS",
-    "VARIANTS",
+    "Arch",
+    "architecture_depths",
+    "TORCHVISION_NAMES",
     "BasicBlock",
     "Bottleneck",
     "CifarResNet",
@@ -22,6 +25,9 @@ __all__ = [
     "NORM_LAYERS",
     "ResNet",
     "ResNetBase",
+    "ResNetV2",
+    "families",
+    "make_model",
     "build_architecture",
     "conv1x1",
     "conv3x3",

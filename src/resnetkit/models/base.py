@@ -261,10 +261,11 @@ class ResNetBase(nn.Module):
     def pretrained_cfg(self) -> Dict[str, Any]:
         """timm's ``pretrained_cfg`` (architecture, input size, crop_pct, mean, std, classifier, ...),
         computed from the model's card and its structure. Assigning a timm-style dict updates the card."""
-        first = "conv1.0" if isinstance(self.conv1, nn.Sequential) else "conv1"
         size = self.card.input_size
         pool = -(-size // self.feature_info[-1]["reduction"])
-        return self.card.pretrained_cfg(first_conv=first, pool_size=(pool, pool))
+        cfg = self.card.pretrained_cfg(first_conv=self.first_conv, pool_size=(pool, pool))
+        cfg["classifier"] = self.classifier_name
+        return cfg
 
     @pretrained_cfg.setter
     def pretrained_cfg(self, value: Dict[str, Any]) -> None:
@@ -297,6 +298,32 @@ class ResNetBase(nn.Module):
     def head_hidden_size(self) -> int:
         """The size of the pooled features ``forward_head(pre_logits=True)`` returns (timm's name)."""
         return self.num_features * getattr(self.avgpool, "multiplier", 1)
+
+    @property
+    def classifier_name(self) -> str:
+        """The classifier's module name (its weights are ``NAME.weight`` and ``NAME.bias``)."""
+        return "fc"
+
+    @property
+    def first_conv(self) -> str:
+        """The input convolution's module name (timm's ``first_conv``)."""
+        return "conv1.0" if isinstance(self.conv1, nn.Sequential) else "conv1"
+
+    def stem_modules(self) -> List[Tuple[str, nn.Module]]:
+        """The stem's modules in order, by name: what runs before the first stage."""
+        return [("conv1", self.conv1), ("bn1", self.bn1), ("relu", self.relu), ("maxpool", self.maxpool)]
+
+    def stage(self, name: str) -> nn.Module:
+        """A stage by its name in ``stage_names`` (``layer1``, or ``stages.0`` for a ResNetV2)."""
+        return self.get_submodule(name)
+
+    def stage_blocks(self, name: str) -> List[Tuple[str, nn.Module]]:
+        """The residual blocks of a stage, with their full module names (``layer1.0``, or
+        ``stages.0.blocks.0`` for a ResNetV2)."""
+        stage = self.stage(name)
+        inner = getattr(stage, "blocks", stage)
+        prefix = f"{name}.blocks" if inner is not stage else name
+        return [(f"{prefix}.{j}", block) for j, block in enumerate(inner)] if isinstance(inner, nn.Sequential) else []
 
     @property
     def intermediate_info(self) -> FeatureInfo:
@@ -334,6 +361,14 @@ class ResNetBase(nn.Module):
             self.check_dtype(x)
         return self.relu(self.bn1(self.conv1(x)))
 
+    def stem_pool(self, x: Tensor) -> Tensor:
+        """The rest of the stem: from feature index 0 to what the first stage receives."""
+        return self.maxpool(x)
+
+    def final_norm(self, x: Tensor) -> Tensor:
+        """What follows the last stage before the head (a pre-activation network's norm; else nothing)."""
+        return x
+
     @torch.jit.unused
     def _run_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
@@ -346,12 +381,12 @@ class ResNetBase(nn.Module):
     @torch.jit.unused
     def _run_stages(self, x: Tensor) -> Tensor:
         for name in self.stage_names:
-            x = self._run_stage(getattr(self, name), x)
+            x = self._run_stage(self.stage(name), x)
         return x
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """Stem and every stage: the last feature map."""
-        return self._run_stages(self.maxpool(self.forward_stem(x)))
+        """Stem and every stage (and a final norm, where there is one): the last feature map."""
+        return self.final_norm(self._run_stages(self.stem_pool(self.forward_stem(x))))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Global pool and classifier; ``pre_logits=True`` returns the pooled features."""
@@ -361,6 +396,10 @@ class ResNetBase(nn.Module):
         if pre_logits:
             return x
         return self.fc(x)
+
+    def classify(self, features: Tensor) -> Tensor:
+        """The classifier alone, on pooled features (N, head_hidden_size): the logits."""
+        return self.fc(features)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
@@ -378,7 +417,8 @@ class ResNetBase(nn.Module):
         its activation, 1.. the stages; ``indices`` None = all, int n = the last n, negative
         indices count from the end. Returns (last feature map, maps), or the maps alone with
         ``intermediates_only``; ``stop_early`` skips the stages after the last one asked for.
-        ``norm`` is accepted for interface compatibility (ResNets have no final norm)."""
+        ``norm=True`` applies a pre-activation network's final norm to the last stage's map (a
+        ResNet v1 has none)."""
         if output_fmt != "NCHW":
             raise InvalidOption(f"output_fmt {output_fmt!r}: ResNets produce NCHW feature maps only")
         take, last = feature_take_indices(len(self.intermediate_info), indices)
@@ -386,14 +426,17 @@ class ResNetBase(nn.Module):
         x = self.forward_stem(x)
         if 0 in take:
             maps.append(x)
-        x = self.maxpool(x)
+        x = self.stem_pool(x)
         stages = self.stage_names[:last] if (stop_early or intermediates_only) else self.stage_names
+        final = len(self.stage_names)
         for i, name in enumerate(stages, start=1):
-            x = self._run_stage(getattr(self, name), x)
+            x = self._run_stage(self.stage(name), x)
             if i in take:
-                maps.append(x)
+                maps.append(self.final_norm(x) if (norm and i == final) else x)
         if intermediates_only:
             return maps
+        if len(stages) == final:
+            x = self.final_norm(x)
         return x, maps
 
     def prune_intermediate_layers(
@@ -402,11 +445,19 @@ class ResNetBase(nn.Module):
         """Drop the stages after the last index wanted (and the head), for a model used only
         through ``forward_intermediates``. Returns the kept indices."""
         take, last = feature_take_indices(len(self.intermediate_info), indices)
-        for name in self.stage_names[last:]:
-            setattr(self, name, nn.Identity())
+        self.truncate(last)
         if prune_head:
             self.reset_classifier(0, "")
         return take
+
+    def truncate(self, last: int) -> Tuple[str, ...]:
+        """Keep the stem and the first ``last`` stages (a backbone); returns the names of the modules
+        that no longer compute anything (their weights are skipped when a classifier's are loaded)."""
+        dropped = self.stage_names[last:]
+        for name in dropped:
+            setattr(self, name, nn.Identity())
+        self.stage_names = self.stage_names[:last]
+        return tuple(dropped) + ("fc",)
 
     # ---- head ----------------------------------------------------------------------------------
 

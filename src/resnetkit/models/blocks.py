@@ -12,7 +12,8 @@ from typing import Callable, Optional
 from torch import Tensor, nn
 
 from ..errors import InvalidOption
-from .layers import drop_path_layer, squeeze_excite
+from .attention import anti_alias, attention
+from .layers import drop_path_layer
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -87,10 +88,16 @@ class BasicBlock(nn.Module):
         groups: grouped convolution (must be 1: a BasicBlock has no inner width).
         base_width: must be 64.
         norm_layer: the norm constructor (default ``nn.BatchNorm2d``).
-        se: add a squeeze-and-excitation module after the last norm (SE-ResNet).
+        se: add a squeeze-and-excitation module after the last norm (SE-ResNet); same as
+            ``attn_layer="se"``.
         drop_path: stochastic-depth rate of this block (0: none).
         dilation: the dilation of conv2.
         first_dilation: the dilation of conv1 (default: ``dilation``).
+        attn_layer: channel attention after the last norm: "se" or "eca" (timm's ``attn_layer``).
+        attn_rd_ratio: the squeeze-and-excitation's reduction (1/16; ResNet-RS 1/4).
+        aa_layer: anti-aliased downsampling, "avg" or "blur": a strided conv1 runs at stride 1 and
+            the subsampling follows its activation.
+        reduce_first: conv1's output width is ``planes // reduce_first``.
 
     Examples:
         >>> import torch
@@ -114,6 +121,10 @@ class BasicBlock(nn.Module):
         se: bool = False,
         drop_path: float = 0.0,
         first_dilation: Optional[int] = None,
+        attn_layer: Optional[str] = None,
+        attn_rd_ratio: float = 1.0 / 16,
+        aa_layer: Optional[str] = None,
+        reduce_first: int = 1,
     ) -> None:
         super().__init__()
         if norm_layer is None:
@@ -127,14 +138,18 @@ class BasicBlock(nn.Module):
         first_dilation = dilation if first_dilation is None else first_dilation
         if dilation < 1 or first_dilation < 1:
             raise InvalidOption(f"dilation must be >= 1, got {dilation} (first_dilation {first_dilation})")
-        self.conv1 = conv3x3(inplanes, planes, stride, dilation=first_dilation)
-        self.bn1 = norm_layer(planes)
+        first_planes = planes // reduce_first
+        use_aa = aa_layer is not None and (stride == 2 or first_dilation != dilation)
+        self.conv1 = conv3x3(inplanes, first_planes, 1 if use_aa else stride, dilation=first_dilation)
+        self.bn1 = norm_layer(first_planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes, dilation=dilation)
+        # Variant options: absent by default, so torchvision's modules, keys and RNG order are
+        # untouched; when present, in timm's order (the same keys, the same draws).
+        if use_aa:
+            self.aa = anti_alias(aa_layer, first_planes, stride)
+        self.conv2 = conv3x3(first_planes, planes, dilation=dilation)
         self.bn2 = norm_layer(planes)
-        # Variant options: absent (None) by default, so torchvision's modules, keys and RNG order
-        # are untouched; when present, registered before ``downsample`` as timm does (same key order).
-        self.se = squeeze_excite(planes) if se else None
+        self.se = attention("se" if se else attn_layer, planes, attn_rd_ratio)
         self.downsample = downsample
         self.stride = stride
         self.drop_path = drop_path_layer(drop_path)
@@ -145,6 +160,8 @@ class BasicBlock(nn.Module):
         out = self.conv1(x)
         out = self.bn1(out)
         out = self.relu(out)
+        if hasattr(self, "aa"):
+            out = self.aa(out)
 
         out = self.conv2(out)
         out = self.bn2(out)
@@ -176,10 +193,18 @@ class Bottleneck(nn.Module):
         groups: grouped convolution in the 3x3 (ResNeXt's cardinality).
         base_width: width per group (64 for a plain ResNet; 128 for a wide ResNet-2).
         norm_layer: the norm constructor (default ``nn.BatchNorm2d``).
-        se: add a squeeze-and-excitation module after the last norm (SE-ResNet).
+        se: add a squeeze-and-excitation module after the last norm (SE-ResNet); same as
+            ``attn_layer="se"``.
         drop_path: stochastic-depth rate of this block (0: none).
-        dilation: the dilation of the 3x3.
+        dilation: the dilation of the 3x3 (of later blocks of a dilated stage).
         stride_in_1x1: put the stride on the first 1x1 (ResNet v1, transformers' ``downsample_in_bottleneck``).
+        first_dilation: the dilation of this block's 3x3 when it differs (the first block of a
+            dilated stage keeps the previous stage's; default ``dilation``).
+        attn_layer: channel attention after the last norm: "se" or "eca".
+        attn_rd_ratio: the squeeze-and-excitation's reduction (1/16; ResNet-RS 1/4).
+        aa_layer: anti-aliased downsampling, "avg" or "blur": a strided 3x3 runs at stride 1 and
+            the subsampling follows its activation.
+        reduce_first: the first 1x1's output width is the inner width // ``reduce_first`` (SENet-154: 2).
 
     Examples:
         >>> import torch
@@ -204,6 +229,11 @@ class Bottleneck(nn.Module):
         se: bool = False,
         drop_path: float = 0.0,
         stride_in_1x1: bool = False,
+        first_dilation: Optional[int] = None,
+        attn_layer: Optional[str] = None,
+        attn_rd_ratio: float = 1.0 / 16,
+        aa_layer: Optional[str] = None,
+        reduce_first: int = 1,
     ) -> None:
         super().__init__()
         if norm_layer is None:
@@ -214,14 +244,20 @@ class Bottleneck(nn.Module):
                 f"Bottleneck inner width is 0 for planes={planes}, width_per_group={base_width}, "
                 f"groups={groups}; increase width_per_group"
             )
+        first_dilation = dilation if first_dilation is None else first_dilation
+        first_planes = width // reduce_first
+        use_aa = aa_layer is not None and (stride == 2 or first_dilation != dilation)
+        stride_3x3 = 1 if (stride_in_1x1 or use_aa) else stride
         # ResNet v1.5 puts the stride on the 3x3; v1 (``stride_in_1x1``) on the first 1x1.
-        self.conv1 = conv1x1(inplanes, width, stride if stride_in_1x1 else 1)
-        self.bn1 = norm_layer(width)
-        self.conv2 = conv3x3(width, width, 1 if stride_in_1x1 else stride, groups, dilation)
+        self.conv1 = conv1x1(inplanes, first_planes, stride if stride_in_1x1 else 1)
+        self.bn1 = norm_layer(first_planes)
+        self.conv2 = conv3x3(first_planes, width, stride_3x3, groups, first_dilation)
         self.bn2 = norm_layer(width)
+        if use_aa:
+            self.aa = anti_alias(aa_layer, width, stride)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
-        self.se = squeeze_excite(planes * self.expansion) if se else None
+        self.se = attention("se" if se else attn_layer, planes * self.expansion, attn_rd_ratio)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
@@ -237,6 +273,8 @@ class Bottleneck(nn.Module):
         out = self.conv2(out)
         out = self.bn2(out)
         out = self.relu(out)
+        if hasattr(self, "aa"):
+            out = self.aa(out)
 
         out = self.conv3(out)
         out = self.bn3(out)

@@ -1,80 +1,76 @@
-"""The architectures, as data: block, stage depths and the options that define each name.
-
-Every name is registered with ``register_model`` at import; weights are layered on top by
-``resnetkit.weights.factory``, whose public builders (``resnet50(weights=...)``) build from here.
+"""Building the architectures of the table (``models/table.py``): its class and block names mapped
+to the classes, a pruned network's channel map applied. Every name is registered with
+``register_model`` at import; weights are layered on top by ``resnetkit.weights.factory``, whose
+public builders (``resnet50(weights=...)``) build from here.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Dict, Tuple, Type
+from typing import Any, Dict, Type
 
 from ..errors import InvalidOption
+from .base import ResNetBase
 from .blocks import BasicBlock, Bottleneck
 from .cifar import CifarResNet
+from .norm import NORM_LAYERS
+from .pruning import apply_channel_map, channel_map
 from .registry import register_model
 from .resnet import ResNet
+from .resnetv2 import ResNetV2
+from .table import ARCHITECTURES
 
-Spec = Tuple[Type[Any], Tuple[int, ...], Dict[str, Any]]
-
-# name -> (block, stage depths, fixed options). Users may not override the fixed options: they
-# are what makes the name mean what it says.
-ARCHITECTURES: Dict[str, Spec] = {
-    "resnet18": (BasicBlock, (2, 2, 2, 2), {}),
-    "resnet34": (BasicBlock, (3, 4, 6, 3), {}),
-    "resnet50": (Bottleneck, (3, 4, 6, 3), {}),
-    "resnet101": (Bottleneck, (3, 4, 23, 3), {}),
-    "resnet152": (Bottleneck, (3, 8, 36, 3), {}),
-    "resnext50_32x4d": (Bottleneck, (3, 4, 6, 3), {"groups": 32, "width_per_group": 4}),
-    "resnext101_32x8d": (Bottleneck, (3, 4, 23, 3), {"groups": 32, "width_per_group": 8}),
-    "resnext101_64x4d": (Bottleneck, (3, 4, 23, 3), {"groups": 64, "width_per_group": 4}),
-    "wide_resnet50_2": (Bottleneck, (3, 4, 6, 3), {"width_per_group": 128}),
-    "wide_resnet101_2": (Bottleneck, (3, 4, 23, 3), {"width_per_group": 128}),
-}
-
-# Variants from "Bag of Tricks" (He et al. 2019) and SENets, laid out as timm's models of the
-# same names (identical state_dict keys), so their weights load as they are.
-_C = {"stem_type": "deep", "stem_width": 32}
-_D = {"stem_type": "deep", "stem_width": 32, "avg_down": True}
-VARIANTS: Dict[str, Spec] = {
-    "resnet18d": (BasicBlock, (2, 2, 2, 2), _D),
-    "resnet34d": (BasicBlock, (3, 4, 6, 3), _D),
-    "resnet50c": (Bottleneck, (3, 4, 6, 3), _C),
-    "resnet50d": (Bottleneck, (3, 4, 6, 3), _D),
-    "resnet101d": (Bottleneck, (3, 4, 23, 3), _D),
-    "seresnet50": (Bottleneck, (3, 4, 6, 3), {"se": True}),
-    "seresnext50_32x4d": (Bottleneck, (3, 4, 6, 3), {"groups": 32, "width_per_group": 4, "se": True}),
-}
-# CIFAR ResNets (He et al. 2015, Table 6): name -> blocks per stage n (depth 6n + 2).
-CIFAR_DEPTHS: Dict[str, int] = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
-
+CLASSES: Dict[str, Type[ResNetBase]] = {"ResNet": ResNet, "ResNetV2": ResNetV2, "CifarResNet": CifarResNet}
+BLOCKS = {"BasicBlock": BasicBlock, "Bottleneck": Bottleneck}
 CIFAR_OPTIONS = ("num_classes", "in_chans", "norm_layer", "zero_init_residual")
 
 
-def make_resnet(name: str, **options: Any) -> ResNet:
-    """Construct the ImageNet-style architecture ``name``; ``options`` are ``ResNet`` keyword arguments."""
-    block, layers, fixed = ARCHITECTURES[name] if name in ARCHITECTURES else VARIANTS[name]
-    clash = sorted(set(fixed) & set(options))
+def _fixed(name: str) -> Dict[str, Any]:
+    """A row's options with its names made objects (blocks, a norm layer)."""
+    fixed = dict(ARCHITECTURES[name].fixed)
+    block = fixed.get("block")
+    if isinstance(block, (list, tuple)):
+        fixed["block"] = [BLOCKS[b] for b in block]
+    elif block is not None:
+        fixed["block"] = BLOCKS[block]
+    if isinstance(fixed.get("norm_layer"), str):
+        fixed["norm_layer"] = NORM_LAYERS[fixed["norm_layer"]]
+    return fixed
+
+
+def make_model(name: str, **options: Any) -> ResNetBase:
+    """Construct the architecture ``name`` from its row; ``options`` are its class's keyword arguments."""
+    arch = ARCHITECTURES[name]
+    clash = sorted(set(arch.fixed) & set(options))
     if clash:
         raise InvalidOption(
-            f"{name} fixes {', '.join(f'{k}={fixed[k]}' for k in clash)}; build rk.ResNet(...) directly "
-            "for another value"
+            f"{name} fixes {', '.join(f'{k}={arch.fixed[k]}' for k in clash)}; build its class "
+            f"({arch.cls}) directly for another value"
         )
-    return ResNet(block, list(layers), **fixed, **options)
+    if arch.cls == "CifarResNet":
+        unsupported = sorted(set(options) - set(CIFAR_OPTIONS))
+        if unsupported:
+            raise InvalidOption(
+                f"{name} is a CIFAR ResNet (3x3 stem, 3 stages, option-A shortcuts): it does not take "
+                f"{', '.join(unsupported)}; it accepts {', '.join(CIFAR_OPTIONS)}"
+            )
+    if arch.cls == "ResNetV2" and "norm_layer" in options:
+        if options.pop("norm_layer") is not None:
+            raise InvalidOption(
+                f"{name} is a pre-activation ResNetV2: its norm comes with its activation "
+                f"(norm={arch.fixed.get('norm', 'group')!r}); it takes no norm_layer",
+                field="norm_layer",
+            )
+    model = CLASSES[arch.cls](**_fixed(name), **{**arch.defaults, **options})
+    if arch.channel_map:
+        apply_channel_map(model, channel_map(arch.channel_map), first_conv=model.first_conv)
+    return model
 
 
-def make_cifar_resnet(name: str, **options: Any) -> CifarResNet:
-    """Construct the CIFAR ResNet ``name``; it takes num_classes, in_chans and norm_layer only."""
-    unsupported = sorted(set(options) - set(CIFAR_OPTIONS))
-    if unsupported:
-        raise InvalidOption(
-            f"{name} is a CIFAR ResNet (3x3 stem, 3 stages, option-A shortcuts): it does not take "
-            f"{', '.join(unsupported)}; it accepts {', '.join(CIFAR_OPTIONS)}"
-        )
-    return CifarResNet(CIFAR_DEPTHS[name], **options)
+def make_resnet(name: str, **options: Any) -> ResNetBase:
+    """Construct the architecture ``name`` (kept under its earlier name)."""
+    return make_model(name, **options)
 
 
-for _name in (*ARCHITECTURES, *VARIANTS):
-    register_model(_name, partial(make_resnet, _name))
-for _name in CIFAR_DEPTHS:
-    register_model(_name, partial(make_cifar_resnet, _name))
+for _name in ARCHITECTURES:
+    register_model(_name, partial(make_model, _name))

@@ -1,4 +1,5 @@
-"""Building blocks of the ResNet variants: squeeze-and-excitation, stochastic depth, shortcuts."""
+"""Building blocks of the ResNet variants: stochastic depth, the shortcuts' pooling, option-A shortcuts
+(attention and anti-aliasing are in attention.py)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InvalidOption
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round ``value`` to the nearest multiple of ``divisor`` (at least ``divisor``)."""
-    return max(divisor, int(value + divisor / 2) // divisor * divisor)
-
-
-def squeeze_excite(channels: int, rd_ratio: float = 1.0 / 16) -> nn.Module:
-    """Squeeze-and-excitation (Hu et al. 2018): global average -> 1x1 conv reduce (ratio 1/16,
-    rounded to a multiple of 8) -> ReLU -> 1x1 conv expand -> sigmoid gate on the channels.
-    torchvision.ops.SqueezeExcitation has timm's SEModule key names (``fc1``, ``fc2``), so timm's
-    SE-ResNet weights load as they are; imported only when an SE model is built."""
-    from torchvision.ops import SqueezeExcitation
-
-    return SqueezeExcitation(channels, make_divisible(channels * rd_ratio))
 
 
 def drop_path_layer(p: float):

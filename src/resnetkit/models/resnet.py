@@ -8,9 +8,11 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidOption
+from .attention import ANTI_ALIAS, ATTENTION
 from .base import FeatureInfo, ResNetBase, check_input, check_num_classes, is_int
-from .blocks import BasicBlock, Bottleneck, NormLayer, conv1x1, conv3x3, last_norm
+from .blocks import BasicBlock, Bottleneck, NormLayer, conv1x1, last_norm
 from .layers import avg_down_pool
+from .stems import build_stem
 
 # torch.fx patches wrapped functions per calling module: record the check as one call here too.
 torch.fx.wrap("check_input")
@@ -18,7 +20,35 @@ torch.fx.wrap("check_input")
 Block = Type[Union[BasicBlock, Bottleneck]]
 
 STAGE_WIDTHS = (64, 128, 256, 512)
-STEM_TYPES = ("", "deep", "small")
+
+
+def _block_options(
+    se: bool, attn_layer: Optional[str], attn_rd_ratio: float, aa_layer: Optional[str], reduce_first: int
+) -> Dict[str, Any]:
+    """The options every block gets; only those that differ from the blocks' defaults, so a plain
+    ResNet calls torchvision's block signature alone."""
+    if attn_layer not in ATTENTION + (None,):
+        raise InvalidOption(
+            f"attn_layer {attn_layer!r} is not one of {', '.join(ATTENTION)} (or None)", field="attn_layer"
+        )
+    if aa_layer not in ANTI_ALIAS + (None,):
+        raise InvalidOption(f"aa_layer {aa_layer!r} is not one of {', '.join(ANTI_ALIAS)} (or None)", field="aa_layer")
+    if not is_int(reduce_first) or reduce_first < 1:
+        raise InvalidOption(
+            f"block_reduce_first must be an integer >= 1, got {reduce_first!r}", field="block_reduce_first"
+        )
+    if not 0 < attn_rd_ratio <= 1:
+        raise InvalidOption(f"attn_rd_ratio must be in (0, 1], got {attn_rd_ratio!r}", field="attn_rd_ratio")
+    options: Dict[str, Any] = {}
+    if se or attn_layer:
+        options["attn_layer"] = attn_layer or "se"
+        if attn_rd_ratio != 1.0 / 16:
+            options["attn_rd_ratio"] = attn_rd_ratio
+    if aa_layer:
+        options["aa_layer"] = aa_layer
+    if reduce_first != 1:
+        options["reduce_first"] = reduce_first
+    return options
 
 
 def validate_io(num_classes: Any, in_chans: Any) -> None:
@@ -90,24 +120,35 @@ def _validate(
     return dilate
 
 
-def _validate_variant(block: Any, stem_type: Any, stem_width: Any, drop_path_rate: Any, stride_in_1x1: Any) -> None:
-    if stem_type not in STEM_TYPES:
-        raise InvalidOption(
-            f"stem_type {stem_type!r} is not one of {', '.join(map(repr, STEM_TYPES))}", field="stem_type"
-        )
+def _validate_variant(
+    block: Any, stem_width: Any, drop_path_rate: Any, stride_in_1x1: Any, channels: Any, down_kernel_size: Any
+) -> None:
     if not is_int(stem_width) or stem_width < 1:
         raise InvalidOption(f"stem_width must be an integer >= 1, got {stem_width!r}", field="stem_width")
     if not 0.0 <= drop_path_rate < 1.0:
         raise InvalidOption(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}", field="drop_path_rate")
-    if stride_in_1x1 and not issubclass(block, Bottleneck):
+    if stride_in_1x1 and not all(issubclass(b, Bottleneck) for b in block):
         raise InvalidOption("stride_in_1x1 (ResNet v1) applies to Bottleneck blocks only", field="stride_in_1x1")
+    if len(channels) != 4 or not all(is_int(c) and c > 0 for c in channels):
+        raise InvalidOption(f"channels must be 4 positive stage widths, got {channels!r}", field="channels")
+    if down_kernel_size not in (1, 3):
+        raise InvalidOption(f"down_kernel_size must be 1 or 3, got {down_kernel_size!r}", field="down_kernel_size")
+
+
+def _stage_blocks(block: Any) -> List[Block]:
+    """One block class per stage: the same for all four, or a sequence of four (timm's test_resnet)."""
+    blocks = list(block) if isinstance(block, (list, tuple)) else [block] * 4
+    if len(blocks) != 4:
+        raise InvalidOption(f"block must be one block class or four (one per stage), got {block!r}", field="block")
+    return blocks
 
 
 class ResNet(ResNetBase):
-    """ResNet / ResNeXt / wide ResNet, module for module the same as torchvision's.
+    """ResNet / ResNeXt / wide ResNet, module for module the same as torchvision's; and, with the
+    options below, every ResNet of timm's ``resnet.py`` (the same module names, keys and order).
 
     Args:
-        block: ``BasicBlock`` or ``Bottleneck``.
+        block: ``BasicBlock`` or ``Bottleneck`` (or four of them, one per stage).
         layers: number of blocks in each of the four stages.
         num_classes: classifier outputs; 0 gives an identity head returning pooled features.
         zero_init_residual: zero the last norm weight of every block, so each block starts as identity.
@@ -117,14 +158,23 @@ class ResNet(ResNetBase):
             dilate its convolutions instead of striding (works for BasicBlock too).
         norm_layer: callable taking a channel count; defaults to ``nn.BatchNorm2d``.
         in_chans: input image channels.
-        stem_type: ``""`` (the 7x7 stem), ``"deep"`` (ResNet-C: three 3x3) or ``"small"`` (CIFAR-sized:
-            one 3x3, no max-pool).
+        stem_type: ``""`` (the 7x7 stem), ``"deep"`` (ResNet-C: three 3x3), ``"deep_tiered"``
+            (three 3x3, narrower first) or ``"small"`` (CIFAR-sized: one 3x3, no max-pool); see stems.py.
         stem_width: the width of a deep stem's first convolutions.
         avg_down: ResNet-D: the downsample shortcut average-pools, then projects at stride 1.
-        se: squeeze-and-excitation in every block.
+        se: squeeze-and-excitation in every block (same as ``attn_layer="se"``).
         drop_path_rate: stochastic depth, rising linearly per block to this rate.
         stride_in_1x1: the original ResNet v1 (stride on a bottleneck's first 1x1 instead of its 3x3),
             as Hugging Face's ``downsample_in_bottleneck=True``.
+        attn_layer: channel attention in every block: "se" or "eca".
+        attn_rd_ratio: the squeeze-and-excitation's reduction (1/16; ResNet-RS 1/4).
+        aa_layer: anti-aliased downsampling, "avg" (ResNet-AA) or "blur" (BlurPool), in the stem and
+            in every strided block.
+        replace_stem_pool: ResNet-RS: a strided 3x3 convolution with norm and ReLU instead of the stem's
+            max-pool.
+        block_reduce_first: the first convolution of every block is this many times narrower (SENet-154: 2).
+        down_kernel_size: the projection shortcut's kernel (1; SENet-154: 3).
+        channels: the four stages' base widths (default 64, 128, 256, 512).
 
     Examples:
         >>> import torch
@@ -142,7 +192,7 @@ class ResNet(ResNetBase):
 
     def __init__(
         self,
-        block: Block,
+        block: Union[Block, Sequence[Block]],
         layers: Sequence[int],
         num_classes: int = 1000,
         zero_init_residual: bool = False,
@@ -157,12 +207,23 @@ class ResNet(ResNetBase):
         se: bool = False,
         drop_path_rate: float = 0.0,
         stride_in_1x1: bool = False,
+        attn_layer: Optional[str] = None,
+        attn_rd_ratio: float = 1.0 / 16,
+        aa_layer: Optional[str] = None,
+        replace_stem_pool: bool = False,
+        block_reduce_first: int = 1,
+        down_kernel_size: int = 1,
+        channels: Sequence[int] = STAGE_WIDTHS,
     ) -> None:
         super().__init__()
-        dilate = _validate(
-            block, layers, num_classes, groups, width_per_group, replace_stride_with_dilation, norm_layer, in_chans
-        )
-        _validate_variant(block, stem_type, stem_width, drop_path_rate, stride_in_1x1)
+        blocks = _stage_blocks(block)
+        dilate = [False, False, False]
+        for stage_block in dict.fromkeys(blocks):
+            dilate = _validate(
+                stage_block, layers, num_classes, groups, width_per_group, replace_stride_with_dilation, norm_layer,
+                in_chans,
+            )  # fmt: skip
+        _validate_variant(blocks, stem_width, drop_path_rate, stride_in_1x1, channels, down_kernel_size)
         if norm_layer is None:
             norm_layer = nn.BatchNorm2d
         self._norm_layer = norm_layer
@@ -173,13 +234,17 @@ class ResNet(ResNetBase):
         self.groups = groups
         self.base_width = width_per_group
         self.in_chans = int(in_chans)
+        self._block_options = _block_options(se, attn_layer, attn_rd_ratio, aa_layer, block_reduce_first)
+        self._down_kernel_size = int(down_kernel_size)
         # Modules are made in torchvision's order (stem, stages, head): it is the order in which they
         # draw from the RNG, part of the drop-in contract.
-        self._make_stem(stem_type, stem_width, norm_layer)
+        stem = build_stem(self.in_chans, stem_type, stem_width, norm_layer, replace_stem_pool, aa_layer)
+        self.conv1, self.bn1, self.relu, self.maxpool = stem.conv1, stem.bn1, stem.relu, stem.maxpool
+        self.inplanes, self.stem_reduction = stem.channels, stem.reduction
         self._block_index, self._num_blocks, self._drop_path_rate = 0, sum(int(n) for n in layers), drop_path_rate
-        self._make_stages(block, layers, dilate)
+        self._make_stages(blocks, layers, dilate, list(channels), stem.pool_reduction)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.num_features = 512 * block.expansion
+        self.num_features = int(channels[-1]) * blocks[-1].expansion
         self.num_classes = int(num_classes)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         init_weights(self)
@@ -190,36 +255,15 @@ class ResNet(ResNetBase):
                 if isinstance(weight, torch.Tensor):
                     nn.init.constant_(weight, 0)
 
-    def _make_stem(self, stem_type: str, stem_width: int, norm_layer: NormLayer) -> None:
-        self.inplanes = 2 * stem_width if stem_type == "deep" else 64
-        if stem_type == "deep":
-            # ResNet-C (He et al. 2019): three 3x3 convs replace the 7x7 (timm's layout and key names).
-            self.conv1 = nn.Sequential(
-                conv3x3(self.in_chans, stem_width, stride=2),
-                norm_layer(stem_width),
-                nn.ReLU(inplace=True),
-                conv3x3(stem_width, stem_width),
-                norm_layer(stem_width),
-                nn.ReLU(inplace=True),
-                conv3x3(stem_width, self.inplanes),
-            )
-        elif stem_type == "small":
-            # Small inputs (CIFAR-sized): a 3x3 stride-1 stem and no max-pool keep the resolution.
-            self.conv1 = conv3x3(self.in_chans, self.inplanes)
-        else:
-            self.conv1 = nn.Conv2d(self.in_chans, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = norm_layer(self.inplanes)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity() if stem_type == "small" else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.stem_reduction = 1 if stem_type == "small" else 2
-
-    def _make_stages(self, block: Block, layers: Sequence[int], dilate: List[bool]) -> None:
+    def _make_stages(
+        self, blocks: List[Block], layers: Sequence[int], dilate: List[bool], widths: List[int], reduction: int
+    ) -> None:
         self.feature_info = FeatureInfo(
             [{"num_chs": self.inplanes, "reduction": self.stem_reduction, "module": "relu", "index": 0}]
         )
-        reduction = self.stem_reduction * (1 if self.stem_type == "small" else 2)  # the max-pool halves again
         names = []
-        for index, (width, depth, stride, dil) in enumerate(zip(STAGE_WIDTHS, layers, [1, 2, 2, 2], [False, *dilate])):
+        stages = zip(blocks, widths, layers, [1, 2, 2, 2], [False, *dilate])
+        for index, (block, width, depth, stride, dil) in enumerate(stages):
             name = f"layer{index + 1}"
             names.append(name)
             setattr(self, name, self._make_layer(block, width, int(depth), stride=stride, dilate=dil))
@@ -229,6 +273,21 @@ class ResNet(ResNetBase):
                 {"num_chs": width * block.expansion, "reduction": reduction, "module": name, "index": index + 1}
             )
         self.stage_names = tuple(names)
+
+    def _make_downsample(self, planes: int, stride: int, previous_dilation: int) -> nn.Module:
+        """The projection shortcut: a 1x1 (SENet-154: 3x3) strided convolution and a norm, or
+        (ResNet-D, ``avg_down``) an average pool then a stride-1 1x1 convolution and a norm."""
+        norm_layer, out = self._norm_layer, planes
+        if self.avg_down:
+            # ResNet-D: average-pool first, then a stride-1 projection, so no input is skipped.
+            return nn.Sequential(avg_down_pool(stride, self.dilation), conv1x1(self.inplanes, out), norm_layer(out))
+        kernel = 1 if stride == 1 and self.dilation == 1 else self._down_kernel_size
+        if kernel == 1:
+            return nn.Sequential(conv1x1(self.inplanes, out, stride), norm_layer(out))
+        dilation = previous_dilation
+        padding = ((stride - 1) + dilation * (kernel - 1)) // 2
+        conv = nn.Conv2d(self.inplanes, out, kernel, stride=stride, padding=padding, dilation=dilation, bias=False)
+        return nn.Sequential(conv, norm_layer(out))
 
     def _make_layer(
         self, block: Block, planes: int, blocks: int, stride: int = 1, dilate: bool = False
@@ -242,25 +301,13 @@ class ResNet(ResNetBase):
         # The projection shortcut is needed exactly when the residual cannot be added as is:
         # the block changes resolution or channel count.
         if stride != 1 or self.inplanes != planes * block.expansion:
-            if self.avg_down:
-                # ResNet-D: average-pool first, then a stride-1 projection, so no input is skipped.
-                downsample = nn.Sequential(
-                    avg_down_pool(stride, self.dilation),
-                    conv1x1(self.inplanes, planes * block.expansion),
-                    norm_layer(planes * block.expansion),
-                )
-            else:
-                downsample = nn.Sequential(
-                    conv1x1(self.inplanes, planes * block.expansion, stride),
-                    norm_layer(planes * block.expansion),
-                )
+            downsample = self._make_downsample(planes * block.expansion, stride, previous_dilation)
 
         first_options = self._variant_options()
         first_dilation = previous_dilation
-        if issubclass(block, BasicBlock) and previous_dilation != self.dilation:
-            # timm's convention for a dilated BasicBlock (torchvision refuses it): conv1 keeps the
-            # previous dilation, conv2 takes the new one. A Bottleneck's 3x3 takes the previous
-            # one, as in torchvision.
+        if previous_dilation != self.dilation:
+            # The first block of a dilated stage keeps the previous dilation where its stride would
+            # be (timm's convention; torchvision's for Bottleneck, which it alone dilates).
             first_options["first_dilation"] = previous_dilation
             first_dilation = self.dilation
         layers = [
@@ -292,13 +339,11 @@ class ResNet(ResNetBase):
         return nn.Sequential(*layers)
 
     def _variant_options(self) -> Dict[str, Any]:
-        """SE and stochastic depth for the next block (drop rate rising linearly with depth);
-        empty for a plain ResNet, so torchvision's block signature is all that is used."""
-        options: Dict[str, Any] = {}
+        """The block options of the next block (stochastic depth rising linearly with depth); empty
+        for a plain ResNet, so torchvision's block signature is all that is used."""
+        options: Dict[str, Any] = dict(self._block_options)
         if self.stride_in_1x1:
             options["stride_in_1x1"] = True
-        if self.se:
-            options["se"] = True
         if self._drop_path_rate > 0:
             options["drop_path"] = self._drop_path_rate * self._block_index / max(1, self._num_blocks - 1)
         self._block_index += 1

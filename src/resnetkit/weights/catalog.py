@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Optional, Type
+from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 
@@ -28,26 +28,38 @@ def imagenet_classes() -> List[str]:
 
 @dataclass(frozen=True)
 class WeightsEntry:
-    """One published set of weights: where it lives, how it was evaluated, how to preprocess for it."""
+    """One published set of weights: where it lives, how it was evaluated, how to preprocess for it.
+
+    torchvision's weights (and a few of timm's files) are downloaded from their URL and checked
+    against a sha256 prefix; timm's tags live in Hugging Face Hub repositories (``hub_id``) and come
+    through ``huggingface_hub`` (its cache, its integrity checks, its offline mode)."""
 
     name: str
     arch: str
     tag: str
-    url: str
-    file_name: str
-    sha256_prefix: str
     num_classes: int
     num_params: int
-    acc1: float
+    acc1: Optional[float]  # ImageNet-1k top-1 as published (None: not an ImageNet-1k classifier)
     acc5: Optional[float]
-    gflops: float
-    file_size_mb: Optional[float]
-    min_size: tuple
     preprocess: dict
+    url: Optional[str] = None
+    file_name: Optional[str] = None
+    sha256_prefix: Optional[str] = None
+    gflops: Optional[float] = None
+    file_size_mb: Optional[float] = None
+    min_size: tuple = (1, 1)
     default: bool = False
     legacy_files: tuple = field(default_factory=tuple)
     recipe: Optional[str] = None
     source: str = "torchvision"
+    hub_id: Optional[str] = None  # timm/NAME.TAG on the Hugging Face Hub
+    license: Optional[str] = None
+    in_chans: int = 3
+    test_input_size: Optional[int] = None  # timm's test-time size (evaluated there), when it differs
+    test_crop_pct: Optional[float] = None
+    eval_size: Optional[int] = None  # the size acc1/acc5 were measured at
+    paper: Optional[str] = None
+    origin_url: Optional[str] = None
 
     @property
     def meta(self) -> dict:
@@ -61,6 +73,12 @@ class WeightsEntry:
             "file_size_mb": self.file_size_mb,
             "recipe": self.recipe,
             "preprocess": dict(self.preprocess),
+            "hub_id": self.hub_id,
+            "license": self.license,
+            "test_input_size": self.test_input_size,
+            "test_crop_pct": self.test_crop_pct,
+            "eval_size": self.eval_size,
+            "paper": self.paper,
         }
 
     def preprocessing(self) -> Preprocess:
@@ -70,17 +88,27 @@ class WeightsEntry:
         """The evaluation preprocessing these weights were measured with (PIL image or tensor in)."""
         return self.preprocessing().transform()
 
+    @property
+    def on_hub(self) -> bool:
+        """Whether the weights come from a Hugging Face Hub repository (else from ``url``)."""
+        return self.url is None
+
     def download_url(self) -> str:
         """``url``, or the same file name under ``$RESNETKIT_WEIGHTS_MIRROR`` when that is set
         (an internal mirror of the published files; hashes are checked all the same)."""
+        if self.url is None:
+            raise InvalidOption(f"{self.name} lives on the Hugging Face Hub ({self.hub_id}), not at a URL")
         mirror = os.environ.get("RESNETKIT_WEIGHTS_MIRROR", "").strip()
         return f"{mirror.rstrip('/')}/{self.file_name}" if mirror else self.url
 
     def cache_path(self) -> Path:
-        return cache_dir() / self.file_name
+        return cache_dir() / str(self.file_name)
 
     def cached_path(self) -> Optional[Path]:
-        """The file in the cache under torchvision's current or first-release name, if present."""
+        """The file in the cache under torchvision's current or first-release name, if present
+        (Hub weights are in the Hugging Face cache: ``huggingface-cli scan-cache``)."""
+        if self.file_name is None:
+            return None
         for name in (self.file_name, *(f["file_name"] for f in self.legacy_files)):
             p = cache_dir() / name
             if p.is_file():
@@ -89,6 +117,10 @@ class WeightsEntry:
 
     def fetch(self, progress: bool = True) -> Path:
         """Path of the verified file, downloading it if the cache does not have it."""
+        if self.on_hub:
+            from .hub import fetch_weights_file
+
+            return fetch_weights_file(f"hf-hub:{self.hub_id}")
         found = self.cached_path()
         if found is not None:
             return found
@@ -97,15 +129,28 @@ class WeightsEntry:
         return download(
             self.download_url(),
             self.cache_path(),
-            self.sha256_prefix,
+            str(self.sha256_prefix),
             progress=progress,
             validate=validate_weights_file,
         )
 
     def get_state_dict(self, progress: bool = True) -> Dict[str, torch.Tensor]:
+        if self.on_hub:
+            return self.load(progress)[0]
         from .io import read_cached
 
         return read_cached(lambda: self.fetch(progress=progress))[0]
+
+    def load(self, progress: bool = True) -> Tuple[Dict[str, torch.Tensor], ModelCard]:
+        """(state_dict, card): downloaded and verified (URL), or through huggingface_hub (Hub)."""
+        if not self.on_hub:
+            return self.get_state_dict(progress), self.card()
+        from .hub import load
+
+        loaded = load(f"hf-hub:{self.hub_id}")
+        if loaded.card.arch not in (None, self.arch):
+            raise InvalidOption(f"{self.hub_id} holds {loaded.card.arch}, not {self.arch}; the catalog is out of date")
+        return loaded.state, self.card().but(classes=loaded.card.classes or self.card().classes)
 
     def card(self) -> ModelCard:
         """The model card of these weights."""
@@ -113,6 +158,7 @@ class WeightsEntry:
             arch=self.arch,
             num_classes=self.num_classes,
             classes=tuple(imagenet_classes()) if self.num_classes == 1000 else None,
+            in_chans=self.in_chans,
             preprocess=self.preprocessing(),
             source=f"{self.source} {self.name}",
             tag=self.name,
@@ -122,13 +168,27 @@ class WeightsEntry:
         return self.name
 
 
+def _data(name: str) -> list:
+    return json.loads(resources.files("resnetkit.weights").joinpath(f"data/{name}").read_text())
+
+
 @cache
 def catalog() -> Dict[str, WeightsEntry]:
-    raw = json.loads(resources.files("resnetkit.weights").joinpath("data/catalog.json").read_text())
+    """Every entry by name: torchvision's weights (data/catalog.json), then every pretrained tag of
+    timm's ResNets (data/timm_catalog.json, made by scripts/make_timm_catalog.py). A timm tag whose
+    file is a torchvision file (``tv_in1k``) is downloaded from torchvision's URL, hash-checked."""
     entries = {}
-    for r in raw:
+    for r in _data("catalog.json"):
         r = dict(r, min_size=tuple(r["min_size"]), legacy_files=tuple(r.get("legacy_files", [])))
         entries[r["name"]] = WeightsEntry(**r)
+    by_url = {e.url: e for e in entries.values() if e.url}
+    for r in _data("timm_catalog.json"):
+        same_file = by_url.get(r.pop("timm_url", None))
+        r.pop("eval_crop_pct", None)
+        if same_file is not None:
+            r.update(url=same_file.url, file_name=same_file.file_name, sha256_prefix=same_file.sha256_prefix,
+                     file_size_mb=same_file.file_size_mb, legacy_files=same_file.legacy_files)  # fmt: skip
+        entries[r["name"]] = WeightsEntry(**r, source="timm")
     return entries
 
 
@@ -158,8 +218,6 @@ def _aliases() -> Dict[str, WeightsEntry]:
     table = {}
     for key, entry in catalog().items():
         table[key.lower()] = entry
-        if entry.source == "timm":
-            table[f"{entry.arch}.{entry.tag.lower().removeprefix('timm_')}"] = entry
     return table
 
 
@@ -189,7 +247,7 @@ def get_weights(name: str) -> WeightsEntry:
 
 
 def list_weights(arch: Optional[str] = None) -> List[WeightsEntry]:
-    """The published weights in the catalog (torchvision's, and timm's that load as they are).
+    """The published weights in the catalog: torchvision's, and every pretrained tag of timm's ResNets.
 
     Args:
         arch: only this architecture's (default: all).
@@ -202,8 +260,8 @@ def list_weights(arch: Optional[str] = None) -> List[WeightsEntry]:
 
     Examples:
         >>> import resnetkit as rk
-        >>> [e.name for e in rk.list_weights("resnet18")]
-        ['resnet18.IMAGENET1K_V1']
+        >>> [e.name for e in rk.list_weights("resnet18")][:3]
+        ['resnet18.IMAGENET1K_V1', 'resnet18.a1_in1k', 'resnet18.a2_in1k']
     """
     return [e for e in catalog().values() if arch is None or e.arch == arch]
 

@@ -257,9 +257,8 @@ def load_weights(
 
 # ---- the public builders, torchvision's signatures ---------------------------------------------
 
-
-def resnet18(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-18 (He et al. 2015): BasicBlock, [2, 2, 2, 2]. ``weights`` as in ``get_model``.
+# One docstring for the ten: what each builds comes from its first line; the rest is the same for all.
+BUILDER_DOC = """{summary} ``weights`` as in ``get_model``.
 
     Args:
         weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
@@ -276,223 +275,72 @@ def resnet18(*, weights: Optional[WeightsSource] = None, progress: bool = True, 
 
     Examples:
         >>> import resnetkit as rk
-        >>> rk.resnet18(num_classes=10).fc.out_features
+        >>> rk.{name}(num_classes=10).fc.out_features
         10
     """
+
+
+def torchvision_builder(builder):
+    """Give one of torchvision's ten builders the shared docstring (its own first line as summary)."""
+    builder.__doc__ = BUILDER_DOC.format(summary=(builder.__doc__ or "").strip(), name=builder.__name__)
+    return builder
+
+
+@torchvision_builder
+def resnet18(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
+    """ResNet-18 (He et al. 2015): BasicBlock, [2, 2, 2, 2]."""
     return get_model("resnet18", weights, progress, **options)
 
 
+@torchvision_builder
 def resnet34(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-34: BasicBlock, [3, 4, 6, 3].
-
-    Args:
-        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
-            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
-        progress: show a download progress bar (on a terminal).
-        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
-            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
-
-    Returns:
-        The model (torchvision's module names and outputs, bit for bit).
-
-    Raises:
-        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
-
-    Examples:
-        >>> import resnetkit as rk
-        >>> rk.resnet34(num_classes=10).fc.out_features
-        10
-    """
+    """ResNet-34: BasicBlock, [3, 4, 6, 3]."""
     return get_model("resnet34", weights, progress, **options)
 
 
+@torchvision_builder
 def resnet50(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-50 (v1.5, stride on the 3x3): Bottleneck, [3, 4, 6, 3].
-
-    Args:
-        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
-            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
-        progress: show a download progress bar (on a terminal).
-        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
-            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
-
-    Returns:
-        The model (torchvision's module names and outputs, bit for bit).
-
-    Raises:
-        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
-
-    Examples:
-        >>> import resnetkit as rk
-        >>> rk.resnet50(num_classes=10).fc.out_features
-        10
-    """
+    """ResNet-50: Bottleneck, [3, 4, 6, 3] (the stride on the 3x3: "ResNet v1.5")."""
     return get_model("resnet50", weights, progress, **options)
 
 
+@torchvision_builder
 def resnet101(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-101: Bottleneck, [3, 4, 23, 3].
-
-    Args:
-        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
-            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
-        progress: show a download progress bar (on a terminal).
-        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
-            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
-
-    Returns:
-        The model (torchvision's module names and outputs, bit for bit).
-
-    Raises:
-        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
-
-    Examples:
-        >>> import resnetkit as rk
-        >>> rk.resnet101(num_classes=10).fc.out_features
-        10
-    """
+    """ResNet-101: Bottleneck, [3, 4, 23, 3]."""
     return get_model("resnet101", weights, progress, **options)
 
 
+@torchvision_builder
 def resnet152(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNet-152: Bottleneck, [3, 8, 36, 3].
-
-    Args:
-        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
-            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
-        progress: show a download progress bar (on a terminal).
-        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
-            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
-
-    Returns:
-        The model (torchvision's module names and outputs, bit for bit).
-
-    Raises:
-        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
-
-    Examples:
-        >>> import resnetkit as rk
-        >>> rk.resnet152(num_classes=10).fc.out_features
-        10
-    """
+    """ResNet-152: Bottleneck, [3, 8, 36, 3]."""
     return get_model("resnet152", weights, progress, **options)
 
 
+@torchvision_builder
 def resnext50_32x4d(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNeXt-50 32x4d (Xie et al. 2016): 32 groups of width 4, [3, 4, 6, 3].
-
-    Args:
-        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
-            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
-        progress: show a download progress bar (on a terminal).
-        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
-            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
-
-    Returns:
-        The model (torchvision's module names and outputs, bit for bit).
-
-    Raises:
-        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
-
-    Examples:
-        >>> import resnetkit as rk
-        >>> rk.resnext50_32x4d(num_classes=10).fc.out_features
-        10
-    """
+    """ResNeXt-50 32x4d (Xie et al. 2016): Bottleneck, [3, 4, 6, 3], 32 groups of width 4."""
     return get_model("resnext50_32x4d", weights, progress, **options)
 
 
+@torchvision_builder
 def resnext101_32x8d(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNeXt-101 32x8d: 32 groups of width 8, [3, 4, 23, 3].
-
-    Args:
-        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
-            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
-        progress: show a download progress bar (on a terminal).
-        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
-            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
-
-    Returns:
-        The model (torchvision's module names and outputs, bit for bit).
-
-    Raises:
-        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
-
-    Examples:
-        >>> import resnetkit as rk
-        >>> rk.resnext101_32x8d(num_classes=10).fc.out_features
-        10
-    """
+    """ResNeXt-101 32x8d: Bottleneck, [3, 4, 23, 3], 32 groups of width 8."""
     return get_model("resnext101_32x8d", weights, progress, **options)
 
 
+@torchvision_builder
 def resnext101_64x4d(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """ResNeXt-101 64x4d: 64 groups of width 4, [3, 4, 23, 3].
-
-    Args:
-        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
-            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
-        progress: show a download progress bar (on a terminal).
-        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
-            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
-
-    Returns:
-        The model (torchvision's module names and outputs, bit for bit).
-
-    Raises:
-        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
-
-    Examples:
-        >>> import resnetkit as rk
-        >>> rk.resnext101_64x4d(num_classes=10).fc.out_features
-        10
-    """
+    """ResNeXt-101 64x4d: Bottleneck, [3, 4, 23, 3], 64 groups of width 4."""
     return get_model("resnext101_64x4d", weights, progress, **options)
 
 
+@torchvision_builder
 def wide_resnet50_2(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016): bottleneck twice as wide, [3, 4, 6, 3].
-
-    Args:
-        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
-            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
-        progress: show a download progress bar (on a terminal).
-        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
-            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
-
-    Returns:
-        The model (torchvision's module names and outputs, bit for bit).
-
-    Raises:
-        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
-
-    Examples:
-        >>> import resnetkit as rk
-        >>> rk.wide_resnet50_2(num_classes=10).fc.out_features
-        10
-    """
+    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016): Bottleneck, [3, 4, 6, 3], inner width doubled."""
     return get_model("wide_resnet50_2", weights, progress, **options)
 
 
+@torchvision_builder
 def wide_resnet101_2(*, weights: Optional[WeightsSource] = None, progress: bool = True, **options: Any) -> ResNetBase:
-    """Wide ResNet-101-2: bottleneck twice as wide, [3, 4, 23, 3].
-
-    Args:
-        weights: None (random), a tag of this architecture (``"DEFAULT"``, ``"IMAGENET1K_V1"``), an
-            enum member, a file, a run directory, a URL or a Hub id (see ``get_model``).
-        progress: show a download progress bar (on a terminal).
-        **options: ``num_classes``, ``in_chans``, ``norm_layer``, ``zero_init_residual``,
-            ``replace_stride_with_dilation``, ... (as torchvision's builder takes them).
-
-    Returns:
-        The model (torchvision's module names and outputs, bit for bit).
-
-    Raises:
-        InvalidOption: an option outside its range. BadFile / DownloadError: weights (see ``get_model``).
-
-    Examples:
-        >>> import resnetkit as rk
-        >>> rk.wide_resnet101_2(num_classes=10).fc.out_features
-        10
-    """
+    """Wide ResNet-101-2: Bottleneck, [3, 4, 23, 3], inner width doubled."""
     return get_model("wide_resnet101_2", weights, progress, **options)

@@ -51,6 +51,7 @@ _WIDTHS = {"basic": [64, 128, 256, 512], "bottleneck": [256, 512, 1024, 2048]}
 _DEPTHS = {
     ("basic", (2, 2, 2, 2)): "resnet18",
     ("basic", (3, 4, 6, 3)): "resnet34",
+    ("bottleneck", (2, 2, 2, 2)): "resnet26",  # microsoft/resnet-26
     ("bottleneck", (3, 4, 6, 3)): "resnet50",
     ("bottleneck", (3, 4, 23, 3)): "resnet101",
     ("bottleneck", (3, 8, 36, 3)): "resnet152",

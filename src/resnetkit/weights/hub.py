@@ -242,10 +242,26 @@ def timm_card(config: Dict[str, Any], where: str) -> ModelCard:
         raise _config_error(where, f"does not parse ({exc})") from None
 
 
+def fetch_weights_file(text: str) -> Path:
+    """The weights file of a Hub repository, in the Hugging Face cache (downloaded if it is not), and
+    its config.json beside it: what ``weights download`` fetches ahead of time."""
+    parsed = hub_id(text)
+    if parsed is None:
+        raise BadFile(f"{text}: not a Hugging Face Hub repository id (ORG/NAME or hf-hub:ORG/NAME)")
+    repo, revision = parsed
+    fetch(repo, revision, "config.json")
+    for name in WEIGHT_FILES:
+        found = fetch(repo, revision, name, required=False)
+        if found is not None:
+            return found
+    raise DownloadError(f"{text} has neither {' nor '.join(WEIGHT_FILES)}; it holds no weights resnetkit reads")
+
+
 def load(text: str, looks_local: bool = False):
     """The LoadedWeights of a Hub repository (see the module docstring)."""
     from .io import read_weights_file
     from .loaded import LoadedWeights
+    from .loading import classifier_weight
 
     parsed = hub_id(text)
     if parsed is None:
@@ -275,7 +291,7 @@ def load(text: str, looks_local: bool = False):
     if "architecture" in config:  # timm's layout: our keys, timm's preprocessing
         card = timm_card(config, where)
         state, _ = read_weights_file(weights)
-        fc = state.get("fc.weight")
+        fc = classifier_weight(state)
         if fc is not None and int(fc.shape[0]) != card.num_classes:
             raise _config_error(where, f"says {card.num_classes} classes but the weights' classifier has {fc.shape[0]}")
         return LoadedWeights(state, card, where)
@@ -303,8 +319,7 @@ def timm_config(card: ModelCard) -> Dict[str, Any]:
         raise BadFile(f"{card.source}: its card names no architecture; publish weights written by resnetkit")
     with torch.device("meta"):
         model = build_architecture(card.arch, num_classes=card.num_classes, in_chans=card.in_chans)
-    deep = isinstance(model.conv1, torch.nn.Sequential)
-    pre = card.pretrained_cfg(first_conv="conv1.0" if deep else "conv1")
+    pre = card.pretrained_cfg(first_conv=model.first_conv)
     size = card.input_size
     reduction = model.feature_info[-1]["reduction"]
     return {
@@ -325,7 +340,7 @@ def timm_config(card: ModelCard) -> Dict[str, Any]:
             "num_classes": card.num_classes,
             "pool_size": [-(-size // reduction)] * 2,
             "first_conv": pre["first_conv"],
-            "classifier": "fc",
+            "classifier": model.classifier_name,
         },
     }
 

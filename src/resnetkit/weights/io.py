@@ -187,7 +187,7 @@ def read_weights_file(path: PathLike, config: Optional[PathLike] = None) -> Tupl
             except (ValueError, UnicodeDecodeError) as exc:
                 raise BadFile(f"{config_path}: not valid JSON ({exc})") from None
             meta.update(interpret_config(hf_config, str(path)))
-            if "fc.weight" not in state:
+            if "fc.weight" not in state:  # a transformers model without its classifier
                 meta.pop("num_classes", None)
                 meta.pop("classes", None)
             processor = config_path.parent / PREPROCESSOR_FILE

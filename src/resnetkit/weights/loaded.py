@@ -9,7 +9,7 @@ import torch
 
 from ..card import ModelCard
 from ..errors import DamagedModel
-from .loading import identify_architecture
+from .loading import classifier_weight, identify_architecture, stem_weight
 
 
 @dataclass
@@ -24,8 +24,7 @@ class LoadedWeights:
     @classmethod
     def read(cls, state: Dict[str, torch.Tensor], meta: Mapping[str, Any], source: str) -> LoadedWeights:
         """From a file's tensors and decoded metadata; BadFile naming the field that does not parse."""
-        fc = state.get("fc.weight")
-        stem = state.get("conv1.weight", state.get("conv1.0.weight"))
+        fc, stem = classifier_weight(state), stem_weight(state)
         in_chans = int(stem.shape[1]) if stem is not None and stem.dim() == 4 else 3
         # The defaults' preprocessing is ImageNet's (RGB): a card for other channels must say its own.
         defaults = ModelCard(

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..errors import BadFile, InvalidOption
-from ..models import build_architecture, list_models
+from ..models import architecture_depths, build_architecture, list_models
 from .io import strip_prefixes
 
-HEAD_KEYS = ("fc.weight", "fc.bias")
+HEAD_KEYS = ("fc.weight", "fc.bias", "head.fc.weight", "head.fc.bias")  # ResNet's, ResNetV2's classifier
+STEM_KEYS = ("conv1.weight", "conv1.0.weight", "stem.conv.weight", "stem.conv1.weight")  # the input convolution
+
+
+def classifier_weight(state: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+    """The classifier's weight in a state_dict (ResNet's ``fc`` or ResNetV2's ``head.fc``), if any."""
+    return state.get("fc.weight", state.get("head.fc.weight"))
+
+
+def stem_weight(state: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+    """The input convolution's weight (its second dimension is the input channels), if any."""
+    return next((state[k] for k in STEM_KEYS if k in state), None)
 
 
 def _shapes(state: Dict[str, torch.Tensor]) -> Dict[str, Tuple[int, ...]]:
@@ -26,13 +38,28 @@ def _builder_shapes(name: str, in_chans: int = 3) -> Dict[str, Tuple[int, ...]]:
     return _shapes(model.state_dict())
 
 
+def _depths(keys) -> Tuple[int, ...]:
+    """Blocks per stage, read from key names (``layer3.22.conv1.weight``, ``stages.2.blocks.22...``)."""
+    found: Dict[int, int] = {}
+    for k in keys:
+        m = re.match(r"^(?:layer(\d+)|stages\.(\d+)\.blocks)\.(\d+)\.", k)
+        if m:
+            stage = int(m[1]) - 1 if m[1] else int(m[2])
+            found[stage] = max(found.get(stage, 0), int(m[3]) + 1)
+    return tuple(found[i] for i in sorted(found))
+
+
 def identify_architecture(state: Dict[str, torch.Tensor]) -> Optional[str]:
     """The registered builder whose backbone keys and shapes this state_dict has, if any (the head
-    and the stem's input channels may differ)."""
+    and the stem's input channels may differ). Only the names with the same blocks per stage are
+    built (on the meta device) to compare: a hundred architectures are known."""
     shapes = {k: s for k, s in _shapes(strip_prefixes(state)).items() if k not in HEAD_KEYS}
-    stem = shapes.get("conv1.weight")
-    in_chans = stem[1] if stem and len(stem) == 4 else 3
+    stem = stem_weight({k: v for k, v in strip_prefixes(state).items()})
+    in_chans = int(stem.shape[1]) if stem is not None and stem.dim() == 4 else 3
+    depths = _depths(shapes)
     for name in list_models():
+        if architecture_depths(name) not in (depths, ()):
+            continue
         ref = {k: s for k, s in _builder_shapes(name, in_chans).items() if k not in HEAD_KEYS}
         if ref == shapes:
             return name
@@ -95,10 +122,11 @@ def load_state(
         raise InvalidOption(f"head must be 'keep' or 'reset', got {head!r}")
     state = dict(strip_prefixes(state))
     own = model.state_dict()
-    stem = state.get("conv1.weight")
-    if stem is not None and "conv1.weight" in own and stem.dim() == 4 and stem.shape[1] != own["conv1.weight"].shape[1]:
-        if stem.shape[1] == 3 and stem.shape[0] == own["conv1.weight"].shape[0]:
-            state["conv1.weight"] = adapt_stem(stem, own["conv1.weight"].shape[1])
+    for key in STEM_KEYS:  # RGB weights for a model of other input channels
+        stem = state.get(key)
+        if stem is not None and key in own and stem.dim() == 4 and stem.shape[1] != own[key].shape[1]:
+            if stem.shape[1] == 3 and stem.shape[0] == own[key].shape[0]:
+                state[key] = adapt_stem(stem, own[key].shape[1])
     # A backbone (features_only) skips the head and any stages after its last output.
     dropped = tuple(m + "." for m in getattr(model, "dropped_modules", ()))
     if dropped:

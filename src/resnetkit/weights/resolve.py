@@ -38,7 +38,8 @@ EXPORTED = {
 def _from_entry(entry: WeightsEntry, arch: Optional[str], progress: bool) -> LoadedWeights:
     if arch is not None and entry.arch != arch:
         raise InvalidOption(f"weights {entry.name} are for {entry.arch}, not {arch}; build {entry.arch} to use them")
-    return LoadedWeights(entry.get_state_dict(progress=progress), entry.card(), entry.name)
+    state, card = entry.load(progress=progress)
+    return LoadedWeights(state, card, entry.name)
 
 
 def _from_dir(path: Path, config: Optional[Path]) -> LoadedWeights:

@@ -346,7 +346,8 @@ def test_cli_exit_code_and_version_in_a_real_process():
     [
         ("", "empty"),
         ("resnet50", "architecture name, not weights; e.g. resnet50.IMAGENET1K_V1"),
-        ("resnet50d", "no published weights"),
+        ("seresnetaa50d", "no published weights"),
+        ("resnet50d", "architecture name, not weights; e.g. resnet50d.a1_in1k"),
         ("IMAGENET1K_V2", "is a tag: name the architecture too, e.g. resnet50.IMAGENET1K_V2"),
     ],
 )

@@ -84,7 +84,9 @@ def test_models_command_lists_every_architecture():
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["name"] for r in rows] == rk.list_models()
     r50 = next(r for r in rows if r["name"] == "resnet50")
-    assert r50["params"] == 25_557_032 and r50["layers"] == [3, 4, 6, 3] and r50["block"] == "Bottleneck"
+    assert r50["layers"] == [3, 4, 6, 3] and r50["block"] == "Bottleneck" and r50["weights"] >= 2
+    counted = [json.loads(line) for line in cli("models", "resnet50", "--params", "--json").stdout.splitlines()]
+    assert counted == [dict(r50, params=25_557_032)]
 
 
 def _parsers(parser, prefix=""):

@@ -149,6 +149,7 @@ def test_fx_symbolic_trace_matches_eager():
         gm(small_input(chans=1))
 
 
+@pytest.mark.sweep  # a compilation takes seconds: make test-scale
 def test_torch_compile_matches_eager():
     m = rk.resnet18(num_classes=10).eval()
     compiled = torch.compile(m)

@@ -9,6 +9,7 @@ import torch
 import resnetkit as rk
 from resnetkit.cli import main
 
+from ..sweep import sweep
 from .helpers import randomize_norm_stats
 
 TIMM_VARIANTS = ["resnet18d", "resnet34d", "resnet50c", "resnet50d", "resnet101d", "seresnet50", "seresnext50_32x4d"]
@@ -23,8 +24,20 @@ CIFAR = {"resnet20": 0.27, "resnet32": 0.46, "resnet44": 0.66, "resnet56": 0.85,
 EXPECTED_REDUCTIONS = {32: [2, 4, 8, 16, 32], 16: [2, 4, 8, 16, 16], 8: [2, 4, 8, 8, 8]}
 
 
+# One of each stem and pooling in make test (the sweep: every name at every output stride).
+FEATURE_PATHS = [
+    "resnet18",
+    "resnet50d",
+    "resnetaa34d",
+    "resnetblur50",
+    "resnetrs50",
+    "resnetv2_50x1_bit",
+    "resnetv2_18d",
+]
+
+
 @pytest.mark.parametrize("output_stride", [32, 16, 8])
-@pytest.mark.parametrize("arch", [n for n in rk.list_models() if n not in CIFAR])
+@pytest.mark.parametrize("arch", sweep([n for n in rk.list_models() if n not in CIFAR], FEATURE_PATHS))
 def test_features_shapes_and_reductions(arch, output_stride):
     with torch.device("meta"):
         model = rk.get_model(arch, features_only=True, out_indices=(0, 1, 2, 3, 4), output_stride=output_stride)

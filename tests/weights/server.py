@@ -64,7 +64,7 @@ class WeightsHost:
     def running(self):
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)  # shutdown waits a poll
         thread.start()
         try:
             yield self

@@ -83,7 +83,7 @@ def _descriptors_held(on: bool, which=(1, 2)):
         return
     for stream in (sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
-            stream.flush()
+            stream.flush()  # type: ignore[union-attr]  # None (no console) is what suppress is for
     sink = tempfile.TemporaryFile()
     saved = {fd: os.dup(fd) for fd in fds}
     text = {"value": ""}
@@ -94,7 +94,7 @@ def _descriptors_held(on: bool, which=(1, 2)):
     finally:
         for stream in (sys.__stdout__, sys.__stderr__):
             with contextlib.suppress(Exception):
-                stream.flush()
+                stream.flush()  # type: ignore[union-attr]  # None (no console) is what suppress is for
         for fd, copy in saved.items():
             os.dup2(copy, fd)
             os.close(copy)

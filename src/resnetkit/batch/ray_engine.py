@@ -228,7 +228,7 @@ def engine_error(exc: BaseException) -> BaseException:
         cause = getattr(e, "cause", None)
         if isinstance(cause, BaseException):
             original = cause
-        stack += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
+        stack += [x for x in (cause, e.__cause__, e.__context__) if isinstance(x, BaseException)]
     from ..errors import EngineFailed
 
     if original is not None:

@@ -92,9 +92,9 @@ def trace_layers(
 
     def count(name: str, module: nn.Module, io) -> None:
         if isinstance(module, nn.Conv2d):
-            counts[name] = LayerCount(name, "conv", *io, 0)
+            counts[name] = LayerCount(name, "conv", io[0], io[1], 0)
         elif isinstance(module, nn.Linear):
-            counts[name] = LayerCount(name, "linear", *io, 0)
+            counts[name] = LayerCount(name, "linear", io[0], io[1], 0)
 
     from ..measure import count_macs
 
@@ -106,8 +106,8 @@ def trace_layers(
     with Tracer(model, keep=keep, on_call=count) as tracer:
         _, per_module = count_macs(model, input_size, in_chans)
     shapes = tracer.shapes
-    for name, count in counts.items():
-        count.macs = per_module.get(name, 0)
+    for name, layer in counts.items():
+        layer.macs = per_module.get(name, 0)
     return counts, shapes
 
 

@@ -86,7 +86,7 @@ class BlurPool2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         pad = (self.stride - 1 + 2) // 2  # "same"-style padding of a 3-tap filter at this stride
         x = F.pad(x, [pad] * 4, mode="reflect")
-        return F.conv2d(x, self.filt, stride=self.stride, groups=self.channels)
+        return F.conv2d(x, self.filt, stride=self.stride, groups=self.channels)  # type: ignore[arg-type]
 
 
 def anti_alias(kind: Optional[str], channels: int, stride: int = 2) -> nn.Module:

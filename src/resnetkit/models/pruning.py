@@ -28,7 +28,7 @@ def channel_map(name: str) -> Dict[str, List[int]]:
     """The layer shapes of the pruned network ``name`` (``{"layer1.0.conv1.weight": [47, 64, 1, 1], ...}``)."""
     if name not in CHANNEL_MAPS:
         raise InvalidOption(f"no channel map {name!r}; known: {', '.join(CHANNEL_MAPS)}", field="channel_map")
-    text = resources.files("resnetkit.models").joinpath("data", f"{name}.json").read_text()
+    text = resources.files("resnetkit.models").joinpath(f"data/{name}.json").read_text()
     return json.loads(text)
 
 

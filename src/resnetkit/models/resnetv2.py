@@ -271,7 +271,8 @@ def _init_weights(model: nn.Module, zero_init_residual: bool) -> None:
     for name, m in model.named_modules():
         if name == "head.fc" and isinstance(m, nn.Conv2d):
             nn.init.normal_(m.weight, mean=0.0, std=0.01)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):

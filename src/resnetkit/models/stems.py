@@ -16,7 +16,7 @@ their weights load as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 from torch import nn
 
@@ -74,7 +74,7 @@ def build_stem(
         return Stem(conv1, bn1, relu, nn.Identity(), channels, 1, 1)
     maxpool: nn.Module
     if replace_stem_pool:  # ResNet-RS: a strided convolution downsamples instead of a max-pool
-        parts = [conv3x3(channels, channels, stride=1 if aa_layer else 2)]
+        parts: List[nn.Module] = [conv3x3(channels, channels, stride=1 if aa_layer else 2)]
         parts += [anti_alias(aa_layer, channels, 2)] if aa_layer else []
         maxpool = nn.Sequential(*parts, norm_layer(channels), nn.ReLU(inplace=True))
     elif aa_layer == "avg":

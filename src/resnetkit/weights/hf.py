@@ -142,7 +142,8 @@ def interpret_preprocessor(config: Dict[str, Any], source: str) -> Dict[str, Any
         raise fail(f"resample {resample!r} is not one of {', '.join(f'{k} ({v})' for k, v in _RESAMPLE.items())}")
     if config.get("do_rescale", True) and abs(float(config.get("rescale_factor", 1 / 255)) * 255 - 1) > 1e-6:
         raise fail(f"rescale_factor {config.get('rescale_factor')!r} is not 1/255")
-    mean, std = (0.0,), (1.0,)
+    mean: Any = (0.0,)
+    std: Any = (1.0,)
     if config.get("do_normalize", True):
         mean, std = config.get("image_mean", (0.5, 0.5, 0.5)), config.get("image_std", (0.5, 0.5, 0.5))
         mean, std = (

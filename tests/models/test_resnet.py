@@ -11,6 +11,8 @@ import resnetkit as rk
 from resnetkit.models import TORCHVISION_NAMES as ARCHITECTURES
 from resnetkit.models.blocks import last_norm
 
+from ..sweep import sweep
+
 
 def small_input(batch=2, chans=3, h=64, w=64):
     return torch.randn(batch, chans, h, w, generator=torch.Generator().manual_seed(0))
@@ -85,7 +87,7 @@ def test_feature_info(name):
         ([True, True, True], [4, 4, 4, 4], 56),
     ],
 )
-@pytest.mark.parametrize("name", ["resnet18", "resnet34"])
+@pytest.mark.parametrize("name", sweep(["resnet18", "resnet34"], ["resnet18"]))
 def test_basicblock_dilation(name, dilate, reductions, last):
     m = rk.get_model(name, replace_stride_with_dilation=dilate).eval()
     assert m.feature_info.reduction()[1:] == reductions

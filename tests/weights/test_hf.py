@@ -28,7 +28,7 @@ def hf_folder(tmp_path, name="hf", seed=0, **config):
 @pytest.mark.parametrize(
     "arch,layer_type,depths,hidden,v1",
     [
-        ("resnet50", "bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048], False),
+        pytest.param("resnet50", "bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048], False, marks=pytest.mark.sweep),
         ("resnet50", "bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048], True),  # downsample_in_bottleneck
         ("resnet18", "basic", [2, 2, 2, 2], [64, 128, 256, 512], False),
     ],

@@ -156,22 +156,26 @@ class Preprocess:
 
     def geometry(self, image):
         """A PIL image resized and cropped to ``crop_size`` as ``crop_mode`` says (timm's eval
-        transforms; torchvision's ``Resize`` + ``CenterCrop`` for center), still a PIL image."""
-        from torchvision.transforms.v2 import InterpolationMode
-        from torchvision.transforms.v2 import functional as F
+        transforms; torchvision's ``Resize`` + ``CenterCrop`` for center), still a PIL image.
 
-        mode = InterpolationMode(self.interpolation)
+        Hand-written over PIL, not torchvision's functions: torchvision resizes a PIL image with PIL's
+        own ``Image.resize`` and crops with ``Image.crop``, so the pixels are the same (tests compare
+        with torchvision at many sizes) - but importing torchvision costs 1.8 s (it loads torch's
+        compiler stack through torchvision.ops), twice a one-image job's prediction."""
+        resample = _PIL_RESAMPLE[self.interpolation]
         size = self.crop_size
         if self.crop_mode == "squash":
-            image = F.resize(image, [self.resize_size, self.resize_size], interpolation=mode, antialias=True)
-            return F.center_crop(image, [size])
+            return _center_crop(_resize(image, self.resize_size, self.resize_size, resample), size, 0)
         if self.crop_mode == "border":
             width, height = image.size
             ratio = max(width, height) / self.resize_size
-            image = F.resize(image, [round(height / ratio), round(width / ratio)], interpolation=mode, antialias=True)
-            return _center_crop_or_pad(image, size, self.fill())
-        image = F.resize(image, [self.resize_size], interpolation=mode, antialias=True)
-        return F.center_crop(image, [size])
+            image = _resize(image, round(width / ratio), round(height / ratio), resample)
+            return _center_crop(image, size, self.fill())
+        width, height = image.size  # torchvision's Resize(int): the short side to resize_size
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = self.resize_size, int(self.resize_size * long / short)
+        new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+        return _center_crop(_resize(image, new_w, new_h, resample), size, 0)
 
     def fill(self) -> Tuple[int, ...]:
         """The colour ``border`` pads with: the mean, in pixel values (timm's choice)."""
@@ -201,21 +205,31 @@ class Preprocess:
         return T.Compose(steps)
 
 
-def _center_crop_or_pad(image, size: int, fill: Tuple[int, ...]):
-    """The middle ``size`` x ``size`` of a PIL image, padded with ``fill`` where it is smaller (the
-    odd pixel of padding goes right and below; the crop offset is rounded, as timm does)."""
-    from torchvision.transforms.v2 import functional as F
+# torchvision's interpolation modes -> the PIL filters it resizes PIL images with (Image.Resampling).
+_PIL_RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3}
 
+
+def _resize(image, width: int, height: int, resample: int):
+    """A PIL image at (width, height); the same image when it is that size already (as torchvision)."""
+    return image if image.size == (width, height) else image.resize((width, height), resample=resample)
+
+
+def _center_crop(image, size: int, fill):
+    """The middle ``size`` x ``size`` of a PIL image, padded with ``fill`` first where it is smaller
+    (torchvision's CenterCrop: the odd pixel of padding right and below, the offset rounded)."""
     width, height = image.size
     if size > width or size > height:
+        from PIL import Image
+
         pad_w, pad_h = max(size - width, 0), max(size - height, 0)
-        colour = fill[0] if image.mode == "L" else fill
-        image = F.pad(image, [pad_w // 2, pad_h // 2, (pad_w + 1) // 2, (pad_h + 1) // 2], fill=colour)  # type: ignore[arg-type]
-        width, height = image.size
+        colour = (fill[0] if image.mode == "L" else fill) if isinstance(fill, tuple) else fill
+        padded = Image.new(image.mode, (width + pad_w, height + pad_h), colour)
+        padded.paste(image, (pad_w // 2, pad_h // 2))
+        image, (width, height) = padded, padded.size
         if width == size and height == size:
             return image
     top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
-    return F.crop(image, top, left, size, size)
+    return image.crop((left, top, left + size, top + size))
 
 
 @dataclass(frozen=True)

@@ -223,9 +223,7 @@ def test_int8_calibrates_on_the_inputs(photos, weights, tmp_path):
     # One runtime named (optimize()'s measured choice is tested in tests/deploy/test_backends.py)
     result = cli("predict", many, "--weights", weights, "--out", out, "--precision", "int8", "--backend", "onnxruntime")
     assert result.returncode == 0, result.stderr
-    assert (
-        "calibrating int8 on the first 64 readable inputs" in result.stderr and "int8 on onnxruntime" in result.stderr
-    )
+    assert "int8 calibrated on the first 64 readable inputs" in result.stderr and "int8 on onnxruntime" in result.stderr
     meta = json.loads((tmp_path / "q.jsonl.meta.json").read_text())
     assert meta["precision"] == "int8" and meta["backend"] == "onnxruntime"
     assert sum(1 for r in read_table(out) if not r["error"]) == 40

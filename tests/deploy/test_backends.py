@@ -107,28 +107,80 @@ def test_optimize_measures_once_and_remembers(tmp_path, monkeypatch, digits_mode
     x = split.val.images[:8]
     with torch.no_grad():
         ref = model(x)
-        fast = optimize(model, "fp32", input_size=16, batch_size=4, log=lines.append)
+        fast = optimize(model, "fp32", backend="measure", input_size=16, batch_size=4, log=lines.append)
         assert fast.choice.how == "measured" and set(fast.choice.images_per_s) == set(available("fp32"))
         assert fast.choice.backend == max(fast.choice.images_per_s, key=fast.choice.images_per_s.get)
         assert (fast(x) - ref).abs().max() <= 1e-3 * ref.abs().max()
         again = optimize(model, "fp32", input_size=16, batch_size=4, log=lines.append)
-        assert again.choice.how == "cached" and again.choice.backend == fast.choice.backend
+        assert again.choice.how.startswith("cached") and again.choice.backend == fast.choice.backend
         bf = optimize(model, "bf16", input_size=16, batch_size=4)
         assert (bf(x).argmax(1) == ref.argmax(1)).all()
         # What follows checks when optimize() measures, not what: two cheap candidates are enough.
         module = importlib.import_module("resnetkit.deploy.optimize")  # the package exports the function
         monkeypatch.setattr(module, "available", lambda precision: ["pytorch", "onnxruntime"])
-        other_batch = optimize(model, "fp32", input_size=16, batch_size=2, cache=False)
+        other_batch = optimize(model, "fp32", backend="measure", input_size=16, batch_size=2, cache=False)
         assert other_batch.choice.how == "measured"
+        # A CPU the measured table does not know: auto measures.
+        monkeypatch.setattr(module, "predicted", lambda precision, candidates: None)
+        unknown = optimize(model, "fp32", input_size=16, batch_size=3, cache=False)
+        assert unknown.choice.how == "measured"
     assert "measuring fp32 on" in lines[0] and "fp32 on" in lines[1] and "(cached" in lines[2]
     cache = json.loads((tmp_path / "home" / "optimize.json").read_text())
-    assert len(cache) == 2  # fp32 and bf16 at batch 4; the cache=False call wrote nothing
-    (tmp_path / "home" / "optimize.json").write_text("{not json")  # a damaged cache is measured again
-    assert optimize(model, "fp32", input_size=16, batch_size=4).choice.how == "measured"
+    assert len(cache) == 1  # fp32 at batch 4 (bf16 was predicted, not measured); cache=False wrote nothing
+    (tmp_path / "home" / "optimize.json").write_text("{not json")  # a damaged cache: decided again
+    assert not optimize(model, "fp32", input_size=16, batch_size=4).choice.how.startswith("cached")
     with pytest.raises(ResnetkitError, match="precision"):
         optimize(model, "fp8")
     with pytest.raises(ResnetkitError, match="eval mode"):
         optimize(rk.resnet18())
+
+
+def test_optimize_predicts_from_the_measured_table(tmp_path, monkeypatch, digits_model):
+    """On a CPU the table knows, auto builds one runner (no candidate is quantized to be timed) and
+    says why; the runner is kept in the cache of optimized models and the next call loads it."""
+    from resnetkit.deploy import formats, runner_cache
+
+    model, split = digits_model
+    monkeypatch.setenv("RESNETKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(formats, "cpu_kind", lambda: "x86_64")
+    if "onnxruntime" not in available("fp32"):
+        pytest.skip("needs ONNX Runtime (resnetkit[deploy])")
+    module = importlib.import_module("resnetkit.deploy.optimize")
+    built = []
+    leaf = formats.leaf("onnxruntime")
+    real_build = leaf.build
+    monkeypatch.setattr(leaf, "build", lambda *a: built.append(a) or real_build(*a))
+    monkeypatch.setattr(module, "available", lambda precision: ["pytorch", "onnxruntime"])
+    x = split.val.images[:8]
+    with torch.no_grad():
+        first = optimize(model, "fp32", input_size=16, batch_size=4)
+        assert first.choice.backend == "onnxruntime" and first.choice.how.startswith("predicted: ")
+        assert "--backend measure" in first.choice.how and len(built) == 1
+        second = optimize(model, "fp32", input_size=16, batch_size=4)
+        assert second.choice.how.endswith("the optimized model from the cache") and len(built) == 1
+        assert torch.equal(second(x), first(x))
+    (kept,) = runner_cache.entries()
+    assert kept.facts["backend"] == "onnxruntime" and kept.size_bytes > 0
+    # A damaged entry is never used: removed and rebuilt.
+    (kept.folder / "model.onnx").write_bytes(b"not a model")
+    with torch.no_grad():
+        third = optimize(model, "fp32", input_size=16, batch_size=4)
+        assert not third.choice.how.endswith("from the cache") and len(built) == 2
+        assert torch.equal(third(x), first(x))
+    assert len(runner_cache.entries()) == 1
+    # Other weights are another entry; RESNETKIT_NO_MODEL_CACHE=1 neither reads nor writes.
+    with torch.no_grad():
+        model.fc.bias.add_(1.0)
+        try:
+            monkeypatch.setenv("RESNETKIT_NO_MODEL_CACHE", "1")
+            optimize(model, "fp32", input_size=16, batch_size=4)
+            assert len(runner_cache.entries()) == 1 and len(built) == 3
+            monkeypatch.delenv("RESNETKIT_NO_MODEL_CACHE")
+            optimize(model, "fp32", input_size=16, batch_size=4)
+            assert len(runner_cache.entries()) == 2
+        finally:
+            model.fc.bias.sub_(1.0)
+    assert [e.key for e in runner_cache.prune()] and runner_cache.entries() == []
 
 
 @pytest.mark.parametrize("threads", [1])  # not what the runtimes take by themselves (every core)

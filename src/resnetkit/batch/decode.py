@@ -8,7 +8,6 @@ memory stays flat however many files there are."""
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -88,11 +87,6 @@ class Inputs(IterableDataset):
 
 def _as_is(item: Item) -> Item:
     return item
-
-
-def default_workers() -> int:
-    """As many decode processes as cores, up to 8 (the runtime uses the cores too: measured best here)."""
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def stream(inputs: Inputs, workers: int, prefetch: int = 16) -> Generator[Item, None, None]:

@@ -17,12 +17,17 @@ from ..card import ModelCard
 from ..data.decode import check_policy
 from ..errors import InvalidOption
 from ..version import __version__
-from .decode import Decoder, Inputs, Item, batches, default_workers, stream
-from .inputs import Counter, Shard, selected
+from .decode import Decoder, Inputs, Item, batches, stream
+from .inputs import Counter, Shard, default_workers, selected
 from .predictor import Predictor
 from .table import ResultTable, columns_for, table_format
 
 CALIBRATION_IMAGES = 64  # int8 without a run's validation data: this many readable inputs
+# A job of fewer inputs than this is "small": make_predictor is told how many, and predict runs it on
+# PyTorch at once rather than converting the model for a runtime whose speed would not pay the
+# conversion back (ResNet-50 fp32 on 2 cores: ONNX Runtime's 4-6 s export and session saves ~17 ms an
+# image over PyTorch's, so it pays back only after a few hundred images).
+SMALL_JOB = 64
 # A job this small decodes in the main process: starting worker processes would cost more than they save.
 SMALL_JOB = 32
 INPUTS_PER_WORKER = 16  # a decode process is started for at least this many inputs
@@ -69,11 +74,14 @@ class JobSummary:
     predicted: int = 0
     failed: int = 0
     skipped: int = 0  # already in a resumed table
-    seconds: float = 0.0
+    seconds: float = 0.0  # predicting: from the first batch to the last row written
+    startup_s: float = 0.0  # before the first batch: loading the model, calibrating, compiling
+    total_s: Optional[float] = None  # the whole command, when the caller knows when it began
     out: Optional[str] = None
 
     @property
     def images_per_s(self) -> float:
+        """The steady rate (start-up excluded)."""
         return self.predicted / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
@@ -82,6 +90,9 @@ class JobSummary:
             + (f", {self.skipped} already done" if self.skipped else "")
             + f", {self.images_per_s:.1f} images/s, {self.seconds:.1f} s"
         )
+        total = self.total_s if self.total_s is not None else self.startup_s + self.seconds
+        share = 100.0 * (total - self.seconds) / total if total > 0 else 0.0
+        text += f"; {total:.1f} s in all, {total - self.seconds:.1f} s ({share:.0f} %) of it start-up (loading, calibration, compilation)"
         return text + (f" -> {self.out}" if self.out else "")
 
 
@@ -166,16 +177,21 @@ def calibration_from(items: List[Item], count: int = CALIBRATION_IMAGES) -> torc
 def run_job(
     cfg: JobConfig,
     card: ModelCard,
-    make_predictor: Callable[[Callable[[], torch.Tensor]], Predictor],
+    make_predictor: Callable[[Callable[[], torch.Tensor], Optional[int]], Predictor],
     emit: Callable[[List[Dict[str, Any]]], None],
     weights_sha256: Optional[str] = None,
     log: Callable[[str], None] = print,
     on_chunk: Optional[Callable[[int], None]] = None,
+    began: Optional[float] = None,
 ) -> JobSummary:
-    """Run the job. ``make_predictor(sample)`` builds the predictor once the decode workers have
+    """Run the job. ``make_predictor(sample, inputs)`` builds the predictor once the decode workers have
     started (they fork: before any runtime starts its threads); ``sample()`` gives int8 calibration
-    crops from the first inputs. ``emit(rows)`` gets the rows of each batch (standard output); with
-    ``cfg.out`` they go to the table too. ``on_chunk(n)`` is called after the n-th committed chunk."""
+    crops from the first inputs; ``inputs`` is the job's number of inputs when it is small (under
+    ``SMALL_JOB``), else None. ``emit(rows)`` gets the rows of each batch (standard output); with
+    ``cfg.out`` they go to the table too. ``on_chunk(n)`` is called after the n-th committed chunk.
+    ``began`` (a ``time.perf_counter()`` value): when the command began, for the summary's whole time."""
+    entered = time.perf_counter()
+    began = entered if began is None else began
     cfg = cfg.check()
     decoder = Decoder(card.preprocess, card.in_chans, cfg.draft, cfg.decode)  # refuses what cannot be fed images
     table = None
@@ -191,16 +207,19 @@ def run_job(
         workers = decode_workers(cfg.sources, cfg.shard, done, cfg.workers)
         items = stream(Inputs(cfg.sources, cfg.shard, done, decoder), workers)
         head: List[Item] = list(itertools.islice(items, CALIBRATION_IMAGES if cfg.precision == "int8" else 1))
-        predictor = make_predictor(lambda: calibration_from(head))
+        few = sum(1 for _ in itertools.islice(selected(cfg.sources, cfg.shard, done), SMALL_JOB))
+        predictor = make_predictor(lambda: calibration_from(head), few if few < SMALL_JOB else None)
         if table is not None:
             table.describe(backend=predictor.backend, choice=predictor.choice, precision=predictor.precision)
         Counter(cfg.sources, cfg.shard, done, progress.set_total)
         start = time.perf_counter()
+        summary.startup_s = start - began
         _process(itertools.chain(head, items), predictor, cfg, table, emit, summary, progress, on_chunk)
         summary.seconds = time.perf_counter() - start
         if table is not None:
             table.close(complete=True)
             table = None
+        summary.total_s = time.perf_counter() - began
     finally:
         progress.close()
         if items is not None:

@@ -117,37 +117,49 @@ def build_predictor(
     device: Optional[torch.device] = None,
     log: Callable[[str], None] = print,
     backend: str = "auto",
+    small_job: Optional[int] = None,
 ) -> Predictor:
     """A Predictor of ``model`` (an ``InferenceModel``): exported models run as they are; PyTorch
     weights on the fastest backend for ``precision`` at ``batch_size`` (on a CUDA ``device``: PyTorch
     on the GPU), preprocessing fused; ``backend`` names one runtime instead of measuring them.
-    ``calibration`` (int8) returns uint8 crops or normalised images."""
+    ``calibration`` (int8) returns uint8 crops or normalised images. ``small_job`` (the number of
+    inputs of a small job) with ``backend="auto"`` runs fp32 and bf16 on PyTorch at once: converting
+    the model for another runtime would cost more than it saves."""
     if is_exported(model):
         return _exported(model, precision, embeddings)
     card = model.card
     net = FusedInput(Outputs(model, embeddings), card.preprocess, card.in_chans).eval()
     device = torch.device(device or "cpu")
-    if device.type != "cpu":
+    small = small_job is not None and backend == "auto" and precision != "int8"
+    if device.type != "cpu" or small:
         if precision == "int8":
             raise InvalidOption("int8 runs on the CPU runtimes (OpenVINO, ONNX Runtime); use fp32 or bf16 on a GPU")
         from ..deploy.fold import fold_batchnorm
         from ..deploy.runtimes.pytorch import ChannelsLast
 
         runner: nn.Module = ChannelsLast(fold_batchnorm(net), bf16=precision == "bf16").to(device).eval()
-        return Predictor(
-            card, runner, True, embeddings, "pytorch", precision, f"{precision} on PyTorch ({device})", device, model
-        )
+        how = f"{precision} on PyTorch ({device})"
+        if device.type == "cpu":
+            n = f"{small_job} input{'s' if small_job != 1 else ''}"
+            how = f"{precision} on PyTorch: a small job ({n}) starts at once; other runtimes pay their conversion back over more"
+        return Predictor(card, runner, True, embeddings, "pytorch", precision, how, device, model)
     from ..deploy.optimize import optimize
 
     crops = None
     if precision == "int8":
         if calibration is None:
             raise InvalidOption("int8 needs calibration images", field="calibration")
-        images = calibration()
-        crops = images if images.dtype == torch.uint8 else FusedInput.pixels_of(images, card.preprocess, card.in_chans)
+
+        def crops() -> torch.Tensor:  # called only if the int8 model is not in the cache already
+            images = calibration()
+            return (
+                images if images.dtype == torch.uint8 else FusedInput.pixels_of(images, card.preprocess, card.in_chans)
+            )
+
     runner = optimize(
-        net, precision, calibration=crops, backend=backend, input_size=card.input_size, batch_size=batch_size, log=log
-    )
+        net, precision, calibration=crops, backend=backend, input_size=card.input_size, batch_size=batch_size,
+        log=log, calibration_id=getattr(calibration, "identity", None),
+    )  # fmt: skip
     choice = getattr(runner, "choice", None)
     backend = choice.backend if choice is not None else "pytorch"
     return Predictor(card, runner, True, embeddings, backend, precision, str(choice or backend), device, model)

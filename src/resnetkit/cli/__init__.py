@@ -10,12 +10,14 @@ import argparse
 import difflib
 import re
 import sys
+import time
 import warnings
 from typing import List, Optional
 
 from ..errors import ResnetkitError, redact
 from ..version import __version__
 from . import bench as bench_cmd
+from . import cache as cache_cmd
 from . import eval as eval_cmd
 from . import explain as explain_cmd
 from . import export as export_cmd
@@ -25,6 +27,8 @@ from . import serve as serve_cmd
 from . import summary as summary_cmd
 from . import train as train_cmd
 from . import weights as weights_cmd
+
+STARTED = time.perf_counter()  # when the command began (as near as Python lets us know): the summaries' whole time
 
 SUBCOMMANDS = [
     models_cmd,
@@ -37,6 +41,7 @@ SUBCOMMANDS = [
     export_cmd,
     bench_cmd,
     serve_cmd,
+    cache_cmd,
 ]
 
 

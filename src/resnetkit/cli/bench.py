@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from ..deploy.bench import MODES
+from ..deploy.modes import MODES
 from .common import add_weights_args, data_root, int_at_least, labelled_data, load_for_inference, print_skipped
 
 

@@ -40,6 +40,28 @@ def float_above(low: float, inclusive: bool = False):
     return parse
 
 
+def add_runtime_args(p: argparse.ArgumentParser, calibration_default: str, backend_default: str = "auto") -> None:
+    """--precision, --backend and --calibration, from the runtime table (predict, serve, eval)."""
+    from ..card import PRECISIONS
+    from ..deploy.formats import BACKEND_CHOICES, ENV_BACKEND
+
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="default fp32")
+    auto = (
+        "auto (the fastest here: as measured on this kind of CPU, else measured once; the default)"
+        if backend_default == "auto"
+        else "auto (the fastest here, as measured on this kind of CPU, else measured once)"
+    )
+    p.add_argument(
+        "--backend",
+        choices=list(BACKEND_CHOICES),
+        default=None,
+        help=f"{auto}, measure (time every runtime here), or one runtime"
+        + (f" (default: {backend_default} for fp32, auto otherwise)" if backend_default != "auto" else "")
+        + f"; ${ENV_BACKEND} sets the default where that runtime offers the precision",
+    )
+    p.add_argument("--calibration", metavar="DIR", help=f"int8 calibration images (default: {calibration_default})")
+
+
 def add_weights_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--weights",

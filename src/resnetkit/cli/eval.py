@@ -9,6 +9,7 @@ from typing import Optional
 
 from ..deploy.loading import is_exported
 from .common import (
+    add_runtime_args,
     add_weights_args,
     data_root,
     int_at_least,
@@ -36,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="none",
         help="bf16 is faster on CPUs with bf16 support; none (default) reproduces fp32 numbers exactly",
     )
+    add_runtime_args(p, "the validation data of the training run the weights come from", backend_default="pytorch")
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -121,6 +123,47 @@ def run(args: argparse.Namespace) -> int:
         D.teardown(info)
 
 
+def deployed(args: argparse.Namespace, model, device):
+    """(what evaluates, how it is said): the model itself (PyTorch, exact: the default for fp32), or the
+    runner --precision / --backend ask for - the one predict and serve run, from the same cache of
+    optimized models - so the accuracy of the deployed int8 or bf16 model is measured, not assumed."""
+    import sys
+
+    from ..deploy.formats import preferred_backend
+    from ..errors import InvalidOption
+
+    backend = args.backend or ("pytorch" if args.precision == "fp32" else preferred_backend(None, args.precision))
+    if backend == "pytorch" and args.precision == "fp32":
+        return model, "PyTorch"
+    if is_exported(model):
+        raise InvalidOption(
+            f"{args.weights} is an exported model: it runs as it is (drop --precision/--backend; export another "
+            "precision with `resnetkit export --precision`)"
+        )
+    if args.amp != "none":
+        raise InvalidOption(
+            "--amp is PyTorch's autocast; with --precision or --backend drop it (bf16: --precision bf16)"
+        )
+    if device.type != "cpu":
+        raise InvalidOption("--precision/--backend run on the CPU runtimes; add --device cpu", field="device")
+    from ..deploy.calibration import lazy_calibration
+    from ..deploy.optimize import optimize
+    from ..engine.rundir import calibration_source
+
+    card = model.card
+    calibration = None
+    if args.precision == "int8":
+        say = lambda line: print(f"eval: {line}", file=sys.stderr)  # noqa: E731
+        source = calibration_source(args.calibration, card.source or args.weights, say)
+        calibration = lazy_calibration(source, card.preprocess, card.in_chans)
+    runner = optimize(
+        model, args.precision, calibration=calibration, backend=backend, input_size=card.input_size,
+        batch_size=args.batch_size, log=lambda line: print(f"eval: {line}", file=sys.stderr),
+        calibration_id=getattr(calibration, "identity", None),
+    )  # fmt: skip
+    return runner, f"{args.precision} on {runner.choice.backend}"  # type: ignore[union-attr]
+
+
 def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> int:
     from ..engine.evaluate import eval_batches, evaluate
     from ..progress import track_batches
@@ -130,10 +173,11 @@ def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> 
     dataset, data_classes, source = labelled_data(root, model, card.preprocess, classes, args.decode)
     device = info.device if info.enabled and not is_exported(model) else pick_device(args.device, model)
     model.to(device)
+    runner, ran_on = deployed(args, model, device)
     batches = eval_batches(dataset, args.batch_size, args.workers, info.rank, info.world)
     share = -(-len(dataset) // info.world)  # type: ignore[arg-type]  # this rank's images, about
     result = evaluate(
-        model,
+        runner,
         track_batches(batches, share, "eval", quiet=args.json or not info.is_main),
         model.num_classes,
         device,
@@ -145,13 +189,14 @@ def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> 
     if reports is None:  # another rank reports
         return 0
     names = list(classes or data_classes)
-    report = {"weights": card.source, "data": source, **result.to_dict(names)}
+    report = {"weights": card.source, "data": source, "ran_on": ran_on, **result.to_dict(names)}
     reports.write(report, result.confusion, names)
     if args.json:
         print(json.dumps(report))
         return 0
     print(
         f"{source}: {result.count} images, acc@1 {result.acc1:.2f}%  acc@5 {result.acc5:.2f}%  loss {result.loss:.4f}"
+        + (f"  ({ran_on})" if ran_on != "PyTorch" else "")
         + (f"  ({result.skipped} unreadable skipped)" if result.skipped else "")
     )
     if result.nonfinite:

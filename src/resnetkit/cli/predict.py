@@ -10,15 +10,12 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_weights_args, int_at_least, load_for_inference, pick_device
-
-BACKENDS = ("auto", "pytorch", "onnxruntime", "openvino")
-ENV_BACKEND = "RESNETKIT_BACKEND"  # the default of --backend (serve's too): deploy.formats.preferred_backend
+from .common import add_runtime_args, add_weights_args, int_at_least, load_for_inference, pick_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..batch.decode import default_workers
-    from ..data.decode import DECODE_POLICIES
+    from ..batch.inputs import default_workers
+    from ..data.policy import DECODE_POLICIES
 
     p = sub.add_parser("predict", help="classify or embed image files (a batch job)", description=__doc__)
     p.add_argument(
@@ -27,19 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_weights_args(p)
     p.add_argument("--topk", type=int_at_least(1), default=5, help="classes per image (default 5)")
     p.add_argument("-b", "--batch-size", type=int_at_least(1), default=32, help="images per forward pass (default 32)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32", help="default fp32")
-    p.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default=None,
-        help=f"auto (default: the fastest, measured once by optimize()), or one runtime (${ENV_BACKEND} sets the "
-        "default where that runtime offers the precision)",
-    )
-    p.add_argument(
-        "--calibration",
-        metavar="DIR",
-        help="int8 calibration images (default: a run's val data, else the first inputs)",
-    )
+    add_runtime_args(p, "a run's val data, else the first inputs")
     p.add_argument("--out", "-o", metavar="FILE", help="write a table: .parquet, .csv or .jsonl (default: print)")
     p.add_argument("--embeddings", action="store_true", help="also record each image's pooled features (parquet/jsonl)")
     p.add_argument("--logits", action="store_true", help="also record the raw logits (parquet/jsonl)")
@@ -156,19 +141,22 @@ def run_local(args: argparse.Namespace, cfg, model) -> int:
     device = pick_device(args.device, model)
     printer = Printer(args, model, device)
 
-    def make_predictor(sample):
+    def make_predictor(sample, inputs=None):
         predictor = build_predictor(
             model, cfg.precision, cfg.embeddings, cfg.batch_size, calibration_for(args, model, sample, say),
-            device, log=say, backend=preferred_backend(args.backend, cfg.precision),
+            device, log=say, backend=preferred_backend(args.backend, cfg.precision), small_job=inputs,
         )  # fmt: skip
         if not args.quiet and predictor.backend != getattr(getattr(predictor.runner, "choice", None), "backend", None):
             say(f"predict: {predictor.choice}")  # optimize() said it already when it chose
         printer.predictor = predictor
         return predictor
 
+    from . import STARTED
+
     summary = run_job(
-        cfg, model.card, make_predictor, printer.emit, weights_identity(model), log=say, on_chunk=printer.on_chunk
-    )
+        cfg, model.card, make_predictor, printer.emit, weights_identity(model), log=say, on_chunk=printer.on_chunk,
+        began=STARTED,
+    )  # fmt: skip
     if not args.quiet:
         say(f"predict: {summary.line()}")
     if summary.failed:

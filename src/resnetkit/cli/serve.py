@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import signal
 
-from .common import add_weights_args, float_above, int_at_least
+from .common import add_runtime_args, add_weights_args, float_above, int_at_least
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,15 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_weights_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int_at_least(1), default=8000, help="port (default 8000)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32", help="default fp32")
-    p.add_argument(
-        "--backend",
-        choices=["auto", "pytorch", "onnxruntime", "openvino"],
-        default=None,
-        help="auto (default: the fastest, measured once by optimize()) or one runtime ($RESNETKIT_BACKEND sets the "
-        "default where that runtime offers the precision)",
-    )
-    p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: a run's val data)")
+    add_runtime_args(p, "a run's val data")
     p.add_argument("--max-batch", type=int_at_least(1), default=16, help="images per model call (default 16)")
     p.add_argument(
         "--max-wait-ms",

@@ -171,7 +171,7 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_push(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..weights.hub import push
+    from ..weights.publish import push
 
     url = push(Path(args.run), args.repo, private=args.private, revision=args.revision, message=args.message)
     print(f"published {args.run} as hf-hub:{args.repo} ({url})")

@@ -22,8 +22,9 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import BadFile, ImageDecodeError, InvalidOption
+from ..errors import BadFile, ImageDecodeError
 from ..fileio import check_readable_file
+from .policy import DECODE_POLICIES, check_policy
 
 # 89 megapixels (PIL's own default). Anything above is refused as a possible decompression bomb
 # instead of PIL's mere warning, so a hostile file cannot exhaust memory.
@@ -33,15 +34,6 @@ MAX_PIXELS = 89_478_485
 MAX_RESIZED_PIXELS = 4_194_304
 
 __all__ = ["ImageDecodeError", "decode_image_bytes", "expand_inputs", "load_image", "DECODE_POLICIES"]
-
-DECODE_POLICIES = ("resnetkit", "reference")
-
-
-def check_policy(policy: str) -> str:
-    if policy not in DECODE_POLICIES:
-        raise InvalidOption(f"decode policy {policy!r} is not one of {', '.join(DECODE_POLICIES)}", field="decode")
-    return policy
-
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 

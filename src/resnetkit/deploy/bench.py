@@ -15,31 +15,13 @@ from ..measure import time_blocks
 from ..models import ResNetBase
 from ..progress import bar
 from .fold import fold_batchnorm
-from .formats import RUNTIMES, available
+from .formats import available
+from .modes import DEFAULT_MODES, MODES, RUNTIME_MODES
 from .optimize import build
 from .runtimes.pytorch import ChannelsLast
 
-
-def mode_name(runtime: str, precision: str) -> str:
-    """A runtime's mode in `bench --modes`: its name for fp32, name-precision else (PyTorch's bf16: bf16)."""
-    if runtime == "pytorch":
-        return precision
-    return runtime if precision == "fp32" else f"{runtime}-{precision}"
-
-
-# PyTorch ways of running the same fp32 model, then every (runtime, precision) of the table.
-PYTORCH_MODES = ("eager", "channels_last", "fused", "compile")
-RUNTIME_MODES = {
-    mode_name(r.name, p): (r.name, p)
-    for r in RUNTIMES.values()
-    for p in r.precisions
-    if (r.name, p) != ("pytorch", "fp32")
-}
-MODES = PYTORCH_MODES + tuple(RUNTIME_MODES)
-
 ROOF_CHANNELS, ROOF_SIDE = 1024, 64  # a 1x1 convolution 1024 -> 1024 on a 64x64 map: 8.6 GFLOP
 ROOF_REPEATS = 5
-DEFAULT_MODES = ("eager", "fused", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8", "onnxruntime-int8")
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
-from typing import Iterable, List, Sequence, Union
+from typing import Callable, Iterable, List, Sequence, Union
 
 import torch
 
@@ -43,6 +45,32 @@ def calibration_batches(
             "add representative images from your data"
         )
     return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+
+
+def lazy_calibration(
+    source: Union[str, Path, torch.Tensor], preprocess: Preprocess, in_chans: int = 3
+) -> Callable[[], torch.Tensor]:
+    """The calibration images of ``source`` (a folder or a tensor) as a function that decodes them
+    when called, with an ``identity`` that names the set without decoding it: a hash of the folder's
+    files (path, size, modification time) or of the tensor, and of the preprocessing. The cache of
+    optimized models keys int8 models by it, so a warm start neither decodes nor quantizes."""
+    h = hashlib.sha256(f"{preprocess!r}|{in_chans}|".encode())
+    if isinstance(source, torch.Tensor):
+        t = source.detach().cpu().contiguous()
+        h.update(f"tensor|{t.dtype}|{tuple(t.shape)}|".encode() + t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    else:
+        for path in expand_inputs([str(source)]) if Path(source).exists() else []:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+
+    def images() -> torch.Tensor:
+        return torch.cat(calibration_batches(source, preprocess, in_chans=in_chans))
+
+    images.identity = h.hexdigest()  # type: ignore[attr-defined]
+    return images
 
 
 def check_calibration(calibration: Union[torch.Tensor, Iterable[torch.Tensor], None]) -> List[torch.Tensor]:

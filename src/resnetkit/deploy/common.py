@@ -4,12 +4,13 @@ and a runtime's exception reduced to its informative line."""
 from __future__ import annotations
 
 import importlib.util
-from typing import Iterable, List
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Iterable, List
 
 from ..errors import MissingDependency
+
+if TYPE_CHECKING:  # torch is imported by the functions that use it: the format table imports this module
+    import torch
+    from torch import nn
 
 
 def example_input(model: nn.Module, input_size: int, batch: int = 2) -> torch.Tensor:
@@ -18,6 +19,8 @@ def example_input(model: nn.Module, input_size: int, batch: int = 2) -> torch.Te
     own = getattr(model, "example_input", None)
     if callable(own):
         return own(input_size, batch)
+    import torch
+
     in_chans = int(getattr(model, "in_chans", 3))
     gen = torch.Generator().manual_seed(0)
     return torch.randn(batch, in_chans, input_size, input_size, generator=gen)
@@ -34,6 +37,8 @@ def input_shape(model: nn.Module, input_size: int) -> List[int]:
 def threads() -> int:
     """The process's thread setting (torch.set_num_threads, OMP_NUM_THREADS, bench --threads) holds
     for every runtime, not only PyTorch: ONNX Runtime and OpenVINO would otherwise take every core."""
+    import torch
+
     return torch.get_num_threads()
 
 

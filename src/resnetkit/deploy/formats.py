@@ -19,24 +19,28 @@ here (docs/deploy.md).
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
-
-import torch
-from torch import nn
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..card import PRECISIONS
 from ..errors import BadFile, InvalidOption, MissingDependency
 from .common import importable
-from .runtimes import onnxruntime as ort_leaf
-from .runtimes import openvino as ov_leaf
-from .runtimes import pytorch as pt_leaf
 
-Builder = Callable[[nn.Module, str, int, Optional[Sequence[torch.Tensor]]], nn.Module]
-Writer = Callable[..., None]
-Loader = Callable[[Path], nn.Module]
+if TYPE_CHECKING:
+    from torch import nn
+
+# The table is data: each row names its leaf module (runtimes/<leaf>.py) and the leaf's functions, which
+# are imported when first called. So the table, and every command-line check made from it (--format,
+# --backend, bench's modes), loads neither torch nor a runtime.
+
+
+def leaf(name: str) -> ModuleType:
+    """The runtime leaf module ``runtimes/<name>.py`` (imported on first use)."""
+    return importlib.import_module(f"{__package__}.runtimes.{name}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,19 @@ class Runtime:
     packages: Tuple[str, ...]  # what it needs to run at all
     int8_packages: Tuple[str, ...]  # and for int8
     extra: Optional[str]  # the pip extra that installs them
-    build: Builder  # (BatchNorm-folded model, precision, input size, calibration) -> runner
+    keeps: bool  # its runners are kept in the cache of optimized models (leaf.save_runner, leaf.load_runner)
+
+    def build(self, model: nn.Module, precision: str, input_size: int, calibration: Any) -> nn.Module:
+        """(BatchNorm-folded model, precision, input size, calibration batches) -> runner."""
+        return leaf(self.name).build(model, precision, input_size, calibration)
+
+    def save(self, runner: nn.Module, folder: Path) -> List[str]:
+        """A built runner -> the files written into ``folder``."""
+        return leaf(self.name).save_runner(runner, folder)
+
+    def load(self, folder: Path, precision: str, blob_cache: Optional[Path]) -> nn.Module:
+        """The runner kept in ``folder``."""
+        return leaf(self.name).load_runner(folder, precision, blob_cache)
 
 
 @dataclass(frozen=True)
@@ -55,19 +71,32 @@ class Format:
     suffix: str  # "" for a folder
     runtime: str
     precisions: Tuple[str, ...]
-    write: Writer  # (model, path, card, input_size, calibration)
-    load: Optional[Loader]  # None: not an exported artifact (weights load as a PyTorch model)
+    writer: str  # the leaf's function (model, path, card, input_size, calibration)
+    loader: Optional[str]  # the leaf's function (path) -> runner; None: not an exported artifact
     what: str  # how the docs and errors call a file of it
+
+    @property
+    def write(self) -> Callable[..., None]:
+        return getattr(leaf(self.runtime), self.writer)
+
+    @property
+    def load(self) -> Optional[Callable[[Path], nn.Module]]:
+        return getattr(leaf(self.runtime), self.loader) if self.loader else None
 
 
 RUNTIMES: Dict[str, Runtime] = {
     r.name: r
     for r in (
-        Runtime("pytorch", ("fp32", "bf16"), (), (), None, pt_leaf.build),
-        Runtime("onnxruntime", ("fp32", "int8"), ("onnxruntime", "onnx"), (), "deploy", ort_leaf.build),
-        Runtime("openvino", ("fp32", "bf16", "int8"), ("openvino",), ("nncf",), "openvino", ov_leaf.build),
+        # PyTorch builds in milliseconds: nothing to keep. The others' runners are kept (the cache of
+        # optimized models, runner_cache.py): a second job reuses the converted, quantized model.
+        Runtime("pytorch", ("fp32", "bf16"), (), (), None, False),
+        Runtime("onnxruntime", ("fp32", "int8"), ("onnxruntime", "onnx"), (), "deploy", True),
+        Runtime("openvino", ("fp32", "bf16", "int8"), ("openvino",), ("nncf",), "openvino", True),
     )
 }
+# What --backend (predict, serve, eval) and optimize(backend=) take: the fastest (auto), every runtime
+# timed here (measure), or one runtime.
+BACKEND_CHOICES = ("auto", "measure", *RUNTIMES)
 # The order optimize() tries when it cannot measure, fastest first by experience here.
 PREFERENCE = {
     "fp32": ("openvino", "onnxruntime", "pytorch"),
@@ -78,13 +107,69 @@ PREFERENCE = {
 FORMATS: Dict[str, Format] = {
     f.name: f
     for f in (
-        Format("onnx", ".onnx", "onnxruntime", ("fp32", "int8"), ort_leaf.write, ort_leaf.load, "an exported ONNX model"),
-        Format("openvino", "", "openvino", ("fp32", "bf16", "int8"), ov_leaf.write, ov_leaf.load, "an OpenVINO IR model"),
-        Format("pt2", ".pt2", "pytorch", ("fp32",), pt_leaf.write_pt2, pt_leaf.load_pt2, "an exported torch.export program"),
-        Format("torchscript", ".pt", "pytorch", ("fp32",), pt_leaf.write_torchscript, pt_leaf.load_torchscript, "a TorchScript program"),
-        Format("safetensors", ".safetensors", "pytorch", ("fp32",), pt_leaf.write_safetensors, None, "a safetensors weights file"),
+        Format("onnx", ".onnx", "onnxruntime", ("fp32", "int8"), "write", "load", "an exported ONNX model"),
+        Format("openvino", "", "openvino", ("fp32", "bf16", "int8"), "write", "load", "an OpenVINO IR model"),
+        Format("pt2", ".pt2", "pytorch", ("fp32",), "write_pt2", "load_pt2", "an exported torch.export program"),
+        Format("torchscript", ".pt", "pytorch", ("fp32",), "write_torchscript", "load_torchscript", "a TorchScript program"),
+        Format("safetensors", ".safetensors", "pytorch", ("fp32",), "write_safetensors", None, "a safetensors weights file"),
     )
 }  # fmt: skip
+
+
+# What optimize() picks without measuring, where this table knows the CPU: the fastest runtime per
+# precision, measured by benchmarks/deploy_vs_hand.py (docs/deploy.md: resnet18 and resnet50 at batch 1
+# and 16, x86-64 with AVX-512 VNNI and BF16). On x86-64 without VNNI or BF16 the gaps are smaller but
+# in the same direction (OpenVINO's int8 and bf16 kernels fall back to AVX2/AVX-512 fp32 paths that
+# still run the fused graph); on any other kind of CPU (ARM) the table has no row and optimize()
+# measures every candidate.
+_FP32 = "ONNX Runtime and OpenVINO ran fp32 within 4 % of each other (docs/deploy.md)"
+MEASURED_FASTEST: Dict[str, Dict[str, Tuple[Tuple[str, str], ...]]] = {
+    "x86_64": {
+        "fp32": (("onnxruntime", _FP32), ("openvino", _FP32), ("pytorch", "the only other one installed")),
+        "bf16": (("openvino", "OpenVINO bf16 ran 3.5-5.6x eager PyTorch (docs/deploy.md)"),
+                 ("pytorch", "the only other one installed")),
+        "int8": (("openvino", "OpenVINO int8 ran 3.8-7.8x ONNX Runtime's int8 (docs/deploy.md)"),
+                 ("onnxruntime", "the only other one installed")),
+    },
+}  # fmt: skip
+_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "avx_vnni", "amx_int8")}
+
+
+def cpu_kind() -> str:
+    """The kind of CPU the measured table is keyed by (the machine's architecture)."""
+    import platform
+
+    machine = platform.machine().lower()
+    return "x86_64" if machine in ("x86_64", "amd64") else machine
+
+
+def cpu_flags() -> Set[str]:
+    """The CPU's instruction-set flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def predicted(precision: str, candidates: Sequence[str]) -> Optional[Tuple[str, str]]:
+    """(runtime, why) the measured table predicts for this CPU among the installed ``candidates``;
+    None when it does not know this kind of CPU (then optimize() measures)."""
+    rows = MEASURED_FASTEST.get(cpu_kind(), {}).get(precision, ())
+    for rank, (runtime, why) in enumerate(rows):
+        if runtime in candidates:
+            if rank:
+                return runtime, f"{rows[0][0]} is not installed; {why}"
+            has = sorted(cpu_flags() & set(_FLAGS.get(precision, ())))
+            if precision in _FLAGS:
+                why += f" on x86-64 with {' and '.join(_FLAGS[precision][:1])}; this CPU has " + (
+                    ", ".join(has) if has else f"no {'/'.join(_FLAGS[precision])} (the same order, a smaller gap)"
+                )
+            return runtime, why
+    return None
 
 
 ENV_BACKEND = "RESNETKIT_BACKEND"
@@ -130,7 +215,7 @@ def require(runtime: str, precision: str) -> None:
         )
     if not installed(runtime, precision):
         raise MissingDependency(f"{precision} on {runtime} needs it installed: pip install 'resnetkit[{r.extra}]'")
-    if precision == "bf16" and runtime == "openvino" and not ov_leaf.has_bf16():
+    if precision == "bf16" and runtime == "openvino" and not leaf("openvino").has_bf16():
         raise MissingDependency("this CPU has no bf16 support in OpenVINO (no AVX512-BF16/AMX): use fp32 or int8")
 
 

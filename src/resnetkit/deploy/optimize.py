@@ -11,17 +11,18 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
 
 from ..errors import InvalidOption
 from ..progress import bar
+from . import runner_cache
 from .calibration import check_calibration
 from .common import example_input
 from .fold import fold_batchnorm
-from .formats import PREFERENCE, RUNTIMES, available, check_precision, require
+from .formats import PREFERENCE, RUNTIMES, available, check_precision, predicted, require
 
 __all__ = ["optimize", "quantize_int8", "build", "Choice", "cache_file"]
 
@@ -55,11 +56,9 @@ class Choice:
 def cache_file() -> Path:
     """Where choices are remembered: ``$RESNETKIT_HOME/optimize.json`` if set, else
     ``$XDG_CACHE_HOME/resnetkit/optimize.json`` (``~/.cache/resnetkit/optimize.json``)."""
-    home = os.environ.get("RESNETKIT_HOME")
-    if home:
-        return Path(home).expanduser() / "optimize.json"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "resnetkit" / "optimize.json"
+    from ..home import cache_home
+
+    return cache_home() / "optimize.json"
 
 
 def _cpu_name() -> str:
@@ -170,16 +169,42 @@ def build(
     precision: str,
     model: nn.Module,
     input_size: int = 224,
-    calibration: Optional[Sequence[torch.Tensor]] = None,
+    calibration=None,
+    calibration_id: Optional[str] = None,
+    cache: bool = True,
 ) -> nn.Module:
     """A runner of ``model`` (eval mode; not modified) on ``backend`` at ``precision``, built in memory;
-    int8 needs ``calibration`` batches. Every runner takes float NCHW tensors and returns float logits."""
+    int8 needs ``calibration`` batches (or a callable giving them, called only when the runner is not
+    in the cache of optimized models). Every runner takes float NCHW tensors (or, for a model with
+    preprocessing fused in, uint8 crops) and returns float logits. ONNX Runtime and OpenVINO runners
+    are kept in that cache (runner_cache.py) under a key of everything that determines them, and
+    reused: ``calibration_id`` names the calibration set when it is known without computing it."""
     check_precision(precision)
     require(backend, precision)
     if model.training:
         raise InvalidOption("inference backends need the model in eval mode: call model.eval() first")
-    batches = check_calibration(calibration) if precision == "int8" else None
-    return RUNTIMES[backend].build(fold_batchnorm(model), precision, input_size, batches)
+    runtime = RUNTIMES[backend]
+    entry = None
+    if cache and runtime.keeps:
+        if precision == "int8" and calibration_id is None:
+            calibration = check_calibration(calibration() if callable(calibration) else calibration)
+            calibration_id = runner_cache.calibration_identity(calibration)
+        entry = runner_cache.key(model, backend, precision, input_size, calibration_id if precision == "int8" else None)
+        kept = runner_cache.get(entry, runtime.load, precision)
+        if kept is not None:
+            object.__setattr__(kept, "from_cache", True)
+            return kept
+    batches = None
+    if precision == "int8":
+        batches = check_calibration(calibration() if callable(calibration) else calibration)
+    runner = runtime.build(fold_batchnorm(model), precision, input_size, batches)
+    if entry is not None:
+        card = getattr(model, "card", None)
+        facts = {"backend": backend, "precision": precision, "input_size": int(input_size),
+                 "arch": getattr(card, "arch", None), "source": getattr(card, "source", None),
+                 "calibration": calibration_id if precision == "int8" else None}  # fmt: skip
+        runner_cache.put(entry, runner, runtime.save, facts)
+    return runner
 
 
 def _attach(runner: nn.Module, choice: Choice) -> None:
@@ -193,6 +218,7 @@ def _measure(
     input_size: int,
     batch_size: int,
     calibration: Optional[List[torch.Tensor]],
+    cache: bool = True,
 ) -> tuple:
     """Build every candidate, keep the correct ones, time them: (runners, rates, rejected)."""
     probe = _probe(model, calibration, input_size)
@@ -202,7 +228,7 @@ def _measure(
     shown = bar(total=len(candidates), desc=f"optimize {precision}", unit="backend", leave=False)
     for name in candidates:
         shown.set_postfix_str(f"building {name}")
-        runner = build(name, precision, model, input_size, calibration)
+        runner = build(name, precision, model, input_size, calibration, cache=cache)
         agreement = _check(runner, reference, probe, precision)
         shown.update()
         if agreement is None:
@@ -238,49 +264,77 @@ def optimize(
     batch_size: int = 16,
     cache: bool = True,
     log: Optional[Callable[[str], None]] = None,
+    calibration_id: Optional[str] = None,
 ) -> nn.Module:
     """The fastest correct inference runner of ``model`` for ``precision`` (fp32, bf16, int8).
 
-    ``backend="auto"`` builds every installed backend that offers the precision (PyTorch,
-    ONNX Runtime, OpenVINO), checks each against the fp32 model (fp32: max difference <= 1e-3 of
-    the logits' size; bf16/int8: top-1 agreement within 5 points of the best candidate), times
-    them at ``batch_size`` and ``input_size`` (default: the calibration images' size, else 224)
-    and keeps the fastest. The choice is remembered per machine, thread count, network structure,
-    input size, batch size, precision and runtime versions (see ``cache_file()``), so the next call
-    builds only the winner. The runner's ``.choice`` says what was chosen and why (``log`` gets the
-    same line). int8 needs ``calibration`` (>= 32 images). The input model is not modified.
+    ``backend="auto"`` decides from what is known: a runtime already measured on this machine (the
+    remembered choice), or the one a table measured on this CPU's kind predicts (formats.predicted:
+    e.g. OpenVINO for int8 on x86-64 with AVX-512 VNNI, several times ONNX Runtime's speed there) -
+    without building every candidate. Only when in doubt (a CPU the table does not know) does it
+    build every installed backend that offers the precision, check each against the fp32 model (fp32:
+    max difference <= 1e-3 of the logits' size; bf16/int8: top-1 agreement within 5 points of the
+    best candidate), time them at ``batch_size`` and keep the fastest; ``backend="measure"`` does
+    that always. A measured choice is remembered per machine, thread count, network structure,
+    input size, batch size, precision and runtime versions (see ``cache_file()``). The runner itself
+    is kept in the cache of optimized models (``runner_cache``; ``cache=False`` neither reads nor
+    writes either cache). The runner's ``.choice`` says what was chosen and why (``log`` gets the
+    same line). int8 needs ``calibration`` (>= 32 images, or a callable giving them, called only if
+    the runner is not cached; ``calibration_id`` names the set when it is known without computing
+    it). The input model is not modified.
     """
     _check_arguments(model, precision, batch_size)
-    batches = check_calibration(calibration) if precision == "int8" else None
     if input_size is None:  # the calibration images' size, else ImageNet's 224
-        input_size = int(batches[0].shape[-1]) if batches else 224
+        known = _batches(calibration) if precision == "int8" else None
+        calibration = known if known is not None else calibration
+        input_size = int(known[0].shape[-1]) if known else 224
     say = log or (lambda s: None)
-    if backend != "auto":
-        runner = build(backend, precision, model, input_size, batches)
-        choice = Choice(backend, precision, batch_size, "asked for")
-        _attach(runner, choice)
-        say(f"optimize: {choice}")
-        return runner
-    candidates = available(precision)
-    if not candidates:  # int8 with neither runtime installed: name what to install
-        require(PREFERENCE[precision][0], precision)
+    if backend not in ("auto", "measure"):
+        runner = build(backend, precision, model, input_size, calibration, calibration_id, cache)
+        return _chosen(runner, Choice(backend, precision, batch_size, "asked for"), say)
     key = cache_key(model, precision, input_size, batch_size)
-    remembered = _read_cache().get(key) if cache else None
-    if remembered and remembered.get("backend") in candidates:
-        choice = Choice(remembered["backend"], precision, batch_size, "cached", remembered.get("images_per_s", {}))
-    elif len(candidates) == 1:
-        choice = Choice(candidates[0], precision, batch_size, "only one installed")
-    else:
+    choice = _decide(key, precision, batch_size, backend, cache)
+    if choice is None:  # in doubt: every candidate built, checked and timed
+        candidates = available(precision)
         say(f"optimize: measuring {precision} on {', '.join(candidates)} at batch {batch_size} (once; remembered)")
-        runners, rates, rejected = _measure(model, precision, candidates, input_size, batch_size, batches)
+        batches = _batches(calibration) if precision == "int8" else None
+        runners, rates, rejected = _measure(model, precision, candidates, input_size, batch_size, batches, cache)
         winner = max(rates, key=lambda b: rates[b])
         choice = Choice(winner, precision, batch_size, "measured", rates, rejected)
         if cache:
             _remember(key, choice)
-        _attach(runners[winner], choice)
-        say(f"optimize: {choice}")
-        return runners[winner]
-    runner = build(choice.backend, precision, model, input_size, batches)
+        return _chosen(runners[winner], choice, say)
+    runner = build(choice.backend, precision, model, input_size, calibration, calibration_id, cache)
+    return _chosen(runner, choice, say)
+
+
+def _batches(calibration) -> List[torch.Tensor]:
+    """The calibration batches, checked (a callable is called)."""
+    return check_calibration(calibration() if callable(calibration) else calibration)
+
+
+def _decide(key: str, precision: str, batch_size: int, backend: str, cache: bool) -> Optional[Choice]:
+    """The choice known without measuring - remembered here, the only candidate, or predicted by the
+    measured table for this CPU - or None (then optimize() measures)."""
+    candidates = available(precision)
+    if not candidates:  # int8 with neither runtime installed: name what to install
+        require(PREFERENCE[precision][0], precision)
+    if backend == "measure":
+        return None if len(candidates) > 1 else Choice(candidates[0], precision, batch_size, "only one installed")
+    remembered = _read_cache().get(key) if cache else None
+    if remembered and remembered.get("backend") in candidates:
+        return Choice(remembered["backend"], precision, batch_size, "cached", remembered.get("images_per_s", {}))
+    if len(candidates) == 1:
+        return Choice(candidates[0], precision, batch_size, "only one installed")
+    guess = predicted(precision, candidates)
+    if guess is not None:
+        return Choice(guess[0], precision, batch_size, f"predicted: {guess[1]}; --backend measure times them here")
+    return None
+
+
+def _chosen(runner: nn.Module, choice: Choice, say: Callable[[str], None]) -> nn.Module:
+    if getattr(runner, "from_cache", False):
+        choice.how += "; the optimized model from the cache"
     _attach(runner, choice)
     say(f"optimize: {choice}")
     return runner

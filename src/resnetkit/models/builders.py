@@ -6,7 +6,6 @@ public builders (``resnet50(weights=...)``) build from here.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Dict, Type
 
 from ..errors import InvalidOption
@@ -15,7 +14,6 @@ from .blocks import BasicBlock, Bottleneck
 from .cifar import CifarResNet
 from .norm import NORM_LAYERS
 from .pruning import apply_channel_map, channel_map
-from .registry import register_model
 from .resnet import ResNet
 from .resnetv2 import ResNetV2
 from .table import ARCHITECTURES
@@ -70,7 +68,3 @@ def make_model(name: str, **options: Any) -> ResNetBase:
 def make_resnet(name: str, **options: Any) -> ResNetBase:
     """Construct the architecture ``name`` (kept under its earlier name)."""
     return make_model(name, **options)
-
-
-for _name in ARCHITECTURES:
-    register_model(_name, partial(make_model, _name))

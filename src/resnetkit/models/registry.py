@@ -1,6 +1,7 @@
 """Name -> architecture registry: every architecture resnetkit knows, built without weights.
 
-Architectures are registered explicitly (``register_model``) from the tables in ``builders.py``;
+Every architecture of the table (``table.py``, pure data) is registered from the start, built by
+``builders.make_model`` when first called (so listing names needs no torch); ``register_model`` adds more;
 the public weights-aware builders (``resnetkit.resnet50(weights=...)``) live in
 ``resnetkit.weights.factory`` and build through this registry.
 """
@@ -11,11 +12,29 @@ import difflib
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Union
 
 from ..errors import InvalidOption
+from .table import ARCHITECTURES
 
 if TYPE_CHECKING:
     from .base import ResNetBase
 
-_ARCHITECTURES: Dict[str, Callable[..., ResNetBase]] = {}
+
+class _Builtin:
+    """The constructor of one architecture of the table: ``builders.make_model(name, **options)``,
+    imported on the first call."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, **options) -> ResNetBase:
+        from .builders import make_model
+
+        return make_model(self.name, **options)
+
+    def __repr__(self) -> str:
+        return f"make_model({self.name!r}, ...)"
+
+
+_ARCHITECTURES: Dict[str, Callable[..., ResNetBase]] = {name: _Builtin(name) for name in ARCHITECTURES}
 
 
 def register_model(name: str, constructor: Callable[..., ResNetBase]) -> Callable[..., ResNetBase]:

@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+from ..deploy.formats import BACKEND_CHOICES
 from ..errors import InvalidOption
 
 ENV_CONFIG = "RESNETKIT_SERVE_CONFIG"  # how `serve --workers N` hands its settings to each worker
-BACKENDS = ("auto", "pytorch", "onnxruntime", "openvino")
 
 INTEGER_MINIMUMS = {"max_batch": 1, "max_queue": 1, "max_images": 1, "workers": 1}
 POSITIVE = ("max_body_mb", "timeout_s", "read_timeout_s", "min_upload_kib_s")
@@ -68,8 +68,8 @@ class ServeConfig:
             raise InvalidOption(
                 f"max_queue ({self.max_queue}) must be >= max_batch ({self.max_batch})", field="max_queue"
             )
-        if self.backend is not None and self.backend not in BACKENDS:
-            raise InvalidOption(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}", field="backend")
+        if self.backend is not None and self.backend not in BACKEND_CHOICES:
+            raise InvalidOption(f"backend {self.backend!r} is not one of {', '.join(BACKEND_CHOICES)}", field="backend")
         if self.precision not in ("fp32", "bf16", "int8"):
             raise InvalidOption(f"precision {self.precision!r} is not one of fp32, bf16, int8", field="precision")
         return self

@@ -93,12 +93,12 @@ def load_service(cfg: ServeConfig, log: Callable[[str], None] = print) -> Served
 def _calibration(model: Any, cfg: ServeConfig, log) -> Optional[Callable[[], torch.Tensor]]:
     if cfg.precision != "int8":
         return None
-    from ..deploy.calibration import calibration_batches
+    from ..deploy.calibration import lazy_calibration
     from ..engine.rundir import calibration_source
 
     card = model.card
     source = calibration_source(cfg.calibration, card.source or cfg.weights, log)
-    return lambda: torch.cat(calibration_batches(source, card.preprocess, in_chans=card.in_chans))
+    return lazy_calibration(source, card.preprocess, card.in_chans)
 
 
 def self_check(served: ServedModel) -> None:

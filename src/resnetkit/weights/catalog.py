@@ -10,20 +10,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Type
-
-import torch
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Type
 
 from ..card import ModelCard, Preprocess
 from ..errors import InvalidOption
+from .classes import imagenet_classes
 from .download import cache_dir, download
 
-
-@cache
-def imagenet_classes() -> List[str]:
-    """The 1000 ImageNet-1k class names, in the order of the published classifiers' outputs."""
-    text = resources.files("resnetkit.weights").joinpath("data/imagenet_classes.txt").read_text()
-    return text.strip().splitlines()
+if TYPE_CHECKING:  # the catalog is data: `resnetkit weights list` and `models` read it without torch
+    import torch
 
 
 @dataclass(frozen=True)

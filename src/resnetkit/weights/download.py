@@ -56,9 +56,14 @@ def cache_dir() -> Path:
     home = os.environ.get("RESNETKIT_HOME")
     if home:
         return Path(home).expanduser()
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:  # torch loaded: its own answer (torch.hub.set_dir included)
+        return Path(hub.get_dir()) / "checkpoints"
+    # torch's documented rule, without importing torch (`resnetkit weights list` answers at once)
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "torch"
+    )
+    return Path(os.path.expanduser(torch_home)) / "hub" / "checkpoints"
 
 
 def timeout_s() -> float:

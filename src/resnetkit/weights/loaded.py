@@ -58,7 +58,7 @@ class LoadedWeights:
         if self.card.classes:
             return list(self.card.classes)
         if self.num_classes == 1000:
-            from .catalog import imagenet_classes
+            from .classes import imagenet_classes
 
             return imagenet_classes()
         return None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
+from importlib import resources
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -38,6 +41,34 @@ def _builder_shapes(name: str, in_chans: int = 3) -> Dict[str, Tuple[int, ...]]:
     return _shapes(model.state_dict())
 
 
+SIGNATURES = "shape_signatures.json"  # weights/data/: each built-in name's signature (scripts/make_shape_signatures.py)
+
+
+def shape_signature(shapes: Dict[str, Tuple[int, ...]]) -> str:
+    """A hash of a backbone's keys and shapes - the classifier left out, the input convolution's
+    channel count too (any in_chans matches) - that names its architecture."""
+    h = hashlib.sha256()
+    for key in sorted(k for k in shapes if k not in HEAD_KEYS):
+        shape = list(shapes[key])
+        if key in STEM_KEYS and len(shape) == 4:
+            shape[1] = -1
+        h.update(f"{key}:{shape};".encode())
+    return h.hexdigest()[:24]
+
+
+@functools.cache
+def known_signatures() -> Dict[str, str]:
+    """{architecture: signature} of the built-in architectures, from the shipped table: identifying a
+    file needs no model built (building one on the meta device costs torch's compiler stack, a second)."""
+    text = resources.files(__package__).joinpath(f"data/{SIGNATURES}").read_text()
+    return json.loads(text)
+
+
+def builder_signature(name: str) -> str:
+    """The signature of the architecture ``name`` as built now (what the shipped table records)."""
+    return shape_signature(_builder_shapes(name))
+
+
 def _depths(keys) -> Tuple[int, ...]:
     """Blocks per stage, read from key names (``layer3.22.conv1.weight``, ``stages.2.blocks.22...``)."""
     found: Dict[int, int] = {}
@@ -57,8 +88,13 @@ def identify_architecture(state: Dict[str, torch.Tensor]) -> Optional[str]:
     stem = stem_weight({k: v for k, v in strip_prefixes(state).items()})
     in_chans = int(stem.shape[1]) if stem is not None and stem.dim() == 4 else 3
     depths = _depths(shapes)
+    signature, table = shape_signature(shapes), known_signatures()
     for name in list_models():
-        if architecture_depths(name) not in (depths, ()):
+        if name in table:  # built-in: compared by the shipped signature, nothing built
+            if table[name] == signature:
+                return name
+            continue
+        if architecture_depths(name) not in (depths, ()):  # registered by the user: built on the meta device
             continue
         ref = {k: s for k, s in _builder_shapes(name, in_chans).items() if k not in HEAD_KEYS}
         if ref == shapes:

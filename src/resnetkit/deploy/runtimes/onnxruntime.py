@@ -138,9 +138,10 @@ class SessionRunner(nn.Module):
     """An ONNX Runtime session behind a module interface: tensors in (whatever the graph takes), the
     first output out. ``runtime`` is the session, for inspection."""
 
-    def __init__(self, sess) -> None:
+    def __init__(self, sess, model: Optional[bytes] = None) -> None:
         super().__init__()
         self.runtime = sess
+        self.model_bytes = model  # what the session was made from (the cache of optimized models saves it)
         self.input_name = sess.get_inputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,7 +150,7 @@ class SessionRunner(nn.Module):
 
 def runner(model: bytes, where: Path) -> SessionRunner:
     try:
-        return SessionRunner(session(model))
+        return SessionRunner(session(model), model)
     except ImportError:
         raise
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
@@ -171,6 +172,18 @@ def build(
     if precision == "int8":
         data = quantize_int8(data, calibration or [], card)
     return runner(data, Path("<memory>"))
+
+
+def save_runner(run: nn.Module, folder: Path) -> List[str]:
+    """The runner's ONNX model in ``folder`` (for the cache of optimized models); the files written."""
+    (folder / "model.onnx").write_bytes(run.model_bytes)  # type: ignore[arg-type]
+    return ["model.onnx"]
+
+
+def load_runner(folder: Path, precision: str, blob_cache: Optional[Path] = None) -> nn.Module:
+    """A runner of the model ``save_runner`` wrote."""
+    path = folder / "model.onnx"
+    return runner(path.read_bytes(), path)
 
 
 # ---- files ------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import shutil
 import threading
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -94,15 +94,15 @@ class OpenVINORunner(nn.Module):
     threads would mix their inputs and outputs), its input shared with the tensor's memory rather
     than copied."""
 
-    def __init__(self, ov_model, precision: str = "fp32") -> None:
+    def __init__(self, ov_model, precision: str = "fp32", blob_cache: Optional[Path] = None) -> None:
         super().__init__()
         ov = _ov()
         hint = {"bf16": "bf16"}.get(precision, "f32")  # int8 models keep f32 for the parts left in float
-        self.compiled = ov.Core().compile_model(
-            ov_model,
-            "CPU",
-            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads()},
-        )
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads()}
+        if blob_cache is not None:  # OpenVINO's own cache of compiled blobs: a model read again compiles at once
+            config["CACHE_DIR"] = str(blob_cache)
+        self.compiled = ov.Core().compile_model(ov_model, "CPU", config)
+        self.ov_model, self.precision = ov_model, precision
         self._local = threading.local()
 
     @property
@@ -135,6 +135,18 @@ def build(
     if precision == "int8":
         ov_model = quantize(ov_model, calibration or [])
     return OpenVINORunner(ov_model, precision).eval()
+
+
+def save_runner(runner: nn.Module, folder: Path) -> List[str]:
+    """The runner's model as an IR in ``folder`` (for the cache of optimized models); the files written."""
+    _ov().save_model(runner.ov_model, str(folder / "model.xml"), compress_to_fp16=False)  # type: ignore[union-attr]
+    return ["model.xml", "model.bin"]
+
+
+def load_runner(folder: Path, precision: str, blob_cache: Optional[Path] = None) -> nn.Module:
+    """A runner of the IR ``save_runner`` wrote, compiled (from OpenVINO's blob cache when it has it)."""
+    ov_model = _ov().Core().read_model(str(folder / "model.xml"))
+    return OpenVINORunner(ov_model, precision, blob_cache).eval()
 
 
 # ---- the IR folder ----------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ EXTRAS = (
     "pyarrow",
     "ray",
     "huggingface_hub",
+    "executorch",
+    "coremltools",
 )
 PACKAGED = ("py.typed", "serve/page.html", "inspect/explain.html", "weights/data")
 
@@ -79,6 +81,14 @@ def main() -> int:
             "resnetkit[openvino]",
             "export openvino",
         )
+        from resnetkit.targets import FORMAT_ROWS, RUNTIME_ROWS
+
+        extras = {r.name: r.extra for r in RUNTIME_ROWS}
+        for row in FORMAT_ROWS:  # every format of the table whose runtime is an extra (onnx, openvino: above)
+            if extras[row.runtime] and row.name not in ("onnx", "openvino"):
+                out = f"m{row.suffix}" if row.suffix else "folder"
+                result = resnetkit("export", *w, "--format", row.name, "--out", out, cwd=work)
+                one_line(result, f"resnetkit[{extras[row.runtime]}]", f"export {row.name}")
         one_line(resnetkit("serve", *w, cwd=work), "resnetkit[serve]", "serve")
         result = resnetkit("predict", "x.png", *w, "--cam", "cams", cwd=work)
         one_line(result, "resnetkit[serve]", "predict --cam")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from .errors import BadFile, InvalidOption
+from .targets import CARD_FORMATS, PRECISIONS
 
 if TYPE_CHECKING:
     import torch
@@ -39,8 +40,7 @@ CROP_MODES = ("center", "squash", "border")
 # fine-tuning.
 MAX_CROP_SIZE = 2048
 MAX_RESIZE_SIZE = 4096
-PRECISIONS = ("fp32", "bf16", "int8")
-FORMATS = ("pytorch", "safetensors", "onnx", "openvino", "pt2", "torchscript")
+FORMATS = CARD_FORMATS  # the card's "format": pytorch, or a file format of targets.py
 NORMS = ("batch", "group", "frozen")
 # Fields to_metadata() stores as they are (every other one as JSON).
 TEXT_FIELDS = ("arch", "source", "tag", "norm", "format", "precision", "weights_sha256", "data")

@@ -82,6 +82,11 @@ class MissingDependency(ResnetkitError, ImportError):
     """An optional package (an extra) that the requested feature needs is not installed."""
 
 
+class NotRunnableHere(ResnetkitError):
+    """A model file whose runtime does not exist on this platform (Core ML outside Apple's systems):
+    it can be written and inspected here, not run."""
+
+
 class DownloadError(ResnetkitError):
     """A transfer failed or produced a file that is not the expected weights."""
 

@@ -123,3 +123,16 @@ def loggers_quiet(prefix: str, level: int = 40) -> Iterator[None]:
     finally:
         for lg, old in saved:
             lg.setLevel(old)
+
+
+@contextlib.contextmanager
+def no_warnings() -> Iterator[None]:
+    """Python warnings raised inside the block are dropped, even where a third-party import installs
+    filters of its own (ExecuTorch's and coremltools' imports do, then warn about their own
+    deprecated calls): the user cannot act on them. Restored on exit."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.showwarning = lambda *args, **kwargs: None
+        yield

@@ -9,7 +9,7 @@ import resnetkit as rk
 from resnetkit.data.transforms import Preprocess
 from resnetkit.deploy import available, export, optimize
 from resnetkit.deploy.compare import format_table, runtime_of, table_rows
-from resnetkit.deploy.formats import load_exported
+from resnetkit.deploy.formats import RUNTIMES, installed, load_exported
 from resnetkit.errors import ResnetkitError
 from resnetkit.weights.io import load_safetensors
 
@@ -110,8 +110,16 @@ def test_bench_weights_every_format_and_nothing_left_behind(tmp_path, monkeypatc
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     rows = {(r["format"], r["precision"]): r for r in res["rows"]}
-    expected = {(f, p) for f, p in table_rows() if f == "pytorch" or runtime_of(f) in available(p)}
+
+    def runs_here(fmt, precision):
+        runtime = RUNTIMES[runtime_of(fmt)]
+        if not runtime.runs_here:  # Core ML: listed as skipped, with the reason
+            return False
+        return runtime.name in available(precision) if runtime.candidate else installed(runtime.name, precision)
+
+    expected = {(f, p) for f, p in table_rows() if f == "pytorch" or runs_here(f, p)}
     assert set(rows) == expected and res["images"] == 64
+    assert "does not run on this machine" in res["skipped"]["coreml fp32"]
     assert rows["pytorch", "fp32"]["agreement"] == 100.0 and rows["pytorch", "fp32"]["x_eager"] == 1.0
     for (fmt, precision), row in rows.items():
         assert row["images_per_s"] > 0 and row["p95_ms_bs1"] >= row["p50_ms_bs1"] > 0

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..card import Preprocess
 from ..data.decode import check_policy, decode_image_bytes, load_image
 from ..errors import ImageDecodeError, InvalidOption
+from ..targets import NATIVE_THREAD_MODULES
 from .inputs import Shard, selected
 
 # (position in the walk, path, crop or None, error or None)
@@ -124,7 +125,7 @@ def start_method() -> str:
     pools of its own (ONNX Runtime, OpenVINO) is loaded in this process already - an exported model
     was opened, or an earlier job ran here: forking a process whose native threads may hold locks can
     deadlock the child, so the workers then start from a fresh interpreter (forkserver)."""
-    return "forkserver" if any(name in sys.modules for name in ("onnxruntime", "openvino")) else "fork"
+    return "forkserver" if any(name in sys.modules for name in NATIVE_THREAD_MODULES) else "fork"
 
 
 def _quiet_worker(_: int) -> None:

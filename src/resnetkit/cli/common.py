@@ -42,10 +42,10 @@ def float_above(low: float, inclusive: bool = False):
 
 def add_runtime_args(p: argparse.ArgumentParser, calibration_default: str, backend_default: str = "auto") -> None:
     """--precision, --backend and --calibration, from the runtime table (predict, serve, eval)."""
-    from ..card import PRECISIONS
     from ..deploy.formats import BACKEND_CHOICES, ENV_BACKEND
+    from ..targets import RUN_PRECISIONS
 
-    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="default fp32")
+    p.add_argument("--precision", choices=list(RUN_PRECISIONS), default="fp32", help="default fp32")
     auto = (
         "auto (the fastest here: as measured on this kind of CPU, else measured once; the default)"
         if backend_default == "auto"

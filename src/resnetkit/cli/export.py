@@ -1,5 +1,5 @@
-"""`resnetkit export`: ONNX, OpenVINO IR, torch.export, safetensors (and legacy TorchScript) files,
-verified by the runtime that will run them."""
+"""`resnetkit export`: every file format of the deploy table (resnetkit/targets.py), verified by the
+runtime that will run it."""
 
 from __future__ import annotations
 
@@ -7,32 +7,34 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidOption
+from ..targets import FORMAT_ROWS, PRECISIONS
 from .common import add_weights_args, load_for_inference
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a model to ONNX, OpenVINO IR, torch.export (.pt2), safetensors or TorchScript",
+        help=f"export a model to {', '.join(f.name for f in FORMAT_ROWS)}",
         description="Export a model; every runnable file is loaded back by its runtime and checked against PyTorch.",
     )
     add_weights_args(p)
     p.add_argument(
         "--format",
-        choices=["onnx", "openvino", "pt2", "safetensors", "torchscript"],
+        choices=[f.name for f in FORMAT_ROWS],
         required=True,
-        help="onnx (run by ONNX Runtime), openvino (IR folder), pt2 (torch.export program), safetensors "
-        "(weights + metadata), torchscript (legacy); each runnable file is verified by its runtime",
+        help="; ".join(f"{f.name}: {f.what} ({f.suffix or 'a folder'})" for f in FORMAT_ROWS)
+        + "; each file is loaded back and checked where its runtime runs here",
     )
-    p.add_argument(
-        "--out", "-o", required=True, help="output file (.onnx, .pt2, .pt, .safetensors) or folder (openvino)"
-    )
+    p.add_argument("--out", "-o", required=True, help="the output file or folder, named as --format says")
     p.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "int8"],
+        choices=list(PRECISIONS),
         default="fp32",
-        help="int8: post-training quantization (onnx: ONNX Runtime static QDQ; openvino: NNCF); "
-        "bf16: openvino only (runs in bf16 on CPUs that have it). Default fp32",
+        help="default fp32; "
+        + "; ".join(
+            f"{p}: " + ", ".join(f.name for f in FORMAT_ROWS if p in f.precisions) for p in PRECISIONS if p != "fp32"
+        )
+        + " (int8: post-training quantization calibrated on --calibration or the run's validation data)",
     )
     p.add_argument("--int8", dest="precision", action="store_const", const="int8", help="same as --precision int8")
     p.add_argument(
@@ -52,15 +54,17 @@ def run_export(args: argparse.Namespace) -> int:
     fmt = FORMATS[args.format]
     out = Path(args.out)
     if out.suffix != fmt.suffix:
-        if fmt.name == "openvino":
-            raise InvalidOption(f"--out {out}: an OpenVINO IR export is a folder; give a name without an extension")
+        if not fmt.suffix:
+            raise InvalidOption(f"--out {out}: {fmt.what} is a folder; give a name without an extension")
         raise InvalidOption(f"--out {out}: a {fmt.name} file must end in {fmt.suffix}")
-    check_output_file(out if fmt.suffix else out / "model.xml", "--out file")
+    check_output_file(out / fmt.marker if fmt.marker else out, "--out file")
     if args.precision not in fmt.precisions:
         offered = " or ".join(
-            f"{f.name} ({', '.join(f.precisions[1:])})" for f in FORMATS.values() if len(f.precisions) > 1
+            f"{f.name} ({', '.join(f.precisions[1:])})" for f in FORMATS.values() if args.precision in f.precisions
         )
-        raise InvalidOption(f"--precision {args.precision} exports to {offered}; {fmt.name} is fp32 only")
+        raise InvalidOption(
+            f"--precision {args.precision} exports to {offered}; {fmt.name} stores {', '.join(fmt.precisions)}"
+        )
     if fmt.load is not None:
         require(fmt.runtime, args.precision)  # the extra to install, named before the model is loaded
     model = load_for_inference(args)
@@ -88,5 +92,7 @@ def run_export(args: argparse.Namespace) -> int:
         check = f"; max abs diff vs PyTorch {report.max_abs_diff:.2e} at batch {report.checked_batches}"
     else:
         check = ""
+    if report.note:
+        check += f"; {report.note}"
     print(f"wrote {report.path} ({report.format}, {report.precision}){check}")
     return 0

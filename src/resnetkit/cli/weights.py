@@ -117,7 +117,7 @@ def verify_sources(sources) -> int:
     card, finite weights): one line each, ok or BAD with the reason."""
     from pathlib import Path
 
-    from ..deploy.formats import detect
+    from ..deploy.formats import describe_unrunnable, detect
     from ..deploy.loading import load_inference_model
     from ..errors import ResnetkitError, redact
     from ..weights.resolve import resolve
@@ -125,6 +125,11 @@ def verify_sources(sources) -> int:
     bad = 0
     for source in sources:
         try:
+            unrunnable = describe_unrunnable(Path(source))
+            if unrunnable is not None:
+                print(f"ok    {source}: {unrunnable.arch}, {unrunnable.num_classes} classes, {unrunnable.format} "
+                      f"{unrunnable.precision}; its spec and card checked, not run (its runtime does not run here)")  # fmt: skip
+                continue
             card = load_inference_model(source, progress=False).card
             if detect(Path(source)) is None:  # weights: the hash is the file's (a built model's card drops it)
                 card = card.but(weights_sha256=resolve(source, progress=False).card.weights_sha256)

@@ -46,8 +46,11 @@ def importable(name: str) -> bool:
     """Whether ``name`` imports; NNCF (heavy: it loads its torch backend) is only looked for."""
     if name == "nncf":
         return importlib.util.find_spec(name) is not None
+    from ..quiet import no_warnings, third_party_output
+
     try:
-        __import__(name)  # a broken install is as good as none
+        with third_party_output(), no_warnings():  # some print and warn as they import (coremltools)
+            __import__(name)  # a broken install is as good as none
     except ImportError:
         return False
     return True

@@ -161,6 +161,9 @@ def compare_formats(
     skipped: Dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="resnetkit-bench-") as tmp:
         for fmt, precision in rows or table_rows():
+            if not RUNTIMES[runtime_of(fmt)].runs_here:
+                skipped[f"{fmt} {precision}"] = f"{RUNTIMES[runtime_of(fmt)].label} does not run on this machine"
+                continue
             log(f"exporting and measuring {fmt} {precision}")
             try:
                 if given is not None:

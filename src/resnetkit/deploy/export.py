@@ -18,7 +18,7 @@ from ..fileio import check_output_file
 from .calibration import check_calibration
 from .common import example_input
 from .fold import fold_batchnorm
-from .formats import FORMATS, Format, format_for_output, require
+from .formats import FORMATS, RUNTIMES, Format, format_for_output, leaf, require
 
 FP32_TOLERANCE = 1e-4
 CHECK_BATCHES = (1, 3)
@@ -32,6 +32,7 @@ class ExportReport:
     checked_batches: Tuple[int, ...] = ()
     agreement: Optional[float] = None  # int8/bf16: top-1 agreement (%) with the fp32 model
     precision: str = "fp32"
+    note: str = ""  # what was checked, where a runtime cannot run here (Core ML): predictions were not
 
 
 def card_for_export(
@@ -63,11 +64,12 @@ def card_for_export(
 
 def _check(model: nn.Module, path: Path, fmt: Format, precision: str) -> None:
     if precision not in fmt.precisions:
-        offered = [f"{f.name} ({', '.join(f.precisions)})" for f in FORMATS.values() if len(f.precisions) > 1]
+        offered = [f.name for f in FORMATS.values() if precision in f.precisions]
         raise InvalidOption(
-            f"{fmt.name} export is fp32 only; {precision} exports to {' or '.join(offered)}", field="precision"
+            f"{fmt.name} stores {', '.join(fmt.precisions)}; {precision} exports to {' or '.join(offered) or 'none'}",
+            field="precision",
         )
-    if fmt.name != "openvino":
+    if not fmt.marker:  # a folder format checks its folder where it writes it
         check_output_file(path, "export file")
     if model.training:
         raise InvalidOption(
@@ -118,15 +120,17 @@ def export(
     calibration=None,
 ) -> ExportReport:
     """Write ``model`` to ``path``; the format follows the name: .onnx (ONNX, run by ONNX Runtime),
-    .pt2 (``torch.export`` program), a folder name (OpenVINO IR), .pt (TorchScript, legacy) or
-    .safetensors (the state_dict).
+    .pt2 (``torch.export`` program), a folder name (OpenVINO IR), .pte (ExecuTorch, XNNPACK),
+    .mlpackage (Core ML), .pt (TorchScript, legacy) or .safetensors (the state_dict).
 
     Every runnable format gets a dynamic batch axis and the model card (``metadata``: a ModelCard,
     or a dict of card fields over the model's own card), and is loaded back by its runtime and run at
     two batch sizes: for fp32 the max abs difference to PyTorch must be <= 1e-4 of the logits' size
     (the file is removed if not). ``precision="int8"`` (ONNX: ONNX Runtime static QDQ; OpenVINO: NNCF)
     needs ``calibration`` (>= 32 images) and reports the file's top-1 agreement with the fp32 model on
-    them; ``"bf16"`` (OpenVINO) reports the agreement on random images.
+    them; ``"bf16"`` (OpenVINO) reports the agreement on random images. A Core ML package cannot
+    run outside Apple's systems: its spec, input, output and card are checked and ``report.note``
+    says that predictions were not.
     """
     path = Path(path)
     fmt = format_for_output(path)
@@ -143,4 +147,6 @@ def export(
     fmt.write(source, path, card, input_size, batches)
     if not verify or fmt.load is None:
         return ExportReport(path, fmt.name, precision=precision)
+    if not RUNTIMES[fmt.runtime].runs_here:  # checked as far as possible without running it, and said so
+        return ExportReport(path, fmt.name, precision=precision, note=leaf(fmt.runtime).check(path, card))
     return _verify(model, path, fmt, precision, input_size, batches)

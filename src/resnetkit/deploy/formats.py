@@ -1,14 +1,15 @@
-"""The one table of what deploys where: the runtimes (which precisions each runs in memory, what it
-needs installed, how it builds a runner) and the file formats (suffix, the runtime that runs them,
-the precisions they store, the extra to install, how to write and load them). Every verb - export,
-loading, optimize, bench - reads these two tables; the knowledge of each runtime lives in its leaf
-module under ``runtimes/``.
+"""How each row of the deploy table (``resnetkit/targets.py``: runtimes and file formats, as data) is
+built, written and loaded: a row's leaf module ``runtimes/<runtime>.py`` and its functions, imported
+when first called. Every verb - export, loading, optimize, bench - reads RUNTIMES and FORMATS here;
+the knowledge of each runtime lives in its leaf.
 
-| runtime | fp32 | bf16 | int8 | needs |
-|---|---|---|---|---|
-| pytorch | folded BN, channels_last | + autocast | - (see below) | - |
-| onnxruntime | yes | - (no bf16 kernels on CPU) | static QDQ | resnetkit[deploy] |
-| openvino | yes | CPUs with BF16 | NNCF | resnetkit[openvino] |
+| runtime | fp32 | bf16 | fp16 | int8 | needs |
+|---|---|---|---|---|---|
+| pytorch | folded BN, channels_last | + autocast | - | - (see below) | - |
+| onnxruntime | yes | - (no bf16 kernels on CPU) | - | static QDQ | resnetkit[deploy] |
+| openvino | yes | CPUs with BF16 | - | NNCF | resnetkit[openvino] |
+| executorch | XNNPACK | - | - | PT2E (XNNPACK quantizer) | resnetkit[executorch] |
+| coreml | ML program | - | ML program | - | resnetkit[coreml]; runs on Apple devices only |
 
 int8 in PyTorch itself is not offered: torch.ao's FX quantization is deprecated, and its successor
 (PT2E with torchao's X86InductorQuantizer) fails to annotate torchvision's own resnet18 with torch
@@ -26,12 +27,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from ..card import PRECISIONS
 from ..errors import BadFile, InvalidOption, MissingDependency
+from ..targets import BACKEND_CHOICES, FORMAT_ROWS, PRECISIONS, RUNTIME_ROWS, FormatRow, RuntimeRow
 from .common import importable
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from ..card import ModelCard
 
 # The table is data: each row names its leaf module (runtimes/<leaf>.py) and the leaf's functions, which
 # are imported when first called. So the table, and every command-line check made from it (--format,
@@ -44,13 +47,8 @@ def leaf(name: str) -> ModuleType:
 
 
 @dataclass(frozen=True)
-class Runtime:
-    name: str
-    precisions: Tuple[str, ...]
-    packages: Tuple[str, ...]  # what it needs to run at all
-    int8_packages: Tuple[str, ...]  # and for int8
-    extra: Optional[str]  # the pip extra that installs them
-    keeps: bool  # its runners are kept in the cache of optimized models (leaf.save_runner, leaf.load_runner)
+class Runtime(RuntimeRow):
+    """A row of targets.RUNTIME_ROWS with the functions of its leaf."""
 
     def build(self, model: nn.Module, precision: str, input_size: int, calibration: Any) -> nn.Module:
         """(BatchNorm-folded model, precision, input size, calibration batches) -> runner."""
@@ -66,14 +64,8 @@ class Runtime:
 
 
 @dataclass(frozen=True)
-class Format:
-    name: str
-    suffix: str  # "" for a folder
-    runtime: str
-    precisions: Tuple[str, ...]
-    writer: str  # the leaf's function (model, path, card, input_size, calibration)
-    loader: Optional[str]  # the leaf's function (path) -> runner; None: not an exported artifact
-    what: str  # how the docs and errors call a file of it
+class Format(FormatRow):
+    """A row of targets.FORMAT_ROWS with the functions of its runtime's leaf."""
 
     @property
     def write(self) -> Callable[..., None]:
@@ -84,37 +76,15 @@ class Format:
         return getattr(leaf(self.runtime), self.loader) if self.loader else None
 
 
-RUNTIMES: Dict[str, Runtime] = {
-    r.name: r
-    for r in (
-        # PyTorch builds in milliseconds: nothing to keep. The others' runners are kept (the cache of
-        # optimized models, runner_cache.py): a second job reuses the converted, quantized model.
-        Runtime("pytorch", ("fp32", "bf16"), (), (), None, False),
-        Runtime("onnxruntime", ("fp32", "int8"), ("onnxruntime", "onnx"), (), "deploy", True),
-        Runtime("openvino", ("fp32", "bf16", "int8"), ("openvino",), ("nncf",), "openvino", True),
-    )
-}
-# What --backend (predict, serve, eval) and optimize(backend=) take: the fastest (auto), every runtime
-# timed here (measure), or one runtime.
-BACKEND_CHOICES = ("auto", "measure", *RUNTIMES)
-# The order optimize() tries when it cannot measure, fastest first by experience here.
+RUNTIMES: Dict[str, Runtime] = {r.name: Runtime(**vars(r)) for r in RUNTIME_ROWS}
+FORMATS: Dict[str, Format] = {f.name: Format(**vars(f)) for f in FORMAT_ROWS}
+__all__ = ["BACKEND_CHOICES", "FORMATS", "RUNTIMES", "Format", "Runtime"]
+# The order optimize() tries when it cannot measure, fastest first by experience here (candidates only).
 PREFERENCE = {
     "fp32": ("openvino", "onnxruntime", "pytorch"),
     "bf16": ("openvino", "pytorch"),
     "int8": ("openvino", "onnxruntime"),
 }
-
-FORMATS: Dict[str, Format] = {
-    f.name: f
-    for f in (
-        Format("onnx", ".onnx", "onnxruntime", ("fp32", "int8"), "write", "load", "an exported ONNX model"),
-        Format("openvino", "", "openvino", ("fp32", "bf16", "int8"), "write", "load", "an OpenVINO IR model"),
-        Format("pt2", ".pt2", "pytorch", ("fp32",), "write_pt2", "load_pt2", "an exported torch.export program"),
-        Format("torchscript", ".pt", "pytorch", ("fp32",), "write_torchscript", "load_torchscript", "a TorchScript program"),
-        Format("safetensors", ".safetensors", "pytorch", ("fp32",), "write_safetensors", None, "a safetensors weights file"),
-    )
-}  # fmt: skip
-
 
 # What optimize() picks without measuring, where this table knows the CPU: the fastest runtime per
 # precision, measured by benchmarks/deploy_vs_hand.py (docs/deploy.md: resnet18 and resnet50 at batch 1
@@ -223,7 +193,7 @@ def available(precision: str) -> List[str]:
     """The runtimes that can run ``precision`` on this machine, fastest-first by experience."""
     check_precision(precision)
     out = []
-    for runtime in PREFERENCE[precision]:
+    for runtime in PREFERENCE.get(precision, ()):
         try:
             require(runtime, precision)
         except MissingDependency:
@@ -258,21 +228,27 @@ def _zip_names(path: Path) -> List[str]:
 
 
 def detect(path: Path) -> Optional[Format]:
-    """The exported format of an existing path (ONNX, OpenVINO IR, .pt2, TorchScript), or None for
+    """The exported format of an existing path (every format of the table with a loader), or None for
     anything else (weights, a run directory, a missing path)."""
     path = Path(path)
     if path.is_dir():
-        # An IR folder even when its .bin is missing: the loader names what is missing, rather than
-        # the folder being taken for a training run without weights.
-        return FORMATS["openvino"] if any(path.glob("*.xml")) else None
+        for f in FORMATS.values():
+            # An IR folder even when its .bin is missing: the loader names what is missing, rather than
+            # the folder being taken for a training run without weights.
+            if f.marker and (path.suffix.lower() == f.suffix if f.suffix else any(path.glob("*.xml"))):
+                return f
+        return None
     if not path.is_file():
         return None
     suffix = path.suffix.lower()
     if suffix == ".xml":
         return FORMATS["openvino"]
-    if suffix in (".onnx", ".pt2"):
-        return FORMATS[suffix[1:]]
-    names = _zip_names(path)
+    for f in FORMATS.values():
+        if f.loader and f.suffix and f.suffix == suffix and f.runtime != "pytorch":
+            return f
+    if suffix == ".pt2":
+        return FORMATS["pt2"]
+    names = _zip_names(path)  # .pt: a TorchScript archive, or a checkpoint; any other name: look inside
     if any("/code/" in n for n in names):
         return FORMATS["torchscript"]
     if any(n.endswith(("serialized_exported_program.json", "models/model.json")) for n in names):
@@ -280,9 +256,19 @@ def detect(path: Path) -> Optional[Format]:
     return None
 
 
+def describe_unrunnable(path: Path) -> Optional[ModelCard]:
+    """For a file whose runtime does not run here (Core ML off Apple systems): its card, the file
+    checked as far as it can be without running it (DamagedModel if not); None for any other path."""
+    fmt = detect(Path(path))
+    if fmt is None or RUNTIMES[fmt.runtime].runs_here:
+        return None
+    return leaf(fmt.runtime).describe(Path(path))
+
+
 def load_exported(path: Path) -> nn.Module:
     """The exported artifact at ``path`` on its runtime; BadFile if it is not one."""
     fmt = detect(Path(path))
     if fmt is None or fmt.load is None:
-        raise BadFile(f"{path}: not an exported model (ONNX, OpenVINO IR, .pt2 or TorchScript)")
+        kinds = ", ".join(f.what for f in FORMATS.values() if f.load is not None)
+        raise BadFile(f"{path}: not an exported model ({kinds})")
     return fmt.load(Path(path))

@@ -20,9 +20,12 @@ PYTORCH_MODES = ("eager", "channels_last", "fused", "compile")
 RUNTIME_MODES = {
     mode_name(r.name, p): (r.name, p)
     for r in RUNTIMES.values()
+    if r.candidate
     for p in r.precisions
     if (r.name, p) != ("pytorch", "fp32")
 }
 MODES = PYTORCH_MODES + tuple(RUNTIME_MODES)
 
-DEFAULT_MODES = ("eager", "fused", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8", "onnxruntime-int8")
+# By default: eager and fused PyTorch, then every other runtime's modes (PyTorch's bf16 autocast is
+# asked for by name). The edge runtimes run their exported files: bench --weights FILE gives their rows.
+DEFAULT_MODES = ("eager", "fused", *(m for m, (runtime, _) in RUNTIME_MODES.items() if runtime != "pytorch"))

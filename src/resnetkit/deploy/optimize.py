@@ -22,7 +22,7 @@ from . import runner_cache
 from .calibration import check_calibration
 from .common import example_input
 from .fold import fold_batchnorm
-from .formats import PREFERENCE, RUNTIMES, available, check_precision, predicted, require
+from .formats import BACKEND_CHOICES, FORMATS, PREFERENCE, RUNTIMES, available, check_precision, predicted, require
 
 __all__ = ["optimize", "quantize_int8", "build", "Choice", "cache_file"]
 
@@ -75,7 +75,7 @@ def _versions() -> Dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("torch", "onnxruntime", "openvino", "nncf"):
+    for name in ("torch", *(p for r in RUNTIMES.values() if r.candidate for p in r.version_packages)):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -247,8 +247,15 @@ def _measure(
     return runners, _time(runners, x), rejected
 
 
-def _check_arguments(model: nn.Module, precision: str, batch_size: int) -> None:
+def _check_arguments(model: nn.Module, precision: str, batch_size: int, backend: str) -> None:
     check_precision(precision)
+    if backend not in BACKEND_CHOICES:
+        edge = [r.name for r in RUNTIMES.values() if not r.candidate]
+        raise InvalidOption(
+            f"backend {backend!r} is not one of {', '.join(BACKEND_CHOICES)} ({', '.join(edge)} run the files "
+            "resnetkit export writes)",
+            field="backend",
+        )
     if model.training:
         raise InvalidOption("optimize() needs the model in eval mode: call model.eval() first")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -283,7 +290,7 @@ def optimize(
     the runner is not cached; ``calibration_id`` names the set when it is known without computing
     it). The input model is not modified.
     """
-    _check_arguments(model, precision, batch_size)
+    _check_arguments(model, precision, batch_size, backend)
     if input_size is None:  # the calibration images' size, else ImageNet's 224
         known = _batches(calibration) if precision == "int8" else None
         calibration = known if known is not None else calibration
@@ -318,6 +325,11 @@ def _decide(key: str, precision: str, batch_size: int, backend: str, cache: bool
     measured table for this CPU - or None (then optimize() measures)."""
     candidates = available(precision)
     if not candidates:  # int8 with neither runtime installed: name what to install
+        if precision not in PREFERENCE:  # fp16: a precision of exported files only (Core ML)
+            files = ", ".join(f.name for f in FORMATS.values() if precision in f.precisions)
+            raise InvalidOption(
+                f"{precision} runs only from exported files ({files}); here use fp32, bf16 or int8", field="precision"
+            )
         require(PREFERENCE[precision][0], precision)
     if backend == "measure":
         return None if len(candidates) > 1 else Choice(candidates[0], precision, batch_size, "only one installed")

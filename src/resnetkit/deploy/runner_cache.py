@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 from ..home import cache_home
+from ..targets import RUNTIME_ROWS
 
 if TYPE_CHECKING:  # `resnetkit cache list` reads the entries without torch
     from torch import nn
@@ -52,7 +53,7 @@ def _versions() -> Dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("torch", "onnxruntime", "onnx", "openvino", "nncf"):
+    for name in ("torch", *(p for r in RUNTIME_ROWS if r.keeps for p in r.version_packages)):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

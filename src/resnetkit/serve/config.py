@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from ..deploy.formats import BACKEND_CHOICES
 from ..errors import InvalidOption
+from ..targets import BACKEND_CHOICES, RUN_PRECISIONS
 
 ENV_CONFIG = "RESNETKIT_SERVE_CONFIG"  # how `serve --workers N` hands its settings to each worker
 
@@ -70,8 +70,10 @@ class ServeConfig:
             )
         if self.backend is not None and self.backend not in BACKEND_CHOICES:
             raise InvalidOption(f"backend {self.backend!r} is not one of {', '.join(BACKEND_CHOICES)}", field="backend")
-        if self.precision not in ("fp32", "bf16", "int8"):
-            raise InvalidOption(f"precision {self.precision!r} is not one of fp32, bf16, int8", field="precision")
+        if self.precision not in RUN_PRECISIONS:
+            raise InvalidOption(
+                f"precision {self.precision!r} is not one of {', '.join(RUN_PRECISIONS)}", field="precision"
+            )
         return self
 
     @property

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional
 
 from ..card import ModelCard
 from ..errors import BadFile, DownloadError, InvalidOption, OfflineError
+from ..targets import EXPORTED_SUFFIXES
 from .hub import client_options, endpoint_name, require_hub, server_failure
 
 
@@ -125,7 +126,7 @@ def push(
 
     if not run.exists():
         raise BadFile(f"{run}: no such run directory or weights file")
-    if run.suffix.lower() in (".onnx", ".pt2", ".xml") or (run.is_dir() and any(run.glob("*.xml"))):
+    if run.suffix.lower() in EXPORTED_SUFFIXES or (run.is_dir() and any(run.glob("*.xml"))):
         raise BadFile(f"{run} is an exported model; publish the weights it was exported from (a run or its weights)")
     loaded = resolve(str(run))  # a run (model.safetensors, else best.pt, else last.pt) or a weights file
     state, card = loaded.state, loaded.card

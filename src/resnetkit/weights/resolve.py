@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import BadFile, InvalidOption
+from ..targets import EXPORTED_SUFFIXES
 from .catalog import WEIGHT_ENUMS, WeightsEntry, WeightsEnum, find_weights
 from .io import read_cached, read_weights_file
 from .loaded import LoadedWeights
@@ -28,11 +29,7 @@ WeightsSource = Union[str, Path, WeightsEntry, WeightsEnum]
 
 RUN_FILES = ("model.safetensors", "best.pt", "last.pt")
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
-EXPORTED = {
-    ".onnx": "an exported ONNX model",
-    ".pt2": "an exported torch.export program",
-    ".xml": "an OpenVINO IR model",
-}
+EXPORTED = EXPORTED_SUFFIXES
 
 
 def _from_entry(entry: WeightsEntry, arch: Optional[str], progress: bool) -> LoadedWeights:

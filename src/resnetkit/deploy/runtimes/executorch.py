@@ -53,7 +53,8 @@ def _export(model: nn.Module, input_size: int) -> torch.export.ExportedProgram:
 
 
 def _quantize(model: nn.Module, input_size: int, calibration: Sequence[torch.Tensor]) -> nn.Module:
-    """The PT2E-quantized graph module (int8 weights per channel, int8 activations), calibrated."""
+    """The PT2E-quantized graph module (int8 weights per channel, int8 activations; the classifier
+    in float), calibrated."""
     _need("int8 on ExecuTorch")
     need(("torchao",), EXTRA, "int8 on ExecuTorch")
     with third_party_output(), no_warnings():
@@ -66,6 +67,9 @@ def _quantize(model: nn.Module, input_size: int, calibration: Sequence[torch.Ten
     from ...progress import bar
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    # The classifier stays in float, as on ONNX Runtime: ~0.05 % of a ResNet-50's work, and quantizing
+    # it cost 8 points of top-1 agreement on a digits-trained ResNet-50 here (90.0 % -> 98.4 %).
+    quantizer.set_module_type(nn.Linear, None)
     with no_warnings():
         prepared = prepare_pt2e(_export(model, input_size).module(), quantizer)  # type: ignore[arg-type]
     images = torch.cat(list(calibration))

@@ -40,6 +40,16 @@ def test_executorch_runs_checks_its_hash_and_predicts(small, tmp_path):
     with torch.no_grad():
         want = model(x)
         assert (runner(x) - want).abs().max() <= 1e-4 * max(1.0, float(want.abs().max()))
+    # The process's thread setting holds for ExecuTorch's pool too (bench --threads, OMP_NUM_THREADS).
+    from executorch.extension.pybindings import portable_lib
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        load_exported(path)
+        assert portable_lib._threadpool_get_thread_count() == 1
+    finally:
+        torch.set_num_threads(previous)
     # The card is in the program: what a phone app reads with module.execute("resnetkit_card").
     from executorch.runtime import Runtime
 

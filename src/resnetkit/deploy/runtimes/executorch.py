@@ -25,7 +25,7 @@ from ...card import ModelCard
 from ...errors import BadFile, DamagedModel
 from ...fileio import write_bytes
 from ...quiet import no_warnings, third_party_output
-from ..common import example_input, last_line, need
+from ..common import example_input, last_line, need, threads
 from ..exported import ExportedModel, card_of
 
 EXTRA = "executorch"
@@ -123,12 +123,27 @@ class ProgramRunner(nn.Module):
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
 
+def _same_threads() -> None:
+    """XNNPACK's thread pool takes the process's thread setting, as every other runtime does
+    (torch.set_num_threads, OMP_NUM_THREADS, bench --threads); its default is every core. The pool
+    is reset only between programs' loads, never while one runs (the call is ExecuTorch's private,
+    hence the guard)."""
+    try:
+        from executorch.extension.pybindings import portable_lib as lib
+
+        if lib._threadpool_get_thread_count() != threads():
+            lib._unsafe_reset_threadpool(threads())
+    except (ImportError, AttributeError):
+        pass
+
+
 def _program(data: bytes, where: Path):
     _need()
     try:
         with third_party_output(), no_warnings():
             from executorch.runtime import Runtime
 
+            _same_threads()
             return Runtime.get().load_program(data)
     except Exception as exc:  # the runtime raises RuntimeError with its loader's status
         raise BadFile(

@@ -108,7 +108,7 @@ def make_dir(path: PathLike, what: str = "directory") -> Path:
 LOW_SPACE_BYTES = 1 << 20  # a writer that fails with less than this free is taken to have filled the disk
 
 
-def _filled_the_disk(exc: BaseException, directory: Path) -> bool:
+def filled_the_disk(exc: BaseException, directory: Path) -> bool:
     """Whether a failed write failed for lack of space. Writers in C++ or Rust (torch.save to a path,
     ONNX, OpenVINO) turn ENOSPC into their own exception types ("unexpected pos 576 vs 534"), so
     besides the errno the free space left on that file system is asked."""
@@ -141,7 +141,7 @@ def atomic_path(path: PathLike, what: str = "file") -> Iterator[Path]:
         # The temporary name keeps the extension: some writers check it (torch.export.save).
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     except OSError as exc:
-        if _filled_the_disk(exc, path.parent):
+        if filled_the_disk(exc, path.parent):
             raise disk_full_error(path, what, existed) from None
         raise BadFile(describe_os_error(path, exc, f"write the {what}")) from None
     os.close(fd)
@@ -150,7 +150,7 @@ def atomic_path(path: PathLike, what: str = "file") -> Iterator[Path]:
         try:
             yield tmp_path
         except Exception as exc:
-            if _filled_the_disk(exc, path.parent):
+            if filled_the_disk(exc, path.parent):
                 raise disk_full_error(path, what, existed) from None
             raise
         try:
@@ -160,7 +160,7 @@ def atomic_path(path: PathLike, what: str = "file") -> Iterator[Path]:
                 os.fsync(f.fileno())
             os.replace(tmp_path, path)
         except OSError as exc:
-            if _filled_the_disk(exc, path.parent):
+            if filled_the_disk(exc, path.parent):
                 raise disk_full_error(path, what, existed) from None
             raise BadFile(describe_os_error(path, exc, f"write the {what}")) from None
         with contextlib.suppress(OSError):

@@ -105,6 +105,13 @@ def test_core_ml_is_checked_as_far_as_it_can_be_and_says_what_was_not(small, tmp
     spec = read_spec(tmp_path / "img.mlpackage")
     assert [i.name for i in spec.description.input] == ["image"]
     assert read_card(spec, tmp_path / "img.mlpackage").precision == "fp16"
+    # An earlier package of the same name is replaced; a folder that is not one is never touched.
+    export(model, path, metadata=card, input_size=SIZE)
+    (tmp_path / "mine.mlpackage").mkdir()
+    (tmp_path / "mine.mlpackage" / "notes.txt").write_text("mine")
+    with pytest.raises(BadFile, match="is not a Core ML package"):
+        export(model, tmp_path / "mine.mlpackage", metadata=card, input_size=SIZE)
+    assert (tmp_path / "mine.mlpackage" / "notes.txt").read_text() == "mine"
     # Here it cannot run: one line saying so, from the API and from predict.
     with pytest.raises(NotRunnableHere, match="Core ML runs on Apple devices only"):
         load_exported(path)

@@ -28,7 +28,7 @@ TIMM_NAMES = [n for n in timm.list_models() if _registry._model_to_module.get(n)
 PATHS = [
     "resnet18", "resnet10t", "resnet50d", "test_resnet", "resnet50_gn", "seresnet18", "ecaresnet26t",
     "ecaresnet50d_pruned", "resnetblur18", "resnetaa34d", "resnetrs50", "resnetv2_18d", "resnetv2_50x1_bit",
-    "resnetv2_50d_evos", "resnetv2_50d_frn", "resnext50d_32x4d", "resnet50s", "seresnextaa101d_32x8d",
+    "resnetv2_50d_evos", "resnetv2_50d_frn", "resnext50d_32x4d", "resnet50s", "seresnetaa50d",
 ]  # fmt: skip
 
 

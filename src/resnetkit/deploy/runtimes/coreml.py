@@ -27,7 +27,7 @@ from torch import nn
 
 from ...card import ModelCard
 from ...errors import BadFile, DamagedModel, NotRunnableHere
-from ...fileio import make_dir
+from ...fileio import disk_full_error, filled_the_disk, make_dir
 from ...quiet import no_warnings, third_party_output
 from ..common import example_input, last_line, need
 from ..exported import ExportedModel
@@ -67,6 +67,8 @@ def _inputs(ct, card: ModelCard, size: int) -> List[Any]:
 
 def write(model: nn.Module, path: Path, card: ModelCard, input_size: int, calibration=None) -> None:
     """The .mlpackage of ``model`` at the card's precision (fp32, or fp16 compute)."""
+    if path.exists() and not (path / "Manifest.json").is_file():
+        raise BadFile(f"out {path} exists and is not a Core ML package; give a new name", field="out")
     ct = _ct()
     precision = ct.precision.FLOAT16 if card.precision == "fp16" else ct.precision.FLOAT32
     with torch.no_grad(), no_warnings():
@@ -84,12 +86,19 @@ def write(model: nn.Module, path: Path, card: ModelCard, input_size: int, calibr
     ml.user_defined_metadata[CARD_KEY] = json.dumps(card.to_dict(), sort_keys=True)
     if card.classes:
         ml.user_defined_metadata["classes"] = json.dumps(list(card.classes))
-    # The package is a folder: written beside its final name, then moved there (no half-written package).
+    # The package is a folder: written beside its final name, then moved there (no half-written package;
+    # an earlier package of the same name is replaced only once the new one is complete).
     make_dir(path.parent)
+    existed = path.exists()
     with tempfile.TemporaryDirectory(prefix=".resnetkit-", dir=path.parent) as tmp:
         staged = Path(tmp) / path.name
-        ml.save(str(staged))
-        if path.exists():
+        try:
+            ml.save(str(staged))
+        except Exception as exc:
+            if filled_the_disk(exc, path.parent):
+                raise disk_full_error(path, "Core ML package", existed) from None
+            raise
+        if existed:
             shutil.rmtree(path)
         staged.rename(path)
 

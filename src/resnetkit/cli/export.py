@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help=f"export a model to {', '.join(f.name for f in FORMAT_ROWS)}",
-        description="Export a model; every runnable file is loaded back by its runtime and checked against PyTorch.",
+        description="Export a model; every file is loaded back by its runtime and checked against PyTorch where "
+        "that runtime runs here (a Core ML package: its spec and card, and the output says predictions were not).",
     )
     add_weights_args(p)
     p.add_argument(

@@ -86,6 +86,20 @@ def test_executorch_int8_agrees_with_fp32(digits_model, tmp_path):
     assert agree >= 0.95
 
 
+@pytest.mark.sweep  # one more lowering: make test-scale
+def test_a_program_without_resnetkits_card_is_refused_in_one_line(small, tmp_path):
+    pytest.importorskip("executorch")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    model, _ = small
+    program = torch.export.export(model, (torch.randn(1, 3, SIZE, SIZE),))
+    data = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    (tmp_path / "theirs.pte").write_bytes(data)
+    with pytest.raises(BadFile, match="without resnetkit's model card"):
+        load_exported(tmp_path / "theirs.pte")
+
+
 def test_core_ml_is_checked_as_far_as_it_can_be_and_says_what_was_not(small, tmp_path):
     pytest.importorskip("coremltools")
     model, card = small

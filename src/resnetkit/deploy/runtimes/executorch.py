@@ -197,18 +197,21 @@ def load(path: Path) -> ExportedModel:
     data = path.read_bytes()
     program = _program(data, path)
     raw = read_card(program, path)
-    meta = {}
-    if raw:
-        try:
-            meta = json.loads(raw.decode())
-            ok = file_digest(data, raw) == meta.get("weights_sha256")
-        except (ValueError, KeyError, TypeError):
-            ok = False
-        if not ok:
-            raise DamagedModel(
-                f"{path}: the program does not match the hash recorded at export (the file was damaged after it "
-                "was written); export it again"
-            )
+    if not raw:  # ExecuTorch's own export: nothing says the input size or the preprocessing
+        raise BadFile(
+            f"{path}: an ExecuTorch program without resnetkit's model card (input size, preprocessing, classes); "
+            "export it with resnetkit export --format executorch"
+        )
+    try:
+        meta = json.loads(raw.decode())
+        ok = file_digest(data, raw) == meta.get("weights_sha256")
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise DamagedModel(
+            f"{path}: the program does not match the hash recorded at export (the file was damaged after it "
+            "was written); export it again"
+        )
     try:
         run = ProgramRunner(program, data)
     except Exception as exc:

@@ -242,3 +242,16 @@ def test_missing_extras_are_named(photos, weights, tmp_path, monkeypatch):
     assert "pip install 'resnetkit[batch]'" in line
     line = one_line_error(cli("predict", photos, "--weights", weights, "--engine", "ray"))
     assert "pip install 'resnetkit[ray]'" in line
+
+
+def test_a_precision_only_files_have_is_refused_for_weights(weights):
+    """fp16 is Core ML's (exported packages): a job or predictor asked for it on PyTorch weights says so
+    instead of running fp32 under an fp16 label."""
+    from resnetkit.batch.job import JobConfig
+    from resnetkit.batch.predictor import build_predictor
+    from resnetkit.errors import InvalidOption
+
+    with pytest.raises(InvalidOption, match="fp16 runs only from Core ML"):
+        JobConfig(sources=["x"], precision="fp16").check()
+    with pytest.raises(InvalidOption, match="fp16 runs only from Core ML"):
+        build_predictor(rk.get_model("resnet18", weights=str(weights)).eval(), precision="fp16", small_job=1)

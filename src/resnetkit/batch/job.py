@@ -19,7 +19,7 @@ from ..errors import InvalidOption
 from ..version import __version__
 from .decode import Decoder, Inputs, Item, batches, stream
 from .inputs import Counter, Shard, default_workers, selected
-from .predictor import Predictor
+from .predictor import Predictor, check_run_precision
 from .table import ResultTable, columns_for, table_format
 
 CALIBRATION_IMAGES = 64  # int8 without a run's validation data: this many readable inputs
@@ -59,6 +59,7 @@ class JobConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidOption(f"{name} must be an integer >= {low}, got {value!r}", field=name)
         check_policy(self.decode)
+        check_run_precision(self.precision)
         if (self.resume or self.exist_ok) and not self.out:
             raise InvalidOption(
                 "resume and exist_ok apply to an out table; give out FILE", field="resume", related=("out",)

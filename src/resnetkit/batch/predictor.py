@@ -20,6 +20,7 @@ from ..card import ModelCard
 from ..deploy.fused import FusedInput, Outputs, normalise
 from ..deploy.loading import is_exported
 from ..errors import InvalidOption
+from ..targets import RUN_PRECISIONS
 from .decode import Decoder, Item
 
 NOT_FINITE = "the model's output is not finite (NaN or Inf)"
@@ -108,6 +109,16 @@ def _exported(model: Any, precision: str, embeddings: bool) -> Predictor:
     )
 
 
+def check_run_precision(precision: str) -> None:
+    """InvalidOption unless PyTorch weights can be run at ``precision`` here (fp16 is Core ML's, of files)."""
+    if precision not in RUN_PRECISIONS:
+        raise InvalidOption(
+            f"precision {precision!r} is not one of {', '.join(RUN_PRECISIONS)} (fp16 runs only from Core ML "
+            "packages, on Apple devices)",
+            field="precision",
+        )
+
+
 def build_predictor(
     model: Any,
     precision: str = "fp32",
@@ -127,6 +138,7 @@ def build_predictor(
     the model for another runtime would cost more than it saves."""
     if is_exported(model):
         return _exported(model, precision, embeddings)
+    check_run_precision(precision)
     card = model.card
     net = FusedInput(Outputs(model, embeddings), card.preprocess, card.in_chans).eval()
     device = torch.device(device or "cpu")

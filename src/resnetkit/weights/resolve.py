@@ -29,7 +29,6 @@ WeightsSource = Union[str, Path, WeightsEntry, WeightsEnum]
 
 RUN_FILES = ("model.safetensors", "best.pt", "last.pt")
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
-EXPORTED = EXPORTED_SUFFIXES
 
 
 def _from_entry(entry: WeightsEntry, arch: Optional[str], progress: bool) -> LoadedWeights:
@@ -81,9 +80,9 @@ def resolve(
         raise InvalidOption("the weights source is empty; give a run directory, a file, a URL or a catalog name")
     path = Path(text).expanduser()
     suffix = path.suffix.lower()
-    if suffix in EXPORTED and (path.is_file() or path.is_dir()):
+    if suffix in EXPORTED_SUFFIXES and (path.is_file() or path.is_dir()):
         raise BadFile(
-            f"{path} is {EXPORTED[suffix]}, not a weights file: it runs on its own runtime "
+            f"{path} is {EXPORTED_SUFFIXES[suffix]}, not a weights file: it runs on its own runtime "
             f"(resnetkit predict/eval --weights {path}); to build a PyTorch model, pass the weights it was exported from"
         )
     if path.is_dir():

@@ -126,10 +126,10 @@ def read_card(spec, path: Path) -> ModelCard:
     return ModelCard.from_metadata(fields, where=str(path)).but(format="coreml", source=str(path))
 
 
-def check(path: Path, card: ModelCard) -> str:
-    """What can be verified without Core ML: the spec, its type, input, output and the card. Raises
-    DamagedModel naming what differs; returns what was checked."""
-    spec = read_spec(path)
+def check(path: Path, card: ModelCard, spec=None) -> str:
+    """What can be verified without Core ML: the spec (``spec``: already read), its type, input,
+    output and the card. Raises DamagedModel naming what differs; returns what was checked."""
+    spec = spec if spec is not None else read_spec(path)
     if spec.WhichOneof("Type") != "mlProgram":
         raise DamagedModel(f"{path}: not an ML program ({spec.WhichOneof('Type')}); export it again")
     written = read_card(spec, path)
@@ -157,8 +157,9 @@ def check(path: Path, card: ModelCard) -> str:
 def describe(path: Path) -> ModelCard:
     """The card of a package, after ``check`` of the package against it (what `weights verify` does
     where Core ML cannot run)."""
-    card = read_card(read_spec(path), path)
-    check(path, card.but(source=None))
+    spec = read_spec(path)
+    card = read_card(spec, path)
+    check(path, card.but(source=None), spec)
     return card
 
 

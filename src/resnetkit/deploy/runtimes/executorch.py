@@ -181,7 +181,7 @@ def write(model: nn.Module, path: Path, card: ModelCard, input_size: int, calibr
 
 
 def read_card(program, path: Path) -> bytes:
-    """The card's JSON bytes as the program returns them; BadFile for a .pte without one."""
+    """The card's JSON bytes as the program returns them; b"" for a program without one."""
     if CARD_METHOD not in program.method_names:
         return b""
     try:
@@ -205,7 +205,7 @@ def load(path: Path) -> ExportedModel:
     try:
         meta = json.loads(raw.decode())
         ok = file_digest(data, raw) == meta.get("weights_sha256")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):  # not JSON, or not an object
         ok = False
     if not ok:
         raise DamagedModel(

@@ -9,7 +9,7 @@ SOURCES := src tests benchmarks scripts hubconf.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,deploy,openvino,executorch,coreml,serve,batch,ray,hub,docs,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$$($(BIN)/python scripts/extras.py)]"
 	touch $(STAMP)
 
 install: $(STAMP)

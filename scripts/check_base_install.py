@@ -13,19 +13,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-EXTRAS = (
-    "onnxruntime",
+from resnetkit.targets import RUNTIME_ROWS  # noqa: E402  (data only: no torch, no runtime)
+
+# What an extra installs, and a base install lacks: every runtime's packages (from the table, so a
+# new runtime is covered without an edit here), and the other extras' modules.
+EXTRAS = tuple(dict.fromkeys(p for r in RUNTIME_ROWS for p in r.packages + r.int8_packages)) + (
     "onnx",
-    "openvino",
-    "nncf",
     "fastapi",
     "uvicorn",
     "pytorch_grad_cam",
     "pyarrow",
     "ray",
     "huggingface_hub",
-    "executorch",
-    "coremltools",
+    "timm",
 )
 PACKAGED = ("py.typed", "serve/page.html", "inspect/explain.html", "weights/data")
 
@@ -135,6 +135,12 @@ def main() -> int:
                  "--weights hf-hub:...")  # fmt: skip
         one_line(resnetkit("predict", "x.png", "--weights", "runs/digit", cwd=work), "no such file or directory",
                  "--weights runs/digit (a typo that looks like ORG/NAME)")  # fmt: skip
+        for split in ("train", "val"):
+            for name in ("a", "b"):
+                (work / "imgs" / split / name).mkdir(parents=True)
+                Image.new("RGB", (40, 40), (10, 200, 30)).save(work / "imgs" / split / name / "x.png")
+        one_line(resnetkit("train", "--recipe", "rsb-a3", "--data", "imgs", "--out", "rsb", cwd=work), "resnetkit[rsb]",
+                 "train --recipe rsb-a3 (timm's LAMB and RandAugment)")  # fmt: skip
         page = resnetkit("explain", "resnet18", "--input-size", "64", "--out", "e.html", cwd=work)
         if page.returncode != 0 or "layer4" not in (work / "e.html").read_text():
             raise SystemExit(f"explain failed on a base install: {page.stderr}")

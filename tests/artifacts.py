@@ -25,6 +25,8 @@ EXPORTS = {  # name -> (format, precision)
     "export.safetensors": ("safetensors", "fp32"),
     "model.pte": ("executorch", "fp32"),
     "int8.pte": ("executorch", "int8"),
+    "model.tflite": ("tflite", "fp32"),
+    "int8.tflite": ("tflite", "int8"),
 }
 READERS = ("predict", "eval", "export", "explain", "serve", "bench", "train-weights", "train-resume", "verify", "push")
 
@@ -33,7 +35,9 @@ RUNNABLE_EXPORTS = tuple(n for n, (fmt, _) in EXPORTS.items() if fmt != "safeten
 REFUSED: Dict[Tuple[str, str], str] = {}
 for _name in RUNNABLE_EXPORTS:
     REFUSED[("export", _name)] = "already an exported"
-    REFUSED[("train-weights", _name)] = "not a weights file" if _name.endswith((".onnx", ".pt2", ".pte")) else "not"
+    REFUSED[("train-weights", _name)] = (
+        "not a weights file" if _name.endswith((".onnx", ".pt2", ".pte", ".tflite")) else "not"
+    )
     REFUSED[("train-resume", _name)] = "run directory"
     REFUSED[("push", _name)] = "not a weights file" if _name.endswith("_ts.pt") else "exported model"
 for _name in ("model.safetensors", "export.safetensors"):  # weights, not a checkpoint (best.pt, last.pt resume)

@@ -72,3 +72,20 @@ def test_the_examples_run(name, tmp_path, monkeypatch):
     for test in doctest.DocTestFinder(recurse=False).find(obj, name, globs={}):
         runner.run(test)
     assert runner.failures == 0, f"{name}: {runner.failures} example(s) failed (see the output above)"
+
+
+def test_a_public_function_named_like_its_module_stays_the_function_once_the_module_is_imported():
+    """deploy.export and deploy.optimize are functions in modules of the same name: importing the
+    module (which the CLI and other layers do) must not replace the package's function by it."""
+    import importlib.util
+    import types
+
+    for package in ("resnetkit.deploy", "resnetkit.models", "resnetkit.batch", "resnetkit.serve"):
+        face = importlib.import_module(package)
+        for name in face.__all__:
+            if importlib.util.find_spec(f"{package}.{name}") is None:
+                continue
+            importlib.import_module(f"{package}.{name}")
+            value = getattr(importlib.import_module(package), name)
+            assert not isinstance(value, types.ModuleType), f"{package}.{name} is the module, not the function"
+            assert getattr(importlib.import_module(f"{package}.{name}"), name) is value

@@ -5,13 +5,34 @@ constants) can be imported without loading torch. Used by every package whose mo
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any, Callable, Dict, Iterable, List, Tuple
+
+
+class _Face(types.ModuleType):
+    """A package whose public name is also the name of its submodule (``deploy.export`` the function,
+    in ``deploy/export.py``): importing the submodule makes Python set the package's attribute to
+    the module, which would shadow the function for every later ``from package import name``. The
+    package keeps the function instead, as an eager ``from .export import export`` would."""
+
+    _shadowed: frozenset = frozenset()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._shadowed and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
 
 
 def faces(package: str, names: Dict[str, Iterable[str]]) -> Tuple[Callable[[str], Any], Callable[[], List[str]]]:
     """(``__getattr__``, ``__dir__``) for ``package``, given {submodule: the names it exports}."""
     where = {name: module for module, exported in names.items() for name in exported}
     space = importlib.import_module(package).__dict__
+    shadowed = frozenset(name for name, module in where.items() if name == module)
+    if shadowed:
+        face = sys.modules[package]
+        face.__class__ = _Face
+        face._shadowed = shadowed  # type: ignore[attr-defined]
 
     def __getattr__(name: str) -> Any:
         module = where.get(name)

@@ -58,6 +58,7 @@ RUNTIME_ROWS: Tuple[RuntimeRow, ...] = (
     # Edge runtimes: they run their files here (verification, predict, eval, bench, serve), but are
     # built for phones and boards, so optimize() does not offer them for server-side jobs.
     RuntimeRow("executorch", "ExecuTorch", ("fp32", "int8"), ("executorch",), ("torchao",), "executorch", False, False, False),
+    RuntimeRow("litert", "LiteRT", ("fp32", "int8"), ("ai_edge_litert",), ("litert_torch", "torchao"), "litert", False, False, False),
     RuntimeRow("coreml", "Core ML", ("fp32", "fp16"), ("coremltools",), (), "coreml", False, False, False, runs_here=False),
 )  # fmt: skip
 
@@ -68,6 +69,7 @@ FORMAT_ROWS: Tuple[FormatRow, ...] = (
     FormatRow("torchscript", ".pt", "pytorch", ("fp32",), "write_torchscript", "load_torchscript", "a TorchScript program"),
     FormatRow("safetensors", ".safetensors", "pytorch", ("fp32",), "write_safetensors", None, "a safetensors weights file"),
     FormatRow("executorch", ".pte", "executorch", ("fp32", "int8"), "write", "load", "an ExecuTorch program"),
+    FormatRow("tflite", ".tflite", "litert", ("fp32", "int8"), "write", "load", "a LiteRT model"),
     FormatRow("coreml", ".mlpackage", "coreml", ("fp32", "fp16"), "write", "load", "a Core ML package", marker="Manifest.json"),
 )  # fmt: skip
 
@@ -89,3 +91,7 @@ EXPORTED_SUFFIXES: Dict[str, str] = {
 }
 # Modules whose thread pools make forking a process that loaded them unsafe.
 NATIVE_THREAD_MODULES: Tuple[str, ...] = tuple(p for r in RUNTIME_ROWS if r.native_threads for p in r.packages[:1])
+
+# Test-time augmentation a runner can wrap the network in (predict, eval): none, or the mean of the
+# logits of the image and its mirror image (deploy/fused.py: FlipAverage).
+TTA_CHOICES: Tuple[str, ...] = ("none", "flip")

@@ -24,7 +24,7 @@ QUICK = [
 PROBE = """
 import contextlib, io, json, sys
 from resnetkit.cli import main
-heavy = ("torch", "numpy", "PIL", "onnxruntime", "openvino", "fastapi", "executorch", "coremltools")
+heavy = ("torch", "numpy", "PIL", "onnxruntime", "openvino", "fastapi", "executorch", "coremltools", "litert_torch", "ai_edge_litert")
 out = []
 for argv in json.loads(sys.argv[1]):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

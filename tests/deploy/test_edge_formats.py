@@ -1,5 +1,6 @@
-"""The edge formats: ExecuTorch (.pte, run here by ExecuTorch's own runtime) and Core ML (.mlpackage,
-checked here as far as it can be without Apple's runtime, and said so)."""
+"""The edge formats: ExecuTorch (.pte, run here by ExecuTorch's own runtime), their int8 paths with
+LiteRT's (tests/deploy/test_litert.py has the rest of LiteRT) and Core ML (.mlpackage, checked here
+as far as it can be without Apple's runtime, and said so)."""
 
 import json
 import shutil
@@ -9,7 +10,7 @@ import torch
 
 import resnetkit as rk
 from resnetkit.deploy import export
-from resnetkit.deploy.formats import FORMATS, load_exported
+from resnetkit.deploy.formats import FORMATS, RUNTIMES, load_exported
 from resnetkit.errors import BadFile, DamagedModel, MissingDependency, NotRunnableHere
 
 from ..clirun import cli
@@ -73,13 +74,17 @@ def test_executorch_runs_checks_its_hash_and_predicts(small, tmp_path):
 
 
 @pytest.mark.sweep  # an int8 program takes a quantization pass and a second lowering: make test-scale
-def test_executorch_int8_agrees_with_fp32(digits_model, tmp_path):
-    pytest.importorskip("executorch")
+@pytest.mark.parametrize("fmt", ["executorch", "tflite"])
+def test_edge_int8_agrees_with_fp32(digits_model, tmp_path, fmt):
+    runtime = RUNTIMES[FORMATS[fmt].runtime]
+    for package in runtime.packages + runtime.int8_packages:
+        pytest.importorskip(package)
     model, split = digits_model
     images = split.val.images[:64]
-    report = export(model, tmp_path / "q.pte", input_size=16, precision="int8", calibration=images)
+    path = tmp_path / f"q{FORMATS[fmt].suffix}"
+    report = export(model, path, input_size=16, precision="int8", calibration=images)
     assert report.agreement is not None and report.agreement >= 95.0
-    runner = load_exported(tmp_path / "q.pte")
+    runner = load_exported(path)
     assert runner.card.precision == "int8"
     with torch.no_grad():
         agree = (runner(split.val.images).argmax(1) == model(split.val.images).argmax(1)).float().mean()

@@ -120,14 +120,15 @@ def export(
     calibration=None,
 ) -> ExportReport:
     """Write ``model`` to ``path``; the format follows the name: .onnx (ONNX, run by ONNX Runtime),
-    .pt2 (``torch.export`` program), a folder name (OpenVINO IR), .pte (ExecuTorch, XNNPACK),
+    .pt2 (``torch.export`` program), a folder name (OpenVINO IR), .pte (ExecuTorch, XNNPACK), .tflite (LiteRT),
     .mlpackage (Core ML), .pt (TorchScript, legacy) or .safetensors (the state_dict).
 
-    Every runnable format gets a dynamic batch axis and the model card (``metadata``: a ModelCard,
-    or a dict of card fields over the model's own card), and is loaded back by its runtime and run at
-    two batch sizes: for fp32 the max abs difference to PyTorch must be <= 1e-4 of the logits' size
-    (the file is removed if not). ``precision="int8"`` (ONNX: ONNX Runtime static QDQ; OpenVINO: NNCF)
-    needs ``calibration`` (>= 32 images) and reports the file's top-1 agreement with the fp32 model on
+    Every runnable format gets a dynamic batch axis (LiteRT: one image; batches run image by image)
+    and the model card (``metadata``: a ModelCard, or a dict of card fields over the model's own
+    card), and is loaded back by its runtime and run at two batch sizes: for fp32 the max abs
+    difference to PyTorch must be <= 1e-4 of the logits' size (the file is removed if not).
+    ``precision="int8"`` (ONNX: ONNX Runtime static QDQ; OpenVINO: NNCF; ExecuTorch and LiteRT:
+    PT2E) needs ``calibration`` (>= 32 images) and reports the file's top-1 agreement with the fp32 model on
     them; ``"bf16"`` (OpenVINO) reports the agreement on random images. A Core ML package cannot
     run outside Apple's systems: its spec, input, output and card are checked and ``report.note``
     says that predictions were not.

@@ -73,6 +73,14 @@ class ExportedModel(nn.Module):
         return f"format={self.format!r}, path={str(self.path)!r}"
 
 
+def runner_card(model: nn.Module, fmt: str, precision: str) -> ModelCard:
+    """The card an in-memory runner's program carries: the model's own (if it has one) as ``fmt`` at
+    ``precision``."""
+    own = getattr(model, "card", None)
+    base = own if isinstance(own, ModelCard) else ModelCard(arch=None, num_classes=0)
+    return base.but(format=fmt, precision=precision)
+
+
 def card_of(meta: Mapping[str, Any], path: Path, fmt: str, run: Callable[[torch.Tensor], torch.Tensor]) -> ModelCard:
     """The card recorded in an export's metadata; a file without resnetkit's metadata gets one from
     what the graph itself says (its class count, asked by running it)."""

@@ -9,6 +9,7 @@ the knowledge of each runtime lives in its leaf.
 | onnxruntime | yes | - (no bf16 kernels on CPU) | - | static QDQ | resnetkit[deploy] |
 | openvino | yes | CPUs with BF16 | - | NNCF | resnetkit[openvino] |
 | executorch | XNNPACK | - | - | PT2E (XNNPACK quantizer) | resnetkit[executorch] |
+| litert | XNNPACK (batch 1) | - | - | PT2E (litert-torch's quantizer) | resnetkit[litert] |
 | coreml | ML program | - | ML program | - | resnetkit[coreml]; runs on Apple devices only |
 
 int8 in PyTorch itself is not offered: torch.ao's FX quantization is deprecated, and its successor

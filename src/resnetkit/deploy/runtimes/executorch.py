@@ -5,15 +5,14 @@ ExecuTorch's own Python runtime, which runs the same C++ loader and kernels a ph
 
 The model card travels inside the program, as a constant method ``resnetkit_card`` that returns its
 JSON as bytes: a phone app reads it with ``module.execute("resnetkit_card")``. A .pte has no checksum
-of its own, so the card records the sha256 of the whole file, computed with the hash's own 64
-characters set to zeros (same length: no offset moves); a file damaged after export is refused.
+of its own, so the card records the file's own hash (deploy/sealed.py); a file damaged after export
+is refused.
 
 The batch axis is dynamic up to BATCH (ExecuTorch's XNNPACK delegate sizes its buffers for a bound);
 larger batches run in chunks of BATCH."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -26,12 +25,12 @@ from ...errors import BadFile, DamagedModel
 from ...fileio import write_bytes
 from ...quiet import no_warnings, third_party_output
 from ..common import example_input, last_line, need, threads
-from ..exported import ExportedModel, card_of
+from ..exported import ExportedModel, card_of, runner_card
+from ..sealed import intact, placeholder, seal
 
 EXTRA = "executorch"
 CARD_METHOD = "resnetkit_card"
 BATCH = 8  # the dynamic batch bound; bounds above 15 were cut to 15 by the XNNPACK delegate here
-_ZEROS = "0" * 64
 
 
 def _need(what: str = "ExecuTorch") -> None:
@@ -83,28 +82,15 @@ def _quantize(model: nn.Module, input_size: int, calibration: Sequence[torch.Ten
         return convert_pt2e(prepared)
 
 
-def file_digest(data: bytes, card_bytes: bytes) -> str:
-    """sha256 of the program with the card's recorded hash replaced by zeros."""
-    at = data.find(card_bytes)
-    if at < 0:
-        raise ValueError("the card is not where the program says")
-    recorded = json.loads(card_bytes.decode())["weights_sha256"]
-    blank = card_bytes.replace(f'"{recorded}"'.encode(), f'"{_ZEROS}"'.encode(), 1)
-    return hashlib.sha256(data[:at] + blank + data[at + len(card_bytes) :]).hexdigest()
-
-
 def to_program(model: nn.Module, input_size: int, card: ModelCard, calibration=None) -> bytes:
     """The .pte bytes of ``model`` (fp32, or int8 when the card says so), carrying ``card`` and the
     file's own hash."""
     _need()
     source = _quantize(model, input_size, calibration or []) if card.precision == "int8" else model
-    placeholder = json.dumps(card.but(weights_sha256=_ZEROS).to_dict(), sort_keys=True).encode()
+    embedded = placeholder(card.to_dict())
     with third_party_output(), no_warnings():
-        data = _lower(_export(source, input_size), placeholder)
-    digest = hashlib.sha256(data).hexdigest()
-    at = data.find(placeholder)
-    final = placeholder.replace(f'"{_ZEROS}"'.encode(), f'"{digest}"'.encode(), 1)
-    return data[:at] + final + data[at + len(placeholder) :]
+        data = _lower(_export(source, input_size), embedded)
+    return seal(data, embedded)
 
 
 class ProgramRunner(nn.Module):
@@ -155,10 +141,7 @@ def build(
     folded: nn.Module, precision: str, input_size: int, calibration: Optional[Sequence[torch.Tensor]]
 ) -> ProgramRunner:
     """An ExecuTorch runner of a BatchNorm-folded model, built in memory (fp32 or int8)."""
-    own = getattr(folded, "card", None)
-    card = (own if isinstance(own, ModelCard) else ModelCard(arch=None, num_classes=0)).but(
-        format="executorch", precision=precision
-    )
+    card = runner_card(folded, "executorch", precision)
     data = to_program(folded, input_size, card, calibration)
     return ProgramRunner(_program(data, Path("<memory>")), data)
 
@@ -202,12 +185,7 @@ def load(path: Path) -> ExportedModel:
             f"{path}: an ExecuTorch program without resnetkit's model card (input size, preprocessing, classes); "
             "export it with resnetkit export --format executorch"
         )
-    try:
-        meta = json.loads(raw.decode())
-        ok = file_digest(data, raw) == meta.get("weights_sha256")
-    except (ValueError, KeyError, TypeError, AttributeError):  # not JSON, or not an object
-        ok = False
-    if not ok:
+    if not intact(data, raw):
         raise DamagedModel(
             f"{path}: the program does not match the hash recorded at export (the file was damaged after it "
             "was written); export it again"
@@ -216,5 +194,5 @@ def load(path: Path) -> ExportedModel:
         run = ProgramRunner(program, data)
     except Exception as exc:
         raise BadFile(f"{path}: its forward method does not load ({last_line(exc)}); export it again") from None
-    card = card_of(meta, path, "executorch", run)
+    card = card_of(json.loads(raw.decode()), path, "executorch", run)
     return ExportedModel(run, card, path, runtime=program)

@@ -76,3 +76,26 @@ def test_a_run_too_short_for_its_schedule_says_so_in_one_line():
     for cfg in (make_config("digits", epochs=3), make_config("digits", epochs=1, schedule="constant")):
         warn_short_run(cfg, 22, said.append)
     assert len(said) == 1
+
+
+def test_layer_wise_lr_decay_scales_each_stage_from_the_classifier_down():
+    import resnetkit as rk
+    from resnetkit.engine.setup import param_groups
+    from resnetkit.errors import InvalidOption
+
+    for arch, stem, stages, head in (
+        ("resnet18", "conv1.weight", ["layer1.0.conv1.weight", "layer4.1.bn2.bias"], "fc.weight"),
+        ("resnetv2_18", "stem.conv.weight", ["stages.0.blocks.0.conv1.weight", "stages.3.blocks.1.conv2.weight"],
+         "head.fc.weight"),
+    ):  # fmt: skip
+        model = rk.create_model(arch, num_classes=10)
+        groups = param_groups(model, make_config("digits", lr=0.8, layer_decay=0.5, backbone_lr_scale=0.5))
+        lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+        named = dict(model.named_parameters())
+        assert lr_of[id(named[head])] == 0.8  # the classifier: neither scale applies
+        assert lr_of[id(named[stages[1]])] == 0.8 * 0.5 * 0.5  # the last stage: one decay, the backbone scale
+        assert lr_of[id(named[stages[0]])] == 0.8 * 0.5 * 0.5**4
+        assert lr_of[id(named[stem])] == 0.8 * 0.5 * 0.5**5
+        assert sum(len(g["params"]) for g in groups) == len(named)
+    with pytest.raises(InvalidOption, match="layer_decay must be in"):
+        make_config("digits", layer_decay=1.5)

@@ -102,6 +102,10 @@ def test_folder_training_writes_every_output(folder_run):
     assert meta["arch"] == "resnet18" and meta["classes"] == classes and meta["num_classes"] == len(classes)
     assert meta["preprocess"]["crop_size"] == config["eval_crop"]
     assert config["data"] == str(root)
+    # eval of the run, without --data, evaluates on the run's own validation folder (not the digits).
+    evaluated = cli("eval", "--weights", run, "--json", "-j", "0", "--out", run.parent / "eval-own")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["data"] == str(root / "val")
 
 
 def test_corrupt_images_skipped_counted_one_line_each(folder_run):

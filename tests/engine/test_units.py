@@ -105,5 +105,5 @@ def test_every_flag_has_help_and_choices_are_shown():
             if action.choices and not isinstance(action, argparse._SubParsersAction):
                 assert action.metavar is None, f"resnetkit {name} {action.option_strings} hides its choices"
     text = cli("train", "--help").stdout
-    assert "'onecycle' (digits)" in text and "{sgd,adamw}" in text
+    assert "'onecycle' (digits)" in text and "{sgd,adamw,lamb}" in text
     assert "convert" in cli("weights", "--help").stdout

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from ..engine.test_train_cli import FAST_DIGITS, assert_same_weights, ok, weights
 
 
@@ -47,6 +49,21 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_weights(weights(single), weights(ddp), atol=1e-4)
+    # Gradient accumulation under DDP (only the last micro-batch synchronises): after one step, the
+    # weights of one process's whole batch, to rounding (later steps amplify rounding chaotically: see
+    # docs/training.md, "Distributed"); without the synchronisation each rank would have stepped on
+    # its own half of the batch, orders of magnitude further off.
+    one = tmp_path / "single-1"
+    ok(*common, "--max-steps", "1", "--out", one)
+    accum = tmp_path / "ddp-accum"
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "resnetkit", *common, "--accum-steps", "2",
+         "--max-steps", "1", "--out", str(accum)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    step = [torch.load(run / "last.pt", weights_only=True)["model"] for run in (one, accum)]
+    assert_same_weights(step[0], step[1], atol=1e-5)
     # Only rank 0 wrote files, and metrics were reduced over both ranks (same val accuracy).
     a = (single / "metrics.csv").read_text().splitlines()[1].split(",")
     b = (ddp / "metrics.csv").read_text().splitlines()[1].split(",")

@@ -16,6 +16,7 @@ import torch
 from ..card import ModelCard
 from ..data.decode import check_policy
 from ..errors import InvalidOption
+from ..targets import TTA_CHOICES
 from ..version import __version__
 from .decode import Decoder, Inputs, Item, batches, stream
 from .inputs import Counter, Shard, default_workers, selected
@@ -52,6 +53,7 @@ class JobConfig:
     chunk: int = 512
     quiet: bool = False
     precision: str = "fp32"
+    tta: str = "none"  # test-time augmentation (targets.TTA_CHOICES)
 
     def check(self) -> JobConfig:
         for name, low in (("topk", 1), ("batch_size", 1), ("workers", 0), ("chunk", 1)):
@@ -60,6 +62,8 @@ class JobConfig:
                 raise InvalidOption(f"{name} must be an integer >= {low}, got {value!r}", field=name)
         check_policy(self.decode)
         check_run_precision(self.precision)
+        if self.tta not in TTA_CHOICES:
+            raise InvalidOption(f"tta {self.tta!r} is not one of {', '.join(TTA_CHOICES)}", field="tta")
         if (self.resume or self.exist_ok) and not self.out:
             raise InvalidOption(
                 "resume and exist_ok apply to an out table; give out FILE", field="resume", related=("out",)
@@ -121,6 +125,7 @@ def table_meta(card: ModelCard, cfg: JobConfig, weights_sha256: Optional[str]) -
         "draft": cfg.draft,
         "decode": cfg.decode,
         "topk": cfg.topk,
+        "tta": cfg.tta,
         "columns": columns_for(table_format(Path(cfg.out or "x.jsonl")), cfg.topk, cfg.embeddings, cfg.logits),
         "shard": str(cfg.shard),
     }

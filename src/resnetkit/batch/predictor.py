@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..card import ModelCard
-from ..deploy.fused import FusedInput, Outputs, normalise
+from ..deploy.fused import FusedInput, Outputs, normalise, with_tta
 from ..deploy.loading import is_exported
 from ..errors import InvalidOption
 from ..targets import RUN_PRECISIONS
@@ -87,7 +87,7 @@ class Predictor:
         return rows
 
 
-def _exported(model: Any, precision: str, embeddings: bool) -> Predictor:
+def _exported(model: Any, precision: str, embeddings: bool, tta: str) -> Predictor:
     card = model.card
     if embeddings:
         raise InvalidOption(
@@ -104,9 +104,8 @@ def _exported(model: Any, precision: str, embeddings: bool) -> Predictor:
     from ..deploy.formats import FORMATS
 
     runtime = FORMATS[card.format].runtime
-    return Predictor(
-        card, model, False, False, runtime, card.precision, f"{card.precision} {card.format} file on {runtime}"
-    )
+    how = f"{card.precision} {card.format} file on {runtime}" + (f", tta {tta}" if tta != "none" else "")
+    return Predictor(card, with_tta(model, tta), False, False, runtime, card.precision, how)
 
 
 def check_run_precision(precision: str) -> None:
@@ -129,18 +128,20 @@ def build_predictor(
     log: Callable[[str], None] = print,
     backend: str = "auto",
     small_job: Optional[int] = None,
+    tta: str = "none",
 ) -> Predictor:
     """A Predictor of ``model`` (an ``InferenceModel``): exported models run as they are; PyTorch
     weights on the fastest backend for ``precision`` at ``batch_size`` (on a CUDA ``device``: PyTorch
     on the GPU), preprocessing fused; ``backend`` names one runtime instead of measuring them.
     ``calibration`` (int8) returns uint8 crops or normalised images. ``small_job`` (the number of
     inputs of a small job) with ``backend="auto"`` runs fp32 and bf16 on PyTorch at once: converting
-    the model for another runtime would cost more than it saves."""
+    the model for another runtime would cost more than it saves. ``tta="flip"`` averages the outputs
+    of each image and its mirror image (in the graph each runtime runs)."""
     if is_exported(model):
-        return _exported(model, precision, embeddings)
+        return _exported(model, precision, embeddings, tta)
     check_run_precision(precision)
     card = model.card
-    net = FusedInput(Outputs(model, embeddings), card.preprocess, card.in_chans).eval()
+    net = FusedInput(with_tta(Outputs(model, embeddings), tta), card.preprocess, card.in_chans).eval()
     device = torch.device(device or "cpu")
     small = small_job is not None and backend == "auto" and precision != "int8"
     if device.type != "cpu" or small:

@@ -72,7 +72,8 @@ class PredictActor:
     driver chose, the same for every actor), then predicts batch after batch."""
 
     def __init__(self, weights: str, arch: Optional[str], precision: str, backend: str, topk: int,
-                 embeddings: bool, logits: bool, batch_size: int, calibration: Optional[np.ndarray] = None) -> None:  # fmt: skip
+                 embeddings: bool, logits: bool, batch_size: int, calibration: Optional[np.ndarray] = None,
+                 tta: str = "none") -> None:  # fmt: skip
         import torch
 
         from ..deploy.loading import load_inference_model
@@ -85,7 +86,7 @@ class PredictActor:
             crops = torch.from_numpy(calibration) if calibration is not None else None
             self.predictor = build_predictor(
                 model, precision, embeddings, batch_size, (lambda: crops) if crops is not None else None,
-                log=lambda s: None, backend=backend,
+                log=lambda s: None, backend=backend, tta=tta,
             )  # fmt: skip
         except ResnetkitError as exc:  # raised from the first batch: a task's error keeps the exception itself
             self.failure = exc
@@ -136,25 +137,29 @@ def predictions(
     draft: bool = False,
     actors: int = 1,
     decode: str = "resnetkit",
+    tta: str = "none",
 ) -> Any:
     """A lazy ``ray.data.Dataset`` of prediction rows (index: the input's position in the walk, path,
     top_indices, top_classes, top_probs, error[, embedding, logits]) for the files under ``sources``.
     ``backend`` None takes ``$RESNETKIT_BACKEND`` or "auto"; "auto" lets the driver measure once
     (optimize()) and gives every actor that choice. Everything that can be checked (the weights, the
     backend and precision, int8's calibration) is checked here, on the driver, so a bad option is a
-    one-line error rather than an actor that dies. Call after ``ray.init()``."""
+    one-line error rather than an actor that dies. ``tta="flip"`` averages each image's outputs with
+    its mirror image's. Call after ``ray.init()``."""
     require_ray()
     from ..deploy.loading import load_inference_model
 
     model = load_inference_model(weights, arch=arch, progress=False)
     return _dataset(
-        model, sources, weights, arch, precision, backend, topk, batch_size, embeddings, logits, draft, actors, decode
-    )[0]
+        model, sources, weights, arch, precision, backend, topk, batch_size, embeddings, logits, draft, actors, decode,
+        tta,
+    )[0]  # fmt: skip
 
 
 def _dataset(
-    model, sources, weights, arch, precision, backend, topk, batch_size, embeddings, logits, draft, actors, decode
-):
+    model, sources, weights, arch, precision, backend, topk, batch_size, embeddings, logits, draft, actors, decode,
+    tta="none",
+):  # fmt: skip
     import ray.data
 
     from ..deploy.formats import preferred_backend, require
@@ -168,9 +173,9 @@ def _dataset(
     Decoder(card.preprocess, card.in_chans, draft, decode)  # refuses, here, a model images cannot feed
     calibration = _calibration(sources, card, draft, decode) if precision == "int8" and not exported else None
     if exported:
-        backend = _exported_predictor(model, precision, embeddings).backend  # refuses what it cannot do
+        backend = _exported_predictor(model, precision, embeddings, tta).backend  # refuses what it cannot do
     elif backend == "auto":
-        backend = _driver_choice(model, precision, embeddings, batch_size, calibration)
+        backend = _driver_choice(model, precision, embeddings, batch_size, calibration, tta)
     else:
         require(backend, precision)
     files = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(walk(sources))])
@@ -184,18 +189,18 @@ def _dataset(
         PredictActor,
         fn_constructor_kwargs=dict(weights=weights, arch=arch, precision=precision, backend=backend, topk=topk,
                                    embeddings=embeddings, logits=logits, batch_size=batch_size,
-                                   calibration=calibration),
+                                   calibration=calibration, tta=tta),
         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors), batch_format="numpy",
     ), backend)  # fmt: skip
 
 
-def _exported_predictor(model, precision: str, embeddings: bool):
+def _exported_predictor(model, precision: str, embeddings: bool, tta: str):
     from .predictor import build_predictor
 
-    return build_predictor(model, precision, embeddings, log=lambda s: None)
+    return build_predictor(model, precision, embeddings, log=lambda s: None, tta=tta)
 
 
-def _driver_choice(model, precision: str, embeddings: bool, batch_size: int, calibration) -> str:
+def _driver_choice(model, precision: str, embeddings: bool, batch_size: int, calibration, tta: str) -> str:
     """optimize()'s choice, measured (or remembered) once on the driver."""
     import torch
 
@@ -203,7 +208,13 @@ def _driver_choice(model, precision: str, embeddings: bool, batch_size: int, cal
 
     crops = torch.from_numpy(calibration) if calibration is not None else None
     return build_predictor(
-        model, precision, embeddings, batch_size, (lambda: crops) if crops is not None else None, log=lambda s: None
+        model,
+        precision,
+        embeddings,
+        batch_size,
+        (lambda: crops) if crops is not None else None,
+        log=lambda s: None,
+        tta=tta,
     ).backend
 
 
@@ -309,7 +320,7 @@ def _run(args: argparse.Namespace, cfg, out: Optional[Path]) -> str:
     model = load_inference_model(args.weights, arch=args.arch, progress=not args.no_progress)
     ds, backend = _dataset(
         model, cfg.sources, args.weights, args.arch, cfg.precision, args.backend, cfg.topk, cfg.batch_size,
-        cfg.embeddings, cfg.logits, cfg.draft, 1, cfg.decode,
+        cfg.embeddings, cfg.logits, cfg.draft, 1, cfg.decode, cfg.tta,
     )  # fmt: skip
     if out is None:
         for row in ds.iter_rows():

@@ -41,7 +41,10 @@ from .lines import complete_prefix, csv_cells, parse_records
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 IDENTITY = (
     "arch", "weights_sha256", "classes", "preprocess", "in_chans", "precision", "draft", "decode", "topk", "columns",
+    "tta",
 )  # fmt: skip
+# What a table written before a setting existed recorded, in effect.
+IDENTITY_DEFAULTS = {"tta": "none"}
 
 
 def table_format(path: Path) -> str:
@@ -184,7 +187,7 @@ class ResultTable:
                 field="out",
                 related=("exist_ok",),
             )
-        differ = [k for k in IDENTITY if recorded.get(k) != self.meta.get(k)]
+        differ = [k for k in IDENTITY if recorded.get(k, IDENTITY_DEFAULTS.get(k)) != self.meta.get(k)]
         if differ:
             raise BadFile(
                 f"out {self.path} was made by another model or setting ({', '.join(differ)} differ); resuming would "

@@ -37,11 +37,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="measure inference speed (and, with --weights, accuracy) of every deployment path",
         description="ARCH: every mode on random weights (speed does not depend on them). --weights SRC: "
         "every format x precision exported from SRC (or SRC itself when it is an exported file), with file "
-        "size, acc@1 on --data (default: the digits val split), agreement with fp32, latency and throughput.",
+        "size, acc@1 on --data (default: the validation data of the run the weights come from, else the digits "
+        "val split), agreement with fp32, latency and throughput.",
     )
     b.add_argument("architecture", nargs="?", help="architecture to time on random weights (or use --weights)")
     add_weights_args(b, required=False)
-    b.add_argument("--data", "--data-path", dest="data", help="with --weights: labelled ImageFolder for acc@1")
+    b.add_argument(
+        "--data",
+        "--data-path",
+        dest="data",
+        help="with --weights: labelled ImageFolder, or cifar10:DIR / cifar100:DIR, for acc@1",
+    )
     b.add_argument(
         "--calibration", metavar="DIR", help="with --weights: int8 calibration images (default: the val data)"
     )
@@ -110,7 +116,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def validation_images(args: argparse.Namespace, model) -> tuple:
-    """Up to --max-images labelled images of --data (default: the digits val split) for acc@1."""
+    """Up to --max-images labelled images of --data (default: the weights' run's own validation data,
+    else the digits val split) for acc@1."""
     import torch
 
     from ..engine.evaluate import eval_batches

@@ -62,6 +62,18 @@ def add_runtime_args(p: argparse.ArgumentParser, calibration_default: str, backe
     p.add_argument("--calibration", metavar="DIR", help=f"int8 calibration images (default: {calibration_default})")
 
 
+def add_tta_arg(p: argparse.ArgumentParser) -> None:
+    from ..targets import TTA_CHOICES
+
+    p.add_argument(
+        "--tta",
+        choices=list(TTA_CHOICES),
+        default="none",
+        help="test-time augmentation: flip averages the logits of each image and its mirror image (2x the "
+        "work; default none)",
+    )
+
+
 def add_weights_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--weights",
@@ -126,36 +138,79 @@ def print_skipped(messages: list) -> None:
         print(f"skipped: {message}")
 
 
-def data_root(data: Optional[str]) -> Optional[Path]:
-    """The ImageFolder root ``--data`` names (DIR/val when present), checked; None for the digits."""
+def data_root(data: Optional[str]) -> Optional[Path | str]:
+    """The ImageFolder root ``--data`` names (DIR/val when present), checked; a ``cifar10:DIR`` spec
+    as it is; None for the default (the weights' own run's validation split, else the digits)."""
+    from ..data.cifar import parse
     from ..data.datasets import class_names
 
     if data is None:
         return None
+    if parse(data) is not None:
+        return data
     root = Path(data)
     root = root / "val" if (root / "val").is_dir() else root
     class_names(root)  # says what is wrong with the folder before any model is loaded
     return root
 
 
-def labelled_data(
-    root: Optional[Path], model, preprocess, classes, policy: str = "resnetkit"
-) -> Tuple[object, List[str], str]:
-    """(dataset, class names, description) of the evaluation data: the folder at ``root`` or the
-    digits val split, its classes matched against the model's (refused when they cannot be)."""
-    from ..data.datasets import FolderImages, class_names, find_images, load_digits
-    from ..errors import BadFile, InvalidOption
+def run_data(model) -> Optional[dict]:
+    """The training configuration of the run the weights come from, when it did not train on the
+    bundled digits (evaluating it on the digits would be wrong); None otherwise."""
+    import json
 
+    from ..engine.rundir import run_directory_of
+
+    run = run_directory_of(model.card.source) if model.card.source else None
+    if run is None:
+        return None
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) and config.get("data") is not None else None
+
+
+def _evaluation_data(root: Optional[Path | str], model, preprocess, policy: str) -> Tuple[Any, List[str], str]:
+    """(dataset, its class names, its description) before any check against the model."""
+    from ..data.cifar import load_cifar, parse
+    from ..data.datasets import FolderImages, class_names, find_images, load_digits
+    from ..errors import BadFile
+
+    own = run_data(model) if root is None else None
+    if own is not None and own.get("val_split") is not None:  # the held-out share of one folder, as trained
+        from ..engine.config import TrainConfig
+        from ..engine.setup import load_data
+
+        split = load_data(TrainConfig.from_dict(own))
+        return split.val, split.classes, f"the validation split of {own['data']}"
+    if own is not None:
+        root = own["data"] if parse(own["data"]) else data_root(own["data"])
+    cifar = parse(root) if isinstance(root, str) else None
+    if cifar is not None:
+        split = load_cifar(*cifar)
+        return split.val, split.classes, f"{cifar[0]} test images"
     if root is None:
         split = load_digits(image_size=preprocess.crop_size)
-        data_classes, dataset, source = split.classes, split.val, "digits val split"
-    else:
-        data_classes = class_names(root)
-        transform = preprocess.transform(model.card.in_chans)
-        dataset = FolderImages(find_images(root), transform, short_side=preprocess.resize_size, policy=policy)
-        if len(dataset) == 0:
-            raise BadFile(f"no image files under {root}")
-        source = str(root)
+        return split.val, split.classes, "digits val split"
+    folder = Path(root)
+    transform = preprocess.transform(model.card.in_chans)
+    dataset = FolderImages(find_images(folder), transform, short_side=preprocess.resize_size, policy=policy)
+    if len(dataset) == 0:
+        raise BadFile(f"no image files under {folder}")
+    return dataset, class_names(folder), str(folder)
+
+
+def labelled_data(
+    root: Optional[Path | str], model, preprocess, classes, policy: str = "resnetkit"
+) -> Tuple[object, List[str], str]:
+    """(dataset, class names, description) of the evaluation data: the folder at ``root``, CIFAR's
+    test images (``root`` a ``cifar10:DIR`` spec), else the validation data of the training run the
+    weights come from, else the digits val split; its classes matched against the model's (refused
+    when they cannot be)."""
+    from ..errors import InvalidOption
+
+    dataset, data_classes, source = _evaluation_data(root, model, preprocess, policy)
     num_classes = model.num_classes
     if classes is not None and list(classes) != list(data_classes):
         if len(classes) == len(data_classes):

@@ -10,6 +10,7 @@ from typing import Optional
 from ..deploy.loading import is_exported
 from .common import (
     add_runtime_args,
+    add_tta_arg,
     add_weights_args,
     data_root,
     int_at_least,
@@ -27,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data",
         "--data-path",
         dest="data",
-        help="ImageFolder root (uses DIR/val if present); default: the digits val split",
+        help="ImageFolder root (uses DIR/val if present), or cifar10:DIR / cifar100:DIR (the test images); default: "
+        "the validation data of the training run the weights come from, else the digits val split",
     )
     p.add_argument("-b", "--batch-size", type=int_at_least(1), default=64, help="images per batch (default 64)")
     p.add_argument("-j", "--workers", type=int_at_least(0), default=2, help="image decoding processes (default 2)")
@@ -38,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="bf16 is faster on CPUs with bf16 support; none (default) reproduces fp32 numbers exactly",
     )
     add_runtime_args(p, "the validation data of the training run the weights come from", backend_default="pytorch")
+    add_tta_arg(p)
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -174,6 +177,10 @@ def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> 
     device = info.device if info.enabled and not is_exported(model) else pick_device(args.device, model)
     model.to(device)
     runner, ran_on = deployed(args, model, device)
+    if args.tta != "none":
+        from ..deploy.fused import with_tta
+
+        runner, ran_on = with_tta(runner, args.tta), f"{ran_on}, tta {args.tta}"
     batches = eval_batches(dataset, args.batch_size, args.workers, info.rank, info.world)
     share = -(-len(dataset) // info.world)  # type: ignore[arg-type]  # this rank's images, about
     result = evaluate(
@@ -189,7 +196,7 @@ def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> 
     if reports is None:  # another rank reports
         return 0
     names = list(classes or data_classes)
-    report = {"weights": card.source, "data": source, "ran_on": ran_on, **result.to_dict(names)}
+    report = {"weights": card.source, "data": source, "ran_on": ran_on, "tta": args.tta, **result.to_dict(names)}
     reports.write(report, result.confusion, names)
     if args.json:
         print(json.dumps(report))

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_runtime_args, add_weights_args, int_at_least, load_for_inference, pick_device
+from .common import add_runtime_args, add_tta_arg, add_weights_args, int_at_least, load_for_inference, pick_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int_at_least(1), default=5, help="classes per image (default 5)")
     p.add_argument("-b", "--batch-size", type=int_at_least(1), default=32, help="images per forward pass (default 32)")
     add_runtime_args(p, "a run's val data, else the first inputs")
+    add_tta_arg(p)
     p.add_argument("--out", "-o", metavar="FILE", help="write a table: .parquet, .csv or .jsonl (default: print)")
     p.add_argument("--embeddings", action="store_true", help="also record each image's pooled features (parquet/jsonl)")
     p.add_argument("--logits", action="store_true", help="also record the raw logits (parquet/jsonl)")
@@ -76,6 +77,7 @@ def job_config(args: argparse.Namespace):
         sources=list(args.inputs), out=args.out, topk=args.topk, batch_size=args.batch_size, workers=args.workers,
         draft=args.draft, decode=args.decode, embeddings=args.embeddings, logits=args.logits, resume=args.resume,
         exist_ok=args.exist_ok, shard=shard, chunk=args.chunk, quiet=args.quiet, precision=args.precision,
+        tta=args.tta,
     ).check()  # fmt: skip
 
 
@@ -145,6 +147,7 @@ def run_local(args: argparse.Namespace, cfg, model) -> int:
         predictor = build_predictor(
             model, cfg.precision, cfg.embeddings, cfg.batch_size, calibration_for(args, model, sample, say),
             device, log=say, backend=preferred_backend(args.backend, cfg.precision), small_job=inputs,
+            tta=cfg.tta,
         )  # fmt: skip
         if not args.quiet and predictor.backend != getattr(getattr(predictor.runner, "choice", None), "backend", None):
             say(f"predict: {predictor.choice}")  # optimize() said it already when it chose

@@ -15,23 +15,37 @@ HELP = {
     "weights": "fine-tune from a catalog name, weights file, run directory or Hub id (the head is replaced)",
     "freeze_backbone": "train the classifier only",
     "backbone_lr_scale": "backbone learning rate = lr x this (discriminative fine-tuning)",
+    "layer_decay": "layer-wise lr decay (timm's, by stage): the classifier at --lr, the last stage at lr x D, "
+    "the one before at lr x D^2, ..., the stem at lr x D^(stages + 1)",
     "norm": "normalization layer: batch, group (small batches), frozen (fixed statistics)",
     "sync_bn": "SyncBatchNorm across torchrun processes (GPU only)",
     "zero_init_residual": "start every block as the identity (last norm weight 0)",
-    "data": "ImageFolder root: DIR/train/<class>/* and DIR/val/<class>/*, or DIR/<class>/* with --val-split",
+    "teacher": "knowledge distillation: a teacher's weights (run directory, file, catalog name, Hub id) with "
+    "the data's classes; run in eval mode under the run's --amp",
+    "kd_alpha": "distillation: loss = (1 - alpha) x label loss + alpha x distillation loss",
+    "kd_temperature": "distillation: softmax temperature T (the KL term is scaled by T^2)",
+    "data": "ImageFolder root: DIR/train/<class>/* and DIR/val/<class>/*, or DIR/<class>/* with --val-split; "
+    "or cifar10:DIR / cifar100:DIR (the python batches of cifar-10-python.tar.gz / cifar-100-python.tar.gz)",
     "val_split": "fraction of a single folder held out for validation",
     "image_size": "digits only: image side in pixels",
     "pad_crop": "digits only: pad by N pixels (edge) and randomly crop back, per sample",
     "train_crop": "RandomResizedCrop size for folder data",
+    "train_size_schedule": "progressive resizing START:END (e.g. 160:192): the training images' size, linear from "
+    "START at the first epoch to END at the last (folder data: the RandomResizedCrop size; the digits and CIFAR: "
+    "resized in memory); evaluation stays at the eval size",
     "eval_resize": "evaluation: resize the short side to this",
     "eval_crop": "evaluation: center crop (<= --eval-resize)",
     "interpolation": "resize interpolation",
-    "auto_augment": "automatic augmentation policy",
+    "auto_augment": "augmentation policy: none, ta_wide, randaugment, autoaugment (torchvision's) or a timm "
+    "RandAugment string such as rand-m7-mstd0.5-inc1 (needs resnetkit[rsb])",
     "random_erase": "random erasing probability",
     "repeated_aug": "repeated augmentation: each sample N times per epoch",
     "workers": "image decoding processes",
     "epochs": "epochs to train",
-    "batch_size": "global batch size (split across torchrun processes)",
+    "batch_size": "global batch size (split across torchrun processes): the images of one optimizer step",
+    "accum_steps": "gradient accumulation: each process runs its share of a batch as N micro-batches (same "
+    "batch, lr and schedule; 1/N of the activation memory). Unlike timm's --grad-accum-steps, --batch-size stays "
+    "the effective batch",
     "optimizer": "optimizer",
     "lr": "peak learning rate",
     "momentum": "SGD momentum",
@@ -41,8 +55,12 @@ HELP = {
     "schedule": "learning-rate schedule",
     "warmup_epochs": "linear warmup epochs",
     "step_size": "step schedule: epochs between decays",
-    "gamma": "step schedule: decay factor",
+    "gamma": "step and multistep schedules: decay factor",
+    "milestones": "multistep schedule: the epochs at which the lr is multiplied by --gamma, comma-separated (82,123)",
     "label_smoothing": "label smoothing",
+    "loss": "ce: softmax cross-entropy; bce: binary cross-entropy per class (ResNet strikes back)",
+    "bce_target_threshold": "bce: (mixed, smoothed) targets above this count as 1, the rest 0",
+    "drop_path_rate": "stochastic depth: the drop rate of the last block, rising linearly from 0 over the blocks",
     "mixup_alpha": "MixUp alpha (0: off)",
     "cutmix_alpha": "CutMix alpha (0: off)",
     "clip_grad_norm": "clip the gradient norm to this",
@@ -76,12 +94,15 @@ ALIASES = {
     "step_size": ["--lr-step-size"],
     "gamma": ["--lr-gamma"],
     "ema": ["--model-ema"],
+    "teacher": ["--kd-model"],
     "ema_decay": ["--model-ema-decay"],
     "ema_steps": ["--model-ema-steps"],
     "auto_augment": ["--auto-augment-policy"],
     "random_erase": ["--random-erasing"],
     "repeated_aug": ["--ra-reps"],
     "clip_grad_norm": ["--clip-grad"],
+    "drop_path_rate": ["--drop-path"],
+    "bce_target_threshold": ["--bce-target-thresh"],
     "train_crop": ["--train-crop-size"],
     "eval_crop": ["--val-crop-size"],
     "eval_resize": ["--val-resize-size"],
@@ -115,7 +136,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--recipe",
         choices=list(RECIPES),
         default="digits",
-        help="preset of defaults: digits (resnet18 on the bundled digits), tv-v1, tv-v2 (default: digits)",
+        help="preset of defaults: digits (resnet18 on the bundled digits), tv-v1, tv-v2 (torchvision's), cifar "
+        "(the ResNet paper's CIFAR recipe: resnet20, SGD 0.1, 164 epochs, steps at 82 and 123; --data cifar10:DIR), "
+        "rsb-a1, rsb-a2, rsb-a3 (ResNet strikes back: LAMB, BCE, 600/300/100 epochs; needs resnetkit[rsb]) "
+        "(default: digits)",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     hints = typing.get_type_hints(TrainConfig)

@@ -30,10 +30,20 @@ class Split:
 
 
 class TensorImages(Dataset):
-    """Preprocessed images held in memory as one (N, C, H, W) tensor."""
+    """Preprocessed images held in memory as one (N, C, H, W) tensor. Their training augmentation is
+    the data set's own: a random translation (``shifted_batch``: the digits pad by repeating the edge,
+    CIFAR with black, ``fill``: its normalised value per channel) and, where ``flip``, a random
+    horizontal flip."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        flip: bool = False,
+        fill: Optional[Sequence[float]] = None,
+    ) -> None:
         self.images, self.targets = images, targets
+        self.flip, self.fill = flip, fill
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -42,24 +52,31 @@ class TensorImages(Dataset):
         idx = torch.as_tensor(indices, dtype=torch.long)
         return self.images[idx], self.targets[idx]
 
+    def _padded(self, x: torch.Tensor, pad: int) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        if self.fill is None:
+            return F.pad(x, (pad, pad, pad, pad), mode="replicate")
+        fill = torch.tensor(self.fill, dtype=x.dtype).view(1, -1, 1, 1)
+        return F.pad(x - fill, (pad, pad, pad, pad)) + fill
+
     def shifted_batch(
         self, indices: Sequence[int], pad: int, seed: int, epoch: int
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The batch with each image padded by ``pad`` pixels (edge) and randomly cropped back:
-        a random translation seeded by (seed, epoch, sample), so it is the same whatever the batch
-        split across ranks, and again after a resume."""
+        """The batch with each image padded by ``pad`` pixels and randomly cropped back (and flipped,
+        where the data set flips): seeded by (seed, epoch, sample), so it is the same whatever the
+        batch split across ranks, and again after a resume."""
         x, y = self.batch(indices)
-        if pad <= 0:
+        if pad <= 0 and not self.flip:
             return x, y
-        import torch.nn.functional as F
-
         h, w = x.shape[-2:]
-        padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+        padded = self._padded(x, pad) if pad > 0 else x
         out = torch.empty_like(x)
         for k, i in enumerate(indices):
             g = torch.Generator().manual_seed(sample_seed(seed, epoch, i))
             top, left = torch.randint(0, 2 * pad + 1, (2,), generator=g).tolist()
-            out[k] = padded[k, :, top : top + h, left : left + w]
+            crop = padded[k, :, top : top + h, left : left + w]
+            out[k] = crop.flip(-1) if self.flip and torch.rand((), generator=g) < 0.5 else crop
         return out, y
 
 

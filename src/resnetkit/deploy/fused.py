@@ -46,6 +46,31 @@ class Outputs(nn.Module):
         return torch.cat([features, model.classify(features)], dim=1)
 
 
+class FlipAverage(nn.Module):
+    """Test-time augmentation: the mean of ``model``'s outputs on the (N, C, H, W) images and on their
+    mirror images (flipped left-right), in one batch of 2N. Part of the graph, so every runtime runs it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.in_chans = int(getattr(model, "in_chans", 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(torch.cat([x, x.flip(3)]))
+        n = x.shape[0]
+        return (out[:n] + out[n:]) * 0.5
+
+
+def with_tta(model: nn.Module, tta: str) -> nn.Module:
+    """``model`` as test-time augmentation ``tta`` (targets.TTA_CHOICES) runs it."""
+    from ..errors import InvalidOption
+    from ..targets import TTA_CHOICES
+
+    if tta not in TTA_CHOICES:
+        raise InvalidOption(f"tta {tta!r} is not one of {', '.join(TTA_CHOICES)}", field="tta")
+    return FlipAverage(model) if tta == "flip" else model
+
+
 class FusedInput(nn.Module):
     """``model`` fed uint8 (N, H, W, C) crops, converted and normalised inside the graph."""
 

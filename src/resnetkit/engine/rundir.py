@@ -141,15 +141,22 @@ def run_directory_of(weights_source: str) -> Optional[Path]:
 
 
 def validation_images(run: Path, limit: int = 128) -> torch.Tensor | str:
-    """A run's own validation data, as int8 calibration: the digits val split as a tensor, or the
-    folder of validation images (``DATA/val``, else ``DATA``) of a folder run."""
+    """A run's own validation data, as int8 calibration: the digits val split or CIFAR's test images
+    as a tensor, or the folder of validation images (``DATA/val``, else ``DATA``) of a folder run."""
+    from ..data.datasets import TensorImages, load_digits
+
     config = json.loads((run / "config.json").read_text())
     if config.get("data") is None:
-        from ..data.datasets import TensorImages, load_digits
-
         val = load_digits(image_size=int(config["image_size"])).val
         assert isinstance(val, TensorImages)
         return val.images[:limit]
+    from ..data.cifar import load_cifar, parse
+
+    cifar = parse(config["data"])
+    if cifar is not None:
+        images = load_cifar(*cifar).val
+        assert isinstance(images, TensorImages)
+        return images.images[:limit]
     root = Path(config["data"])
     return str(root / "val" if (root / "val").is_dir() else root)
 

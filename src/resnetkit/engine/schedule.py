@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Sequence
 
 import torch
 
@@ -22,6 +23,7 @@ def lr_factor(
     warmup_epochs: float = 0.0,
     step_size: int = 30,
     gamma: float = 0.1,
+    milestones: Sequence[int] = (),
 ) -> float:
     """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
     total = max(1, steps_per_epoch * epochs)
@@ -42,10 +44,13 @@ def lr_factor(
         if step_size < 1:
             raise InvalidOption(f"step_size must be >= 1 epoch, got {step_size}", field="step_size")
         return gamma ** (step // (steps_per_epoch * step_size))
+    if schedule == "multistep":
+        epoch = step // steps_per_epoch
+        return gamma ** sum(epoch >= m for m in milestones)
     if schedule == "cosine":
         t = min(1.0, (step - warmup) / max(1, total - warmup))
         return (1 + math.cos(math.pi * t)) / 2
-    raise InvalidOption(f"unknown schedule {schedule!r}; choose step, cosine, onecycle or constant")
+    raise InvalidOption(f"unknown schedule {schedule!r}; choose step, multistep, cosine, onecycle or constant")
 
 
 def make_scheduler(
@@ -56,6 +61,7 @@ def make_scheduler(
     warmup_epochs: float,
     step_size: int,
     gamma: float,
+    milestones: Sequence[int] = (),
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR stepping ``lr_factor`` once per optimizer step (each group's lr is its own base x factor)."""
     fn = partial(
@@ -66,5 +72,6 @@ def make_scheduler(
         warmup_epochs=warmup_epochs,
         step_size=step_size,
         gamma=gamma,
+        milestones=tuple(milestones),
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=fn)

@@ -14,11 +14,11 @@ from torch import nn
 from ..data.datasets import Split, collate, load_digits, load_folder
 from ..data.sampling import BatchOrder
 from ..data.transforms import Preprocess, train_transform
-from ..errors import InvalidOption
+from ..errors import InvalidOption, MissingDependency, ResnetkitError
 from ..models import NORM_LAYERS
 from ..weights.factory import get_model, load_weights
 from . import distributed as D
-from .config import TrainConfig, make_config
+from .config import RECIPES, TrainConfig, milestones, size_schedule
 from .schedule import make_scheduler
 
 # Below this input size the last stage sees 1x1 feature maps (see effective_amp).
@@ -28,8 +28,13 @@ MIN_BF16_CPU_INPUT = 32
 def build_model(cfg: TrainConfig, num_classes: int, progress: bool) -> nn.Module:
     """The configured architecture, with fine-tuning weights loaded (new head) and the backbone
     frozen if asked."""
+    extra: Dict[str, Any] = {"drop_path_rate": cfg.drop_path_rate} if cfg.drop_path_rate > 0 else {}
     model = get_model(
-        cfg.arch, num_classes=num_classes, norm_layer=NORM_LAYERS[cfg.norm], zero_init_residual=cfg.zero_init_residual
+        cfg.arch,
+        num_classes=num_classes,
+        norm_layer=NORM_LAYERS[cfg.norm],
+        zero_init_residual=cfg.zero_init_residual,
+        **extra,
     )
     if cfg.weights:
         load_weights(model, cfg.weights, head="reset", progress=progress)
@@ -41,24 +46,84 @@ def build_model(cfg: TrainConfig, num_classes: int, progress: bool) -> nn.Module
     return model
 
 
+def load_teacher(cfg: TrainConfig, data: Split, info: D.DistInfo, progress: bool) -> Optional[nn.Module]:
+    """The distillation teacher ``cfg.teacher`` names, in eval mode on the run's device, checked
+    against the data: the same classes, and the same input normalisation (it sees the student's
+    batches)."""
+    if not cfg.teacher:
+        return None
+    from ..weights.factory import model_from_weights
+    from ..weights.resolve import resolve
+
+    try:
+        teacher = model_from_weights(resolve(cfg.teacher, progress=progress)).eval()
+    except ResnetkitError as exc:  # the same error, saying which weights it is about
+        raise type(exc)(f"teacher: {exc}", field=exc.field or "teacher", related=exc.related) from None
+    teacher.requires_grad_(False)
+    card = teacher.card
+    if card.num_classes != len(data.classes):
+        raise InvalidOption(
+            f"teacher {cfg.teacher} has {card.num_classes} classes but the data has {len(data.classes)}; "
+            "distil from a teacher trained on these classes (fine-tune one first with --weights)",
+            field="teacher",
+        )
+    ours, theirs = data.preprocess, card.preprocess
+    if (tuple(ours.mean), tuple(ours.std)) != (tuple(theirs.mean), tuple(theirs.std)):
+        raise InvalidOption(
+            f"teacher {cfg.teacher} was trained on inputs normalised with mean {tuple(theirs.mean)} / std "
+            f"{tuple(theirs.std)}, the data here with {tuple(ours.mean)} / {tuple(ours.std)}: it would see "
+            "the wrong images; use a teacher trained with this normalisation",
+            field="teacher",
+        )
+    teacher.to(info.device)
+    if cfg.channels_last:
+        teacher.to(memory_format=torch.channels_last)
+    return teacher
+
+
 def has_batch_norm(model: nn.Module) -> bool:
     """True when the model normalises with batch statistics in training (a batch of 1 fails there)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def layer_ids(model: nn.Module) -> Tuple[Callable[[str], int], int]:
+    """(parameter name -> depth, the head's depth): the stem 0, each stage 1..K in order, the rest
+    (final norm, classifier) K + 1 - from the model's timm-style ``group_matcher(coarse=True)``."""
+    import re
+
+    matcher = model.group_matcher(coarse=True)  # type: ignore[operator]
+    stem, blocks = re.compile(matcher["stem"]), re.compile(matcher["blocks"])
+    stages = sorted({int(m.group(1)) for n, _ in model.named_parameters() if (m := blocks.match(n))})
+    rank = {stage: i + 1 for i, stage in enumerate(stages)}
+    head = len(stages) + 1
+
+    def depth(name: str) -> int:
+        if stem.match(name):
+            return 0
+        found = blocks.match(name)
+        return rank[int(found.group(1))] if found else head
+
+    return depth, head
+
+
 def param_groups(model: nn.Module, cfg: TrainConfig) -> List[dict]:
-    """Split parameters by weight decay (norm layers may get their own) and by learning rate
-    (backbone scaled by ``backbone_lr_scale`` for discriminative fine-tuning)."""
+    """Split parameters by weight decay (norm layers may get their own) and by learning rate:
+    the backbone scaled by ``backbone_lr_scale`` (discriminative fine-tuning) and, with
+    ``layer_decay``, each depth by layer_decay ** (head depth - its depth) (timm's layer-wise decay,
+    by stage: the classifier at lr, the last stage at lr x decay, ..., the stem at lr x decay^(K+1))."""
     norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
     norm_params = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
     groups: Dict[Tuple[float, float], List[nn.Parameter]] = {}
     head = getattr(model, "classifier_name", "fc") + "."
+    depth, top = layer_ids(model) if cfg.layer_decay is not None else (lambda name: 0, 0)
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         is_norm = id(p) in norm_params
         wd = cfg.norm_weight_decay if (is_norm and cfg.norm_weight_decay is not None) else cfg.weight_decay
         scale = 1.0 if name.startswith(head) else cfg.backbone_lr_scale
+        if cfg.layer_decay is not None:
+            scale *= cfg.layer_decay ** (top - depth(name))
         groups.setdefault((wd, scale), []).append(p)
     return [{"params": ps, "weight_decay": wd, "lr": cfg.lr * scale} for (wd, scale), ps in groups.items()]
 
@@ -69,6 +134,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         raise InvalidOption("no trainable parameters (is everything frozen?)")
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.optimizer == "lamb":
+        # LAMB (You et al. 2020) is not in torch.optim; timm's is the one ResNet strikes back trained with.
+        try:
+            from timm.optim import Lamb
+        except ImportError:
+            raise MissingDependency(
+                "optimizer lamb needs timm's implementation: pip install 'resnetkit[rsb]'", field="optimizer"
+            ) from None
+        return Lamb(groups, lr=cfg.lr)
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
@@ -100,9 +174,28 @@ def make_mixer(cfg: TrainConfig, num_classes: int) -> Optional[Callable]:
     return ops[0] if len(ops) == 1 else T.RandomChoice(ops)
 
 
+def set_crop_size(dataset: Any, size: int) -> None:
+    """Set the RandomResizedCrop of a folder data set's training transform to ``size`` (progressive
+    resizing); the DataLoader's workers take it when they start, at the next epoch."""
+    from torchvision.transforms import v2 as T
+
+    crops = [t for t in getattr(dataset.transform, "transforms", []) if isinstance(t, T.RandomResizedCrop)]
+    if not crops:
+        raise InvalidOption(
+            "train_size_schedule needs a RandomResizedCrop in the training transform", field="train_size_schedule"
+        )
+    for crop in crops:
+        crop.size = (size, size)
+
+
 def load_data(cfg: TrainConfig) -> Split:
     if cfg.data is None:
         return load_digits(image_size=cfg.image_size)
+    from ..data.cifar import load_cifar, parse
+
+    cifar = parse(cfg.data)
+    if cifar is not None:
+        return load_cifar(*cifar)
     preprocess = Preprocess(cfg.eval_resize, cfg.eval_crop, cfg.interpolation)
     return load_folder(
         Path(cfg.data),
@@ -122,7 +215,12 @@ def effective_amp(cfg: TrainConfig, device: torch.device, log: Callable[[str], N
     PyTorch's CPU bf16 convolution backward leaves the weight gradient of a strided 3x3 conv
     uninitialised for taps that only see padding, which happens once the last stage gets a 1-pixel
     input, and the weights fill with garbage. fp32 is correct there."""
-    input_size = cfg.image_size if cfg.data is None else cfg.train_crop
+    from ..data.cifar import SIZE, parse
+
+    input_size = cfg.image_size if cfg.data is None else SIZE if parse(cfg.data) else cfg.train_crop
+    scheduled = size_schedule(cfg)
+    if scheduled is not None:
+        input_size = min(input_size, *scheduled)
     if cfg.amp == "bf16" and device.type == "cpu" and input_size < MIN_BF16_CPU_INPUT:
         log(
             f"note: input {input_size}px < {MIN_BF16_CPU_INPUT}px: training in fp32 "
@@ -146,7 +244,7 @@ def warn_short_run(cfg: TrainConfig, steps_per_epoch: int, log: Callable[[str], 
     log(
         f"warning: {cfg.epochs} epoch(s) of {steps_per_epoch} steps is {total} optimizer steps, too few for the "
         f"{cfg.schedule} schedule at lr {cfg.lr:g} to settle: expect validation accuracy near chance; train "
-        f"--epochs {need} or more (recipe {cfg.recipe}: {make_config(cfg.recipe).epochs})"
+        f"--epochs {need} or more (recipe {cfg.recipe}: {RECIPES[cfg.recipe].get('epochs', TrainConfig.epochs)})"
     )
 
 
@@ -173,6 +271,7 @@ class Components:
     loader: Optional[Any]  # a DataLoader for folder data; None when the data is in memory
     amp: str
     batch_norm: bool
+    teacher: Optional[nn.Module] = None  # distillation: eval mode, never trained, never saved
 
     @property
     def num_classes(self) -> int:
@@ -203,6 +302,16 @@ class Components:
 
 
 def _check_batch(cfg: TrainConfig, info: D.DistInfo, batch_norm: bool) -> None:
+    per_rank = cfg.batch_size // info.world
+    if cfg.accum_steps > 1 and per_rank // cfg.accum_steps < (2 if batch_norm else 1):
+        raise InvalidOption(
+            f"accum_steps {cfg.accum_steps} splits {per_rank} image(s) per process into micro-batches of "
+            f"{per_rank // cfg.accum_steps}; "
+            + ("BatchNorm needs at least 2 per micro-batch" if batch_norm else "each needs at least 1")
+            + f": use accum_steps <= {max(1, per_rank // (2 if batch_norm else 1))} or a larger batch_size",
+            field="accum_steps",
+            related=("batch_size",),
+        )
     if cfg.batch_size % info.world:
         raise InvalidOption(
             f"batch_size {cfg.batch_size} is not divisible by the {info.world} processes (it is the global "
@@ -249,7 +358,14 @@ def build_components(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], No
     )  # fmt: skip
     warn_short_run(cfg, order.num_batches(), log)
     scheduler = make_scheduler(
-        optimizer, order.num_batches(), cfg.epochs, cfg.schedule, cfg.warmup_epochs, cfg.step_size, cfg.gamma
+        optimizer,
+        order.num_batches(),
+        cfg.epochs,
+        cfg.schedule,
+        cfg.warmup_epochs,
+        cfg.step_size,
+        cfg.gamma,
+        milestones(cfg),
     )
     loader = None
     if not data.in_memory:
@@ -257,7 +373,8 @@ def build_components(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], No
 
         loader = DataLoader(
             data.train, batch_sampler=order, num_workers=cfg.workers, collate_fn=collate,
-            pin_memory=info.device.type == "cuda", persistent_workers=cfg.workers > 0,
+            pin_memory=info.device.type == "cuda", # a size schedule changes the crop between epochs: workers are started anew each epoch to see it
+            persistent_workers=cfg.workers > 0 and not cfg.train_size_schedule,
             worker_init_fn=_ignore_sigint_in_worker if cfg.workers > 0 else None,
         )  # fmt: skip
     return Components(
@@ -274,4 +391,5 @@ def build_components(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], No
         loader=loader,
         amp=effective_amp(cfg, info.device, log),
         batch_norm=batch_norm,
+        teacher=load_teacher(cfg, data, info, progress=info.is_main),
     )

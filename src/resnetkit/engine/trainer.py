@@ -8,8 +8,7 @@ run), its components (``Components``: data, model, optimizer, ...; built by one 
 
 from __future__ import annotations
 
-import dataclasses
-import random
+import contextlib
 import signal
 import sys
 import threading
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,17 +24,14 @@ from tqdm import tqdm
 
 from ..card import ModelCard
 from ..data.datasets import TensorImages
-from ..errors import BadFile, InvalidOption, MissingDependency
+from ..errors import MissingDependency
 from . import distributed as D
-from .checkpoint import load_checkpoint, set_rng_state
-from .config import TrainConfig
+from .checkpoint import set_rng_state
+from .config import TrainConfig, train_size
 from .evaluate import EvalResult, autocast_context, eval_batches, evaluate
-from .rundir import RunDirectory
-from .setup import Components, build_components
+from .opening import deterministic_algorithms, open_run, seed_everything
+from .setup import Components, build_components, set_crop_size
 from .state import TrainState
-
-# Settings that do not change what is computed, so a resumed run may set them anew.
-RESUME_OVERRIDABLE = ("epochs", "quiet", "workers", "save_every_steps", "tensorboard", "max_steps")
 
 
 @dataclass
@@ -50,96 +45,6 @@ class TrainResult:
     config: Optional[TrainConfig] = None
     finished_before: bool = False  # a resumed run that had already done all its epochs
     stop_reason: str = ""  # "signal" or "max_steps" when interrupted
-
-
-class deterministic_algorithms:
-    """Turn on deterministic algorithms for the duration of a run, then restore the previous setting."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def __enter__(self) -> None:
-        self.previous = (
-            torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-            torch.backends.cudnn.benchmark,
-        )
-        if self.enabled:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-
-    def __exit__(self, *exc) -> None:
-        mode, warn_only, bench = self.previous
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-        torch.backends.cudnn.benchmark = bench
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def default_run_dir(cfg: TrainConfig) -> Path:
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.arch}"
-
-
-def resumed_config(checkpoint: dict, overrides: dict, out: Path, log: Callable[[str], None]) -> TrainConfig:
-    """The configuration a resumed run continues with: the saved one, plus the settings that may
-    change on resume."""
-    values = dict(checkpoint["config"])
-    for key, value in overrides.items():
-        if key not in RESUME_OVERRIDABLE:
-            raise InvalidOption(
-                f"{key} cannot change on --resume (it would change the result); allowed: {', '.join(RESUME_OVERRIDABLE)}",
-                field=key,
-            )
-        values[key] = value
-    saved_epochs = checkpoint["config"]["epochs"]
-    if values["epochs"] != saved_epochs and values["schedule"] in ("onecycle", "cosine"):
-        log(
-            f"note: --epochs {values['epochs']} (was {saved_epochs}): the {values['schedule']} schedule spans the "
-            "new total, so the learning rate from here on differs from the original run's plan"
-        )
-    values["out"] = str(out)
-    return TrainConfig.from_dict(values)
-
-
-def open_run(
-    cfg: Optional[TrainConfig], resume: Optional[Path], overrides: dict, info: D.DistInfo, log: Callable[[str], None]
-) -> Tuple[RunDirectory, TrainConfig, Optional[dict]]:
-    """(its directory, locked; the configuration; the checkpoint to resume from or None). The lock
-    is taken before anything is read or written, so a second process is refused before it starts."""
-    if resume is not None:
-        resume = Path(resume)
-        folder = resume if resume.is_dir() or not resume.suffix else resume.parent
-        rundir = RunDirectory(folder, writer=info.is_main)
-        rundir.claim(create=False)
-        try:
-            checkpoint_path = resume / "last.pt" if resume.is_dir() else resume
-            if not checkpoint_path.is_file():
-                raise BadFile(
-                    f"resume {resume}: no last.pt there; pass the run directory of an earlier run", field="resume"
-                )
-            checkpoint = load_checkpoint(checkpoint_path)
-            return rundir, resumed_config(checkpoint, overrides, folder, log), checkpoint
-        except BaseException:
-            rundir.release()
-            raise
-    if cfg is None:
-        raise InvalidOption("Trainer needs a config or a run to resume")
-    out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    cfg = dataclasses.replace(cfg, out=str(out))
-    rundir = RunDirectory(out, writer=info.is_main)
-    rundir.claim()
-    try:
-        removed = rundir.prepare_new(cfg.exist_ok)
-    except BaseException:
-        rundir.release()
-        raise
-    if removed:
-        log(f"replacing the previous run: removed the previous run's {', '.join(removed)} from {rundir.path}")
-    return rundir, cfg, None
 
 
 class Trainer:
@@ -229,12 +134,17 @@ class Trainer:
     def _batches(self, state: TrainState) -> Iterable[Tuple[torch.Tensor, torch.Tensor, list]]:
         parts = self.parts
         parts.order.set_epoch(state.epoch, state.batch)
+        size = train_size(self.cfg, state.epoch)  # progressive resizing: a function of the epoch (resumes exactly)
         if parts.loader is not None:
+            if size is not None:
+                set_crop_size(parts.data.train, size)
             yield from parts.loader
             return
         data: TensorImages = parts.data.train  # type: ignore[assignment]
         for chunk in parts.order:
             x, y = data.shifted_batch([i for _, i in chunk], self.cfg.pad_crop, self.cfg.seed, state.epoch)
+            if size is not None and size != x.shape[-1]:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
             yield x, y, []
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> Tuple[float, int]:
@@ -250,15 +160,32 @@ class Trainer:
                 torch.manual_seed(cfg.seed * 7_919 + step * 104_729 + self.info.rank)
                 x, target = parts.mixer(x, y)
         parts.ddp_model.train()
-        with autocast_context(parts.amp, device):
-            logits = parts.step_model(x)
-            loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
         parts.optimizer.zero_grad(set_to_none=True)
+        loss_sum, correct = 0.0, 0
+        # Gradient accumulation: the batch runs as micro-batches whose losses are weighted by their
+        # share of the batch, so the summed gradient is the whole batch's mean-loss gradient. Under
+        # DDP only the last micro-batch synchronises gradients.
+        # A batch shrunk by skipped files keeps at least 2 images per micro-batch under BatchNorm.
+        n = min(cfg.accum_steps, max(1, len(y) // (2 if parts.batch_norm else 1)))
+        chunks = list(zip(x.tensor_split(n), target.tensor_split(n), y.tensor_split(n)))
+        no_sync = getattr(parts.ddp_model, "no_sync", None)  # DDP's: skip the all-reduce
+        for i, (xs, ts, ys) in enumerate(chunks):
+            last = i == len(chunks) - 1
+            with contextlib.nullcontext() if (last or no_sync is None) else no_sync():
+                with autocast_context(parts.amp, device):
+                    logits = parts.step_model(xs)
+                    loss = self._loss(logits.float(), ts)
+                if parts.teacher is not None:
+                    loss = (1 - cfg.kd_alpha) * loss + cfg.kd_alpha * self._distillation(xs, logits)
+                share = loss * (len(ys) / len(y))
+                if parts.scaler is not None:
+                    parts.scaler.scale(share).backward()
+                else:
+                    share.backward()
+            loss_sum += float(loss.detach()) * len(ys)
+            correct += int((logits.detach().argmax(1) == ys).sum())
         if parts.scaler is not None:
-            parts.scaler.scale(loss).backward()
             parts.scaler.unscale_(parts.optimizer)
-        else:
-            loss.backward()
         if cfg.clip_grad_norm:
             nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.clip_grad_norm)
         if parts.scaler is not None:
@@ -267,7 +194,33 @@ class Trainer:
         else:
             parts.optimizer.step()
         self._update_ema(step)
-        return float(loss.detach()) * len(y), int((logits.detach().argmax(1) == y).sum())
+        return loss_sum, correct
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The label loss: softmax cross-entropy, or (``loss bce``) binary cross-entropy of each class
+        against its target - smoothed, then thresholded (mixed targets above ``bce_target_threshold``
+        count as 1, the rest 0), as ResNet strikes back trains."""
+        cfg = self.cfg
+        if cfg.loss == "ce":
+            return F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+        classes = logits.shape[1]
+        soft = F.one_hot(target, classes).float() if target.dim() == 1 else target.float()
+        if cfg.label_smoothing:
+            soft = soft * (1 - cfg.label_smoothing) + cfg.label_smoothing / classes
+        if cfg.bce_target_threshold is not None:
+            soft = (soft > cfg.bce_target_threshold).float()
+        return F.binary_cross_entropy_with_logits(logits, soft)
+
+    def _distillation(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Hinton et al.'s soft-target loss: KL(teacher || student) of the temperature-T softmaxes,
+        times T^2 (so its gradients keep their size as T changes). The teacher runs in eval mode
+        under the run's autocast (bf16 by default), without gradients."""
+        teacher, t = self.parts.teacher, self.cfg.kd_temperature
+        assert teacher is not None
+        with torch.no_grad(), autocast_context(self.parts.amp, self.info.device):
+            target = teacher(x).float()
+        student = F.log_softmax(logits.float() / t, dim=1)
+        return F.kl_div(student, F.log_softmax(target / t, dim=1), log_target=True, reduction="batchmean") * t * t
 
     def _update_ema(self, step: int) -> None:
         ema = self.parts.ema

@@ -26,7 +26,13 @@ from .targets import CARD_FORMATS, PRECISIONS
 if TYPE_CHECKING:
     import torch
 
-CARD_VERSION = 2  # 1: resnetkit 0.2's untyped metadata (flat keys), still read
+CARD_VERSION = 3  # the newest this resnetkit reads; 1: resnetkit 0.2's untyped metadata (flat keys)
+# What a card states: 2 for a single-label classifier (every resnetkit since 0.3 reads it), 3 for a
+# multi-label one - so a resnetkit that does not know multi-label refuses the file ("upgrade") instead
+# of answering with a softmax over labels that are not exclusive.
+WRITTEN_VERSION = {"multiclass": 2, "multilabel": 3}
+# multiclass: one label per image (softmax); multilabel: any number (a sigmoid per class, a threshold each).
+TASKS = tuple(WRITTEN_VERSION)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,7 +49,7 @@ MAX_RESIZE_SIZE = 4096
 FORMATS = CARD_FORMATS  # the card's "format": pytorch, or a file format of targets.py
 NORMS = ("batch", "group", "frozen")
 # Fields to_metadata() stores as they are (every other one as JSON).
-TEXT_FIELDS = ("arch", "source", "tag", "norm", "format", "precision", "weights_sha256", "data")
+TEXT_FIELDS = ("arch", "source", "tag", "norm", "format", "precision", "weights_sha256", "data", "task")
 
 
 def _is_int(value: Any) -> bool:
@@ -249,7 +255,9 @@ class ModelCard:
     precision: str = "fp32"
     weights_sha256: Optional[str] = None  # of the stored weights, checked when they are read back
     data: Optional[str] = None  # what the weights were trained on
-    version: int = CARD_VERSION
+    task: str = "multiclass"
+    thresholds: Optional[Tuple[float, ...]] = None  # multilabel: per-class thresholds tuned on validation data
+    version: int = 2
 
     def __post_init__(self) -> None:
         if self.arch is not None and not isinstance(self.arch, str):
@@ -289,12 +297,36 @@ class ModelCard:
                 f"card.model_options must be a mapping, got {self.model_options!r}", field="model_options"
             )
         object.__setattr__(self, "model_options", dict(self.model_options))
+        self._check_task()
+
+    def _check_task(self) -> None:
+        if self.task not in TASKS:
+            raise InvalidOption(f"card.task {self.task!r} is not one of {', '.join(TASKS)}", field="task")
+        if self.thresholds is None:
+            return
+        values = self.thresholds
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != self.num_classes:
+            raise InvalidOption(
+                f"card.thresholds must be {self.num_classes} numbers (one per class), got {values!r}",
+                field="thresholds",
+            )
+        if not all(_number(v) and 0.0 <= float(v) <= 1.0 for v in values):
+            raise InvalidOption(
+                f"card.thresholds must be probabilities in [0, 1], got {list(values)!r}", field="thresholds"
+            )
+        if self.task != "multilabel":
+            raise InvalidOption("card.thresholds belong to a multilabel model", field="thresholds")
+        object.__setattr__(self, "thresholds", tuple(float(v) for v in values))
 
     # ---- derived -----------------------------------------------------------------------------------
 
     @property
     def input_size(self) -> int:
         return self.preprocess.crop_size
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
 
     def class_name(self, index: int) -> str:
         return self.classes[index] if self.classes and 0 <= index < len(self.classes) else str(index)
@@ -333,7 +365,7 @@ class ModelCard:
         """The card as flat JSON-able keys (the keys resnetkit 0.2 wrote, plus ``card_version``); what is
         unknown (None) is left out."""
         values = {
-            "card_version": self.version,
+            "card_version": max(self.version, WRITTEN_VERSION[self.task]),
             "arch": self.arch,
             "num_classes": self.num_classes,
             "classes": list(self.classes) if self.classes is not None else None,
@@ -347,6 +379,8 @@ class ModelCard:
             "precision": self.precision,
             "weights_sha256": self.weights_sha256,
             "data": self.data,
+            "task": self.task if self.multilabel else None,  # absent: multiclass (every file before 0.5)
+            "thresholds": list(self.thresholds) if self.thresholds is not None else None,
         }
         return {k: v for k, v in values.items() if v is not None}
 
@@ -391,7 +425,10 @@ class ModelCard:
     @classmethod
     def _parse(cls, meta: Mapping[str, Any], base: ModelCard) -> ModelCard:
         values: Dict[str, Any] = {}
-        for key in ("arch", "num_classes", "in_chans", "norm", "precision", "source", "tag", "weights_sha256", "data"):
+        for key in (
+            "arch", "num_classes", "in_chans", "norm", "precision", "source", "tag", "weights_sha256", "data", "task",
+            "thresholds",
+        ):  # fmt: skip
             if meta.get(key) is not None:
                 values[key] = meta[key]
         if meta.get("weights") and "tag" not in values:  # 0.2 called the catalog name "weights"

@@ -20,7 +20,7 @@ from ..targets import TTA_CHOICES
 from ..version import __version__
 from .decode import Decoder, Inputs, Item, batches, stream
 from .inputs import Counter, Shard, default_workers, selected
-from .predictor import Predictor, check_run_precision
+from .predictor import Predictor, check_run_precision, check_threshold
 from .table import ResultTable, columns_for, table_format
 
 CALIBRATION_IMAGES = 64  # int8 without a run's validation data: this many readable inputs
@@ -54,6 +54,7 @@ class JobConfig:
     quiet: bool = False
     precision: str = "fp32"
     tta: str = "none"  # test-time augmentation (targets.TTA_CHOICES)
+    threshold: Optional[float] = None  # multi-label: one threshold for every class (None: the card's tuned ones)
 
     def check(self) -> JobConfig:
         for name, low in (("topk", 1), ("batch_size", 1), ("workers", 0), ("chunk", 1)):
@@ -126,6 +127,7 @@ def table_meta(card: ModelCard, cfg: JobConfig, weights_sha256: Optional[str]) -
         "decode": cfg.decode,
         "topk": cfg.topk,
         "tta": cfg.tta,
+        "threshold": cfg.threshold,
         "columns": columns_for(table_format(Path(cfg.out or "x.jsonl")), cfg.topk, cfg.embeddings, cfg.logits),
         "shard": str(cfg.shard),
     }
@@ -199,6 +201,7 @@ def run_job(
     entered = time.perf_counter()
     began = entered if began is None else began
     cfg = cfg.check()
+    check_threshold(card, cfg.threshold)
     decoder = Decoder(card.preprocess, card.in_chans, cfg.draft, cfg.decode)  # refuses what cannot be fed images
     table = None
     if cfg.out:
@@ -241,7 +244,7 @@ def _process(
     pending: List[Dict[str, Any]] = []
     chunks = 0
     for batch in batches(items, cfg.batch_size):
-        rows = predictor.rows(batch, cfg.topk, cfg.logits)
+        rows = predictor.rows(batch, cfg.topk, cfg.logits, cfg.threshold)
         summary.inputs += len(rows)
         summary.failed += sum(r.get("error") is not None for r in rows)
         summary.predicted += sum(r.get("error") is None for r in rows)

@@ -35,6 +35,45 @@ def top_k(logits: torch.Tensor, card: ModelCard, k: int) -> List[List[tuple]]:
     ]
 
 
+def check_threshold(card: ModelCard, threshold: Optional[float]) -> None:
+    """InvalidOption unless ``threshold`` is None, or a probability for a multi-label model."""
+    if threshold is None:
+        return
+    if not card.multilabel:
+        raise InvalidOption(
+            "threshold applies to multi-label models; this one gives one label an image (use topk)", field="threshold"
+        )
+    if not 0.0 <= threshold <= 1.0:  # NaN fails too
+        raise InvalidOption(f"threshold must be a probability in [0, 1], got {threshold}", field="threshold")
+
+
+def labels_above(logits: torch.Tensor, card: ModelCard, k: int, threshold: Optional[float] = None) -> List[List[tuple]]:
+    """Per row of a multi-label model: the (class index, class name, probability) whose sigmoid
+    probability reaches its threshold - ``threshold`` for every class when given, else the per-class
+    thresholds the card's training tuned, else 0.5 - most probable first, at most ``k``."""
+    probs = torch.sigmoid(logits.float())
+    if threshold is not None:
+        cuts = torch.full((probs.shape[1],), float(threshold))
+    elif card.thresholds is not None and len(card.thresholds) == probs.shape[1]:
+        cuts = torch.tensor(card.thresholds)
+    else:
+        cuts = torch.full((probs.shape[1],), 0.5)
+    out = []
+    for row in probs:
+        hits = [(i, float(row[i])) for i in torch.nonzero(row >= cuts).flatten().tolist()]
+        hits.sort(key=lambda hit: -hit[1])
+        out.append([(i, card.class_name(i), p) for i, p in hits[:k]])
+    return out
+
+
+def answers(logits: torch.Tensor, card: ModelCard, k: int, threshold: Optional[float] = None) -> List[List[tuple]]:
+    """Each row's answer as (index, name, probability) triples: the top ``k`` by softmax, or, for a
+    multi-label model (the card says), the labels above the thresholds by sigmoid."""
+    if card.multilabel:
+        return labels_above(logits, card, k, threshold)
+    return top_k(logits, card, k)
+
+
 @dataclass
 class Predictor:
     """A model ready for batch prediction. ``__call__`` takes uint8 (N, H, W, C) crops (what a
@@ -62,9 +101,12 @@ class Predictor:
         width = out.shape[1] - self.card.num_classes
         return out[:, width:], out[:, :width]
 
-    def rows(self, items: Sequence[Item], topk: int, logits: bool = False) -> List[Dict[str, Any]]:
-        """One row per item, in order: its top-k (indices, class names, probabilities), optionally
-        its embedding and logits, or its error. A row whose output is not finite is that input's error."""
+    def rows(
+        self, items: Sequence[Item], topk: int, logits: bool = False, threshold: Optional[float] = None
+    ) -> List[Dict[str, Any]]:
+        """One row per item, in order: its answer (``answers``: indices, class names, probabilities, in
+        the ``top_*`` keys), optionally its embedding and logits, or its error. A row whose output is not
+        finite is that input's error."""
         good = [i for i, item in enumerate(items) if item[2] is not None]
         rows: List[Dict[str, Any]] = [{"path": item[1], "error": item[3]} for item in items]
         if not good:
@@ -73,12 +115,12 @@ class Predictor:
         finite = torch.isfinite(out).all(1)
         if features is not None:
             finite &= torch.isfinite(features).all(1)
-        tops = top_k(torch.nan_to_num(out), self.card, topk)
+        tops = answers(torch.nan_to_num(out), self.card, topk, threshold)
         for j, i in enumerate(good):
             if not bool(finite[j]):
                 rows[i]["error"] = f"{items[i][1]}: {NOT_FINITE}"
                 continue
-            indices, names, probs = zip(*tops[j])
+            indices, names, probs = zip(*tops[j]) if tops[j] else ((), (), ())  # multi-label: maybe none
             rows[i].update(top_indices=list(indices), top_classes=list(names), top_probs=list(probs))
             if features is not None:
                 rows[i]["embedding"] = features[j].tolist()

@@ -73,7 +73,7 @@ class PredictActor:
 
     def __init__(self, weights: str, arch: Optional[str], precision: str, backend: str, topk: int,
                  embeddings: bool, logits: bool, batch_size: int, calibration: Optional[np.ndarray] = None,
-                 tta: str = "none") -> None:  # fmt: skip
+                 tta: str = "none", threshold: Optional[float] = None) -> None:  # fmt: skip
         import torch
 
         from ..deploy.loading import load_inference_model
@@ -90,7 +90,7 @@ class PredictActor:
             )  # fmt: skip
         except ResnetkitError as exc:  # raised from the first batch: a task's error keeps the exception itself
             self.failure = exc
-        self.topk, self.logits, self._torch = topk, logits, torch
+        self.topk, self.logits, self.threshold, self._torch = topk, logits, threshold, torch
         self.columns = list(COLUMNS) + (["embedding"] if embeddings else []) + (["logits"] if logits else [])
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, Any]:
@@ -101,7 +101,7 @@ class PredictActor:
             (i, str(p), torch.from_numpy(np.ascontiguousarray(batch["pixels"][i])) if not e else None, e or None)
             for i, (p, e) in enumerate(zip(batch["path"], batch["error"]))
         ]
-        rows = self.predictor.rows(items, self.topk, self.logits)
+        rows = self.predictor.rows(items, self.topk, self.logits, self.threshold)
         # Every batch has every column (None where an input failed): a batch of unreadable files
         # must not make a table whose columns differ from the others'.
         out = {k: [r.get(k) for r in rows] for k in self.columns}
@@ -138,6 +138,7 @@ def predictions(
     actors: int = 1,
     decode: str = "resnetkit",
     tta: str = "none",
+    threshold: Optional[float] = None,
 ) -> Any:
     """A lazy ``ray.data.Dataset`` of prediction rows (index: the input's position in the walk, path,
     top_indices, top_classes, top_probs, error[, embedding, logits]) for the files under ``sources``.
@@ -145,20 +146,21 @@ def predictions(
     (optimize()) and gives every actor that choice. Everything that can be checked (the weights, the
     backend and precision, int8's calibration) is checked here, on the driver, so a bad option is a
     one-line error rather than an actor that dies. ``tta="flip"`` averages each image's outputs with
-    its mirror image's. Call after ``ray.init()``."""
+    its mirror image's; ``threshold`` (multi-label models) replaces the card's per-class thresholds. Call
+    after ``ray.init()``."""
     require_ray()
     from ..deploy.loading import load_inference_model
 
     model = load_inference_model(weights, arch=arch, progress=False)
     return _dataset(
         model, sources, weights, arch, precision, backend, topk, batch_size, embeddings, logits, draft, actors, decode,
-        tta,
+        tta, threshold,
     )[0]  # fmt: skip
 
 
 def _dataset(
     model, sources, weights, arch, precision, backend, topk, batch_size, embeddings, logits, draft, actors, decode,
-    tta="none",
+    tta="none", threshold=None,
 ):  # fmt: skip
     import ray.data
 
@@ -166,6 +168,9 @@ def _dataset(
     from ..deploy.loading import is_exported
 
     card = model.card
+    from .predictor import check_threshold
+
+    check_threshold(card, threshold)
     backend = preferred_backend(backend, precision)
     exported = is_exported(model)
     from .decode import Decoder
@@ -189,7 +194,7 @@ def _dataset(
         PredictActor,
         fn_constructor_kwargs=dict(weights=weights, arch=arch, precision=precision, backend=backend, topk=topk,
                                    embeddings=embeddings, logits=logits, batch_size=batch_size,
-                                   calibration=calibration, tta=tta),
+                                   calibration=calibration, tta=tta, threshold=threshold),
         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors), batch_format="numpy",
     ), backend)  # fmt: skip
 
@@ -320,7 +325,7 @@ def _run(args: argparse.Namespace, cfg, out: Optional[Path]) -> str:
     model = load_inference_model(args.weights, arch=args.arch, progress=not args.no_progress)
     ds, backend = _dataset(
         model, cfg.sources, args.weights, args.arch, cfg.precision, args.backend, cfg.topk, cfg.batch_size,
-        cfg.embeddings, cfg.logits, cfg.draft, 1, cfg.decode, cfg.tta,
+        cfg.embeddings, cfg.logits, cfg.draft, 1, cfg.decode, cfg.tta, cfg.threshold,
     )  # fmt: skip
     if out is None:
         for row in ds.iter_rows():

@@ -41,10 +41,10 @@ from .lines import complete_prefix, csv_cells, parse_records
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 IDENTITY = (
     "arch", "weights_sha256", "classes", "preprocess", "in_chans", "precision", "draft", "decode", "topk", "columns",
-    "tta",
+    "tta", "threshold",
 )  # fmt: skip
 # What a table written before a setting existed recorded, in effect.
-IDENTITY_DEFAULTS = {"tta": "none"}
+IDENTITY_DEFAULTS = {"tta": "none", "threshold": None}
 
 
 def table_format(path: Path) -> str:

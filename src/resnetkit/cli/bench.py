@@ -123,7 +123,12 @@ def validation_images(args: argparse.Namespace, model) -> tuple:
     from ..engine.evaluate import eval_batches
 
     card = model.card
-    dataset, _, source = labelled_data(data_root(args.data), model, card.preprocess, card.classes)
+    if card.multilabel:
+        from .eval import multilabel_data
+
+        dataset, source = multilabel_data(args, data_root(args.data), model)
+    else:
+        dataset, _, source = labelled_data(data_root(args.data), model, card.preprocess, card.classes)
     images, targets = [], []
     for x, y, skipped in eval_batches(dataset, 64, 0):
         print_skipped(skipped)

@@ -74,6 +74,28 @@ def add_tta_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_threshold_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threshold",
+        type=probability,
+        default=None,
+        metavar="P",
+        help="multi-label models: the sigmoid probability a label needs, for every class (default: the per-class "
+        "thresholds the training run tuned on its validation data, else 0.5)",
+    )
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{value} is not a probability in [0, 1]")
+    return value
+
+
 def add_weights_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--weights",
@@ -138,17 +160,25 @@ def print_skipped(messages: list) -> None:
         print(f"skipped: {message}")
 
 
-def data_root(data: Optional[str]) -> Optional[Path | str]:
+def data_root(data: Optional[str], labels: Optional[str] = None) -> Optional[Path | str]:
     """The ImageFolder root ``--data`` names (DIR/val when present), checked; a ``cifar10:DIR`` spec
-    as it is; None for the default (the weights' own run's validation split, else the digits)."""
+    as it is; a multi-label folder (``labels``, or DIR/labels.csv) as it is; None for the default (the
+    weights' own run's validation split, else the digits)."""
     from ..data.cifar import parse
     from ..data.datasets import class_names
+    from ..errors import BadFile
 
     if data is None:
+        if labels is not None:
+            raise BadFile("--labels names the images of --data DIR: add --data")
         return None
     if parse(data) is not None:
         return data
     root = Path(data)
+    if labels is not None or (root / "labels.csv").is_file():
+        if not root.is_dir():
+            raise BadFile(f"data folder {root} does not exist; pass --data DIR (the images --labels lists)")
+        return root
     root = root / "val" if (root / "val").is_dir() else root
     class_names(root)  # says what is wrong with the folder before any model is loaded
     return root
@@ -168,7 +198,9 @@ def run_data(model) -> Optional[dict]:
         config = json.loads((run / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    return config if isinstance(config, dict) and config.get("data") is not None else None
+    if not isinstance(config, dict):
+        return None
+    return config if config.get("data") is not None or config.get("task") == "multilabel" else None
 
 
 def _evaluation_data(root: Optional[Path | str], model, preprocess, policy: str) -> Tuple[Any, List[str], str]:

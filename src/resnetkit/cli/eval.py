@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 from ..deploy.loading import is_exported
+from ..errors import InvalidOption
 from .common import (
     add_runtime_args,
+    add_threshold_arg,
     add_tta_arg,
     add_weights_args,
     data_root,
@@ -41,6 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_runtime_args(p, "the validation data of the training run the weights come from", backend_default="pytorch")
     add_tta_arg(p)
+    p.add_argument(
+        "--labels",
+        metavar="CSV",
+        help="a multi-label model's data: the image,labels file (paths relative to --data; its val rows when it has "
+        "a split column; default DATA/labels.csv)",
+    )
+    add_threshold_arg(p)
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -88,9 +97,12 @@ class Reports:
             raise BadFile(f"{existing[0]} already exists; pass --exist-ok to replace it, or choose another --out")
 
     def write(self, report: dict, confusion, names) -> None:
+        """eval.json, and the confusion matrix (none for a multi-label model: ``confusion`` None)."""
         from ..engine.report import write_confusion
         from ..fileio import write_text
 
+        if confusion is None:
+            self.png = None
         if self.png is not None:
             write_confusion(confusion, names, self.png)
             report["confusion_png"] = str(self.png)
@@ -112,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     """Under torchrun each rank evaluates its share of the images and rank 0 reports the totals."""
     from ..engine import distributed as D
 
-    root = data_root(args.data)
+    root = data_root(args.data, args.labels)
     info = D.setup()
     try:
         model = load_for_inference(args)
@@ -172,6 +184,13 @@ def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> 
     from ..progress import track_batches
 
     card = model.card
+    if card.multilabel:
+        return evaluate_multilabel_and_report(args, root, model, reports, info)
+    if args.threshold is not None or args.labels is not None:
+        raise InvalidOption(
+            f"--{'threshold' if args.threshold is not None else 'labels'} applies to multi-label models; "
+            f"{args.weights} gives one label an image"
+        )
     classes = list(card.classes) if card.classes else None
     dataset, data_classes, source = labelled_data(root, model, card.preprocess, classes, args.decode)
     device = info.device if info.enabled and not is_exported(model) else pick_device(args.device, model)
@@ -210,5 +229,81 @@ def evaluate_and_report(args, root, model, reports: Optional[Reports], info) -> 
         print(f"warning: {result.nonfinite} images gave non-finite outputs (NaN or Inf): counted as wrong")
     worst = sorted(zip(result.per_class_acc, names))[:5]
     print("lowest per-class acc@1: " + ", ".join(f"{n} {a:.1f}%" for a, n in worst))
+    print(reports.saved())
+    return 0
+
+
+def multilabel_data(args, root, model) -> Tuple[Any, str]:
+    """(dataset, its description) for a multi-label model: --data with its labels file, else the
+    validation split of the run the weights come from."""
+    from ..data.multilabel import DIGITS_GRID, labelled_folder
+    from ..engine.config import TrainConfig
+    from ..engine.setup import load_data
+    from .common import run_data
+
+    card = model.card
+    if root is None:
+        own = run_data(model)
+        if (own is None or own.get("task") != "multilabel") and card.data == DIGITS_GRID:
+            from ..data.multilabel import load_digits_grid  # an export of a digits-grid run
+
+            return load_digits_grid(card.preprocess.crop_size).val, "digits grid val split"
+        if own is None or own.get("task") != "multilabel":
+            raise InvalidOption(
+                f"{args.weights} is a multi-label model: evaluate it on --data DIR --labels FILE (image,labels rows)",
+                field="data",
+            )
+        split = load_data(TrainConfig.from_dict(own))
+        return split.val, f"the validation split of {split.source}"
+    given = getattr(args, "labels", None)  # bench has no --labels: DATA/labels.csv
+    labels = Path(given) if given else Path(root) / "labels.csv"
+    pre = card.preprocess
+    dataset = labelled_folder(
+        Path(root), labels, list(card.classes or map(str, range(card.num_classes))),
+        pre.transform(card.in_chans), pre.resize_size, getattr(args, "decode", "resnetkit"),
+    )  # fmt: skip
+    return dataset, f"{root} ({labels.name})"
+
+
+def evaluate_multilabel_and_report(args, root, model, reports: Optional[Reports], info) -> int:
+    """mAP, per-class AP and F1, at the model's tuned thresholds (or --threshold)."""
+    from ..engine.evaluate import eval_batches
+    from ..engine.multilabel import evaluate_multilabel
+    from ..progress import track_batches
+
+    card = model.card
+    dataset, source = multilabel_data(args, root, model)
+    device = info.device if info.enabled and not is_exported(model) else pick_device(args.device, model)
+    model.to(device)
+    runner, ran_on = deployed(args, model, device)
+    if args.tta != "none":
+        from ..deploy.fused import with_tta
+
+        runner, ran_on = with_tta(runner, args.tta), f"{ran_on}, tta {args.tta}"
+    thresholds = [args.threshold] * card.num_classes if args.threshold is not None else card.thresholds
+    batches = eval_batches(dataset, args.batch_size, args.workers, info.rank, info.world)
+    share = -(-len(dataset) // info.world)  # type: ignore[arg-type]
+    result = evaluate_multilabel(
+        runner, track_batches(batches, share, "eval", quiet=args.json or not info.is_main), card.num_classes,
+        device, amp=args.amp, channels_last=False, dist_info=info, on_skipped=print_skipped, thresholds=thresholds,
+    )  # fmt: skip
+    if reports is None:
+        return 0
+    names = [card.class_name(i) for i in range(card.num_classes)]
+    report = {"weights": card.source, "data": source, "ran_on": ran_on, "tta": args.tta, **result.to_dict(names)}
+    reports.write(report, None, names)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(
+        f"{source}: {result.count} images, mAP {result.mAP:.2f}%  exact match {result.exact_match:.2f}%  "
+        f"loss {result.loss:.4f}"
+        + (f"  ({ran_on})" if ran_on != "PyTorch" else "")
+        + (f"  ({result.skipped} unreadable skipped)" if result.skipped else "")
+    )
+    if result.nonfinite:
+        print(f"warning: {result.nonfinite} images gave non-finite outputs (NaN or Inf): they found no label")
+    worst = sorted((ap, n) for ap, n in zip(result.ap, names) if ap is not None)[:5]
+    print("lowest per-class AP: " + ", ".join(f"{n} {ap:.1f}%" for ap, n in worst))
     print(reports.saved())
     return 0

@@ -10,7 +10,15 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_runtime_args, add_tta_arg, add_weights_args, int_at_least, load_for_inference, pick_device
+from .common import (
+    add_runtime_args,
+    add_threshold_arg,
+    add_tta_arg,
+    add_weights_args,
+    int_at_least,
+    load_for_inference,
+    pick_device,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders (searched recursively)"
     )
     add_weights_args(p)
-    p.add_argument("--topk", type=int_at_least(1), default=5, help="classes per image (default 5)")
+    p.add_argument(
+        "--topk", type=int_at_least(1), default=5,
+        help="classes per image (default 5; a multi-label model: at most this many of the labels above the threshold)",
+    )  # fmt: skip
+    add_threshold_arg(p)
     p.add_argument("-b", "--batch-size", type=int_at_least(1), default=32, help="images per forward pass (default 32)")
     add_runtime_args(p, "a run's val data, else the first inputs")
     add_tta_arg(p)
@@ -77,7 +89,7 @@ def job_config(args: argparse.Namespace):
         sources=list(args.inputs), out=args.out, topk=args.topk, batch_size=args.batch_size, workers=args.workers,
         draft=args.draft, decode=args.decode, embeddings=args.embeddings, logits=args.logits, resume=args.resume,
         exist_ok=args.exist_ok, shard=shard, chunk=args.chunk, quiet=args.quiet, precision=args.precision,
-        tta=args.tta,
+        tta=args.tta, threshold=args.threshold,
     ).check()  # fmt: skip
 
 

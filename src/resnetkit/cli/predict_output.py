@@ -48,6 +48,7 @@ class Printer:
 
     def __init__(self, args: argparse.Namespace, model: Any, device) -> None:
         self.args, self.model, self.device = args, model, device
+        self.multilabel = model.card.multilabel
         self.predictor = None
 
     def emit(self, rows: List[Dict[str, Any]]) -> None:
@@ -63,14 +64,18 @@ class Printer:
             if error is not None:
                 return json.dumps({"path": path, "error": error})
             top = [{"class": c, "prob": round(p, 6)} for c, p in zip(row["top_classes"], row["top_probs"])]
-            out: Dict[str, Any] = {"path": path, "top": top}
+            # A multi-label model's answer is the labels above their thresholds (maybe none), not a ranking.
+            out: Dict[str, Any] = {"path": path, "labels" if self.multilabel else "top": top}
             for key in ("embedding", "logits"):
                 if key in row:
                     out[key] = row[key]
             return json.dumps(out)
         if error is not None:
             return f"{path}: ERROR {error.removeprefix(path + ': ')}"
-        return f"{path}: " + "  ".join(f"{c} {p:.1%}" for c, p in zip(row["top_classes"], row["top_probs"]))
+        answer = "  ".join(f"{c} {p:.1%}" for c, p in zip(row["top_classes"], row["top_probs"]))
+        if self.multilabel:
+            return f"{path}: labels " + (answer or "(none above the threshold)")
+        return f"{path}: {answer}"
 
     def write_cams(self, rows: List[Dict[str, Any]]) -> None:
         from .predict_cam import write_cam

@@ -24,8 +24,13 @@ HELP = {
     "the data's classes; run in eval mode under the run's --amp",
     "kd_alpha": "distillation: loss = (1 - alpha) x label loss + alpha x distillation loss",
     "kd_temperature": "distillation: softmax temperature T (the KL term is scaled by T^2)",
+    "task": "multiclass: one label an image; multilabel: any number (BCE, mAP, per-class thresholds); with no "
+    "--data, multilabel trains on the bundled digits grid (1-3 digits an image)",
     "data": "ImageFolder root: DIR/train/<class>/* and DIR/val/<class>/*, or DIR/<class>/* with --val-split; "
-    "or cifar10:DIR / cifar100:DIR (the python batches of cifar-10-python.tar.gz / cifar-100-python.tar.gz)",
+    "or cifar10:DIR / cifar100:DIR (the python batches of cifar-10-python.tar.gz / cifar-100-python.tar.gz); "
+    "multilabel: the folder --labels' image paths are relative to",
+    "labels": "multilabel: a CSV with the header image,labels (optionally ,split: train or val), the labels "
+    "separated by spaces (default DATA/labels.csv)",
     "val_split": "fraction of a single folder held out for validation",
     "image_size": "digits only: image side in pixels",
     "pad_crop": "digits only: pad by N pixels (edge) and randomly crop back, per sample",
@@ -181,8 +186,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"nothing to do: {result.run_dir} had already finished all its epochs", file=sys.stderr)
         return 0
     last = result.history[-1]
+    metric = "mAP" if "val_mAP" in last else "acc@1"
     print(
-        f"done: val acc@1 {last['val_acc1']:.2f}% (best {result.best_acc1:.2f}%) in {result.train_seconds:.1f}s "
+        f"done: val {metric} {last['val_mAP' if metric == 'mAP' else 'val_acc1']:.2f}% "
+        f"(best {result.best_acc1:.2f}%) in {result.train_seconds:.1f}s "
         f"of training; {result.skipped_images} unreadable images skipped; outputs in {result.run_dir}/"
     )
     return 0

@@ -181,7 +181,7 @@ class FolderImages(Dataset):
 
     def __init__(
         self,
-        samples: List[Tuple[str, int]],
+        samples: Sequence[Tuple[str, int | torch.Tensor]],
         transform: Callable,
         seed: int = 0,
         short_side: Optional[int] = None,
@@ -215,30 +215,48 @@ class FolderImages(Dataset):
 
 
 def collate(items):
-    """Stack the decodable items; report the others by message."""
+    """Stack the decodable items (targets: class indices, or multi-hot vectors); report the others by message."""
     good = [it for it in items if it[0] is not None]
     skipped = [it[1] for it in items if it[0] is None]
     if good:
         images = torch.stack([g[0] for g in good])
-        targets = torch.as_tensor([g[1] for g in good], dtype=torch.long)
+        if isinstance(good[0][1], torch.Tensor):
+            targets = torch.stack([g[1] for g in good])
+        else:
+            targets = torch.as_tensor([g[1] for g in good], dtype=torch.long)
     else:
         images, targets = torch.empty(0), torch.empty(0, dtype=torch.long)
     return images, targets, skipped
 
 
-def load_folder(
-    root: Path,
-    train_transform: Callable,
-    eval_transform: Callable,
-    preprocess: Preprocess,
-    val_split: Optional[float] = None,
-    seed: int = 0,
-    train_short_side: Optional[int] = None,
-) -> Split:
-    # ``seed`` seeds augmentation; the train/val split itself always uses SPLIT_SEED.
+@dataclass(frozen=True)
+class FolderRecipe:
+    """How a folder's images become a ``Split``: the transforms, the evaluation preprocessing, the
+    validation share of a single folder, the augmentation seed (the train/val split itself always uses
+    SPLIT_SEED) and the size training images are decoded for."""
+
+    train_transform: Callable
+    eval_transform: Callable
+    preprocess: Preprocess
+    val_split: Optional[float] = None
+    seed: int = 0
+    train_short_side: Optional[int] = None
+
+    def split(self, train: Sequence[Tuple[str, int | torch.Tensor]], val, classes: List[str], source: str) -> Split:
+        return Split(
+            train=FolderImages(train, self.train_transform, self.seed, short_side=self.train_short_side),
+            val=FolderImages(val, self.eval_transform, self.seed, short_side=self.preprocess.resize_size),
+            classes=classes,
+            preprocess=self.preprocess,
+            source=source,
+        )
+
+
+def load_folder(root: Path, recipe: FolderRecipe) -> Split:
     """ImageFolder layout: ``root/train/<class>/*`` and ``root/val/<class>/*``, or one folder of
-    class folders split with ``val_split`` (stratified, fixed seed)."""
+    class folders split with ``recipe.val_split`` (stratified, fixed seed)."""
     root = Path(root)
+    val_split = recipe.val_split
     if (root / "train").is_dir() and val_split is None:
         val_dir = root / "val"
         if not val_dir.is_dir():
@@ -274,10 +292,4 @@ def load_folder(
             f"{root} has a single class folder ({classes[0]}): a classifier needs at least 2 classes; "
             f"expected {root}/<class>/<images> with one folder per class"
         )
-    return Split(
-        train=FolderImages(train_samples, train_transform, seed, short_side=train_short_side),
-        val=FolderImages(val_samples, eval_transform, seed, short_side=preprocess.resize_size),
-        classes=classes,
-        preprocess=preprocess,
-        source=str(root),
-    )
+    return recipe.split(train_samples, val_samples, classes, str(root))

@@ -55,9 +55,17 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in files) / 2**20
 
 
-def _predict(runner: Callable, images: torch.Tensor) -> torch.Tensor:
+def _predict(runner: Callable, images: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    """Each image's answer: its top-1 class, or (multi-label) its label set at probability 0.5."""
     with torch.no_grad():
-        return torch.cat([runner(b).argmax(1) for b in images.split(16)])
+        logits = torch.cat([runner(b).float() for b in images.split(16)])
+    return logits > 0 if multilabel else logits.argmax(1)
+
+
+def _share_same(a: torch.Tensor, b: torch.Tensor) -> float:
+    """% of images with the same answer (the whole label set, for multi-label answers)."""
+    same = (a == b).all(1) if a.dim() > 1 else a == b
+    return 100.0 * float(same.float().mean())
 
 
 def _times(runner: Callable, x: torch.Tensor, runs: int, warmup: int) -> List[float]:
@@ -104,8 +112,12 @@ class Bench:
     warmup: int
     roof: float
 
+    @property
+    def multilabel(self) -> bool:
+        return self.targets.dim() == 2  # multi-hot targets
+
     def row(self, fmt: str, precision: str, path: Path, runner: Callable) -> FormatRow:
-        predictions = _predict(runner, self.images)
+        predictions = _predict(runner, self.images, self.multilabel)
         one = self.images[:1].contiguous()
         many = self.images[: self.batch] if len(self.images) >= self.batch else one.expand(self.batch, -1, -1, -1)
         latency = _times(runner, one, self.runs, self.warmup)
@@ -114,12 +126,12 @@ class Bench:
         )
         agreement = float("nan")
         if self.reference is not None:
-            agreement = 100.0 * float((predictions == self.reference).float().mean())
+            agreement = _share_same(predictions, self.reference)
         return FormatRow(
             fmt,
             precision,
             _size_mb(path),
-            100.0 * float((predictions == self.targets).float().mean()),
+            _share_same(predictions, self.targets > 0.5 if self.multilabel else self.targets),
             agreement,
             1000 * statistics.median(latency),
             1000 * latency[min(len(latency) - 1, int(round(0.95 * (len(latency) - 1))))],
@@ -147,12 +159,11 @@ def compare_formats(
     bf16 on this CPU). ``given``: an exported model measured as it is, in one row, instead; agreement
     and x eager then have no fp32 PyTorch reference and are NaN."""
     from ..measure import count_macs
-    from .bench import cpu_peak  # noqa: F401
+    from .bench import cpu_peak
 
     input_size = int(images.shape[-1])
     macs, _ = count_macs(_flops_model(model, given), (input_size, input_size), getattr(model, "in_chans", 3))
-    peak = cpu_peak()
-    reference = _predict(model, images) if given is None else None
+    peak, reference = cpu_peak(), _predict(model, images, targets.dim() == 2) if given is None else None
     bench = Bench(images, targets, reference, batch, runs, warmup, peak.gflops * 1e9 / (2 * macs))
     if given is not None:
         given_card: ModelCard = given.card  # type: ignore[assignment]
@@ -188,13 +199,16 @@ def compare_formats(
         "roof_images_per_s": bench.roof,
         "rows": [asdict(r) for r in measured],
         "skipped": skipped,
+        "multilabel": targets.dim() == 2,
     }
 
 
 def format_table(result: Dict, data_name: str) -> str:
     b = result["batch"]
+    multilabel = result.get("multilabel", False)
+    accuracy = "exact-match %" if multilabel else "acc@1 %"
     lines = [
-        f"| format | precision | file MB | acc@1 % | agreement % | p50 ms bs1 | p95 ms bs1 | img/s bs{b} "
+        f"| format | precision | file MB | {accuracy} | agreement % | p50 ms bs1 | p95 ms bs1 | img/s bs{b} "
         "| x eager | % of fp32 roof |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -209,7 +223,9 @@ def format_table(result: Dict, data_name: str) -> str:
     peak = result["peak"]
     lines += [
         "",
-        f"acc@1 and agreement on {result['images']} images of {data_name}; agreement = same top-1 as fp32 PyTorch.",
+        f"{accuracy[:-2]} and agreement on {result['images']} images of {data_name}; agreement = same "
+        + ("label set (at probability 0.5)" if multilabel else "top-1")
+        + " as fp32 PyTorch.",
         f"roof: {peak['gflops']:.0f} GFLOP/s ({peak['assumptions']}) / {2 * result['gmacs']:.3f} GFLOP per image "
         f"= {result['roof_images_per_s']:.1f} img/s.",
     ]

@@ -26,7 +26,9 @@ class TrainConfig:
     kd_alpha: float = 0.5  # the loss: (1 - alpha) x the label loss + alpha x the distillation loss
     kd_temperature: float = 4.0  # softmax temperature of the distillation loss (scaled by T^2, Hinton et al.)
     # data
-    data: Optional[str] = None  # None: the bundled sklearn digits
+    task: str = "multiclass"  # multiclass (one label an image) | multilabel (any number: BCE, mAP, thresholds)
+    data: Optional[str] = None  # None: the bundled sklearn digits (multilabel: the digits grid)
+    labels: Optional[str] = None  # multilabel: the image,labels CSV (default DATA/labels.csv)
     val_split: Optional[float] = None
     image_size: int = 32  # digits only
     pad_crop: int = 0  # digits only: random translation by up to this many pixels
@@ -203,6 +205,7 @@ RECIPES: Dict[str, Dict[str, Any]] = {
 AUTO_AUGMENT = ("none", "ta_wide", "randaugment", "autoaugment", "rand-M[-mstdS][-incI]")
 
 CHOICES = {
+    "task": ("multiclass", "multilabel"),
     "optimizer": ("sgd", "adamw", "lamb"),
     "loss": ("ce", "bce"),
     "schedule": ("step", "multistep", "cosine", "onecycle", "constant"),
@@ -267,6 +270,8 @@ def make_config(recipe: str = "digits", **overrides: Any) -> TrainConfig:
     values = dict(RECIPES[recipe])
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["recipe"] = recipe
+    if values.get("task") == "multilabel" and overrides.get("loss") is None:
+        values["loss"] = "bce"  # multi-label is one binary decision per class
     data = values.get("data")
     if recipe == "cifar" and not (isinstance(data, str) and data.startswith(("cifar10:", "cifar100:"))):
         raise InvalidOption(
@@ -349,6 +354,27 @@ def _check_drop_in_options(cfg: TrainConfig) -> None:
         )
 
 
+def _check_task(cfg: TrainConfig) -> None:
+    """What a multi-label run needs: BCE, a labels file only with it, image-folder data, no softmax teacher."""
+    if cfg.task != "multilabel":
+        if cfg.labels is not None:
+            raise InvalidOption(
+                "labels is the multi-label CSV: add --task multilabel", field="labels", related=("task",)
+            )
+        return
+    problems = [
+        (cfg.loss != "bce", "loss", "a multi-label model learns one binary decision per class: use --loss bce"),
+        (cfg.data is not None and cfg.data.startswith(("cifar10:", "cifar100:")), "data",
+         "CIFAR has one label an image: train it with --task multiclass"),
+        (cfg.teacher is not None, "teacher", "distillation matches softmax outputs, which a multi-label model has "
+         "not: drop --teacher"),
+        (cfg.labels is not None and cfg.data is None, "labels", "--labels names the images of --data DIR: add it"),
+    ]  # fmt: skip
+    for wrong, field, message in problems:
+        if wrong:
+            raise InvalidOption(f"task multilabel: {message}", field=field, related=("task",))
+
+
 def validate(cfg: TrainConfig) -> None:
     """Every value in its valid range, or InvalidOption naming the flag and the range."""
     for key, allowed in CHOICES.items():
@@ -359,6 +385,7 @@ def validate(cfg: TrainConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InvalidOption(f"{key} must be an integer >= {low}, got {value!r}", field=key)
     _check_drop_in_options(cfg)
+    _check_task(cfg)
     _check_range(cfg, "drop_path_rate", 0, 1, high_open=True)
     _check_range(cfg, "lr", 0, INF, low_open=True)
     _check_range(cfg, "momentum", 0, 1, high_open=True)

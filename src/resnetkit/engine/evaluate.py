@@ -40,6 +40,28 @@ def eval_batches(dataset, batch_size: int, workers: int = 0, rank: int = 0, worl
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate)
 
 
+def usable_batches(batches: Iterable, skipped: List[int], on_skipped: Optional[Callable[[list], None]]):
+    """(images, targets) of each batch of (images, targets[, skipped messages]) that holds images;
+    the unreadable files are counted in ``skipped[0]`` and reported to ``on_skipped``."""
+    for batch in batches:
+        x, y = batch[0], batch[1]
+        if len(batch) > 2 and batch[2]:
+            skipped[0] += len(batch[2])
+            if on_skipped is not None:
+                on_skipped(batch[2])
+        if len(y):
+            yield x, y
+
+
+def forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: str, channels_last: bool) -> torch.Tensor:
+    """``model``'s float32 logits for ``x`` on ``device``, under ``amp``'s autocast."""
+    x = x.to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast_context(amp, device):
+        return model(x).float()
+
+
 @dataclass
 class EvalResult:
     loss: float
@@ -49,6 +71,11 @@ class EvalResult:
     confusion: torch.Tensor  # [true, predicted] counts
     skipped: int = 0
     nonfinite: int = 0  # images whose logits held NaN or Inf: counted as wrong, loss over the others
+
+    @property
+    def score(self) -> float:
+        """What a training run keeps its best checkpoint by."""
+        return self.acc1
 
     @property
     def per_class_acc(self) -> List[float]:
@@ -85,23 +112,10 @@ def evaluate(
     info = dist_info or D.DistInfo()
     was_training = model.training
     model.eval()
-    loss_sum, top1, top5, n, skipped, nonfinite = 0.0, 0, 0, 0, 0, 0
+    loss_sum, top1, top5, n, nonfinite, skipped = 0.0, 0, 0, 0, 0, [0]
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
-    ctx = autocast_context(amp, device)
-    for batch in batches:
-        x, y = batch[0], batch[1]
-        if len(batch) > 2 and batch[2]:
-            skipped += len(batch[2])
-            if on_skipped is not None:
-                on_skipped(batch[2])
-        if len(y) == 0:
-            continue
-        x, y = x.to(device), y.to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with ctx:
-            logits = model(x)
-        logits = logits.float()
+    for x, y in usable_batches(batches, skipped, on_skipped):
+        logits, y = forward(model, x, device, amp, channels_last), y.to(device)
         # A row with NaN or Inf is that image's failure: wrong at top-1 and top-5, out of the loss and
         # of the confusion matrix, and counted.
         finite = torch.isfinite(logits).all(1)
@@ -117,7 +131,7 @@ def evaluate(
         ones = torch.ones(int(finite.sum()), dtype=torch.float64)
         confusion.index_put_((y[finite].cpu(), topk[finite, 0].cpu()), ones, accumulate=True)
     model.train(was_training)
-    loss_sum, top1, top5, n, skipped, nonfinite = D.all_sum([loss_sum, top1, top5, n, skipped, nonfinite], info)
+    loss_sum, top1, top5, n, skipped, nonfinite = D.all_sum([loss_sum, top1, top5, n, skipped[0], nonfinite], info)
     if info.enabled:
         confusion = torch.tensor(D.all_sum(confusion.flatten().tolist(), info)).reshape(num_classes, num_classes)
     n = int(n)

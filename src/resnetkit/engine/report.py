@@ -41,11 +41,13 @@ def write_curves(history: List[dict], path: Path) -> None:
     ax_loss.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
     ax_loss.plot(epochs, [r["val_loss"] for r in history], marker="o", label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.plot(epochs, [r["train_acc"] for r in history], marker="o", label="train")
-    ax_acc.plot(epochs, [r["val_acc1"] for r in history], marker="o", label="val acc@1")
-    if "ema_val_acc1" in history[0]:
-        ax_acc.plot(epochs, [r["ema_val_acc1"] for r in history], marker="o", label="EMA val acc@1")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    multilabel = "val_mAP" in history[0]
+    key, name = ("val_mAP", "mAP") if multilabel else ("val_acc1", "acc@1")
+    ax_acc.plot(epochs, [r["train_acc"] for r in history], marker="o", label="train" + (" exact" if multilabel else ""))
+    ax_acc.plot(epochs, [r[key] for r in history], marker="o", label=f"val {name}")
+    if f"ema_{key}" in history[0]:
+        ax_acc.plot(epochs, [r[f"ema_{key}"] for r in history], marker="o", label=f"EMA val {name}")
+    ax_acc.set(xlabel="epoch", ylabel="%", title="mAP" if multilabel else "accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()

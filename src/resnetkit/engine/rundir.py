@@ -121,13 +121,19 @@ class RunDirectory:
         if self.writer:
             save_safetensors(state, self.path / name, card.but(format="safetensors"))
 
-    def write_samples(self, count: int = 8) -> Optional[Path]:
-        """A few validation digits as PNG files, to try ``resnetkit predict`` on real image files."""
+    def write_samples(self, count: int = 8, multilabel: bool = False, image_size: int = 32) -> Optional[Path]:
+        """A few validation digits (multi-label: digit grids) as PNG files, to try ``resnetkit predict``
+        on real image files."""
         if not self.writer:
             return None
-        from ..data.datasets import digits_val_images
+        if multilabel:
+            from ..data.multilabel import digits_grid_images
 
-        digits_val_images(self.path / "samples", count=count)
+            digits_grid_images(self.path / "samples", count=count, image_size=image_size)
+        else:
+            from ..data.datasets import digits_val_images
+
+            digits_val_images(self.path / "samples", count=count)
         return self.path / "samples"
 
 
@@ -147,7 +153,12 @@ def validation_images(run: Path, limit: int = 128) -> torch.Tensor | str:
 
     config = json.loads((run / "config.json").read_text())
     if config.get("data") is None:
-        val = load_digits(image_size=int(config["image_size"])).val
+        if config.get("task") == "multilabel":
+            from ..data.multilabel import load_digits_grid
+
+            val = load_digits_grid(image_size=int(config["image_size"])).val
+        else:
+            val = load_digits(image_size=int(config["image_size"])).val
         assert isinstance(val, TensorImages)
         return val.images[:limit]
     from ..data.cifar import load_cifar, parse

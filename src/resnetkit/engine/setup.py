@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..data.datasets import Split, collate, load_digits, load_folder
+from ..data.datasets import FolderRecipe, Split, collate, load_digits, load_folder
 from ..data.sampling import BatchOrder
 from ..data.transforms import Preprocess, train_transform
 from ..errors import InvalidOption, MissingDependency, ResnetkitError
@@ -188,8 +188,19 @@ def set_crop_size(dataset: Any, size: int) -> None:
         crop.size = (size, size)
 
 
+def labels_file(cfg: TrainConfig) -> Path:
+    """The multi-label CSV of a run: --labels, else labels.csv in the data folder."""
+    assert cfg.data is not None
+    return Path(cfg.labels) if cfg.labels else Path(cfg.data) / "labels.csv"
+
+
 def load_data(cfg: TrainConfig) -> Split:
+    multilabel = cfg.task == "multilabel"
     if cfg.data is None:
+        if multilabel:
+            from ..data.multilabel import load_digits_grid
+
+            return load_digits_grid(image_size=cfg.image_size)
         return load_digits(image_size=cfg.image_size)
     from ..data.cifar import load_cifar, parse
 
@@ -197,8 +208,7 @@ def load_data(cfg: TrainConfig) -> Split:
     if cifar is not None:
         return load_cifar(*cifar)
     preprocess = Preprocess(cfg.eval_resize, cfg.eval_crop, cfg.interpolation)
-    return load_folder(
-        Path(cfg.data),
+    recipe = FolderRecipe(
         train_transform(
             cfg.train_crop, cfg.interpolation, auto_augment=cfg.auto_augment, random_erase=cfg.random_erase
         ),
@@ -208,6 +218,11 @@ def load_data(cfg: TrainConfig) -> Split:
         seed=cfg.seed,
         train_short_side=cfg.train_crop,
     )
+    if multilabel:
+        from ..data.multilabel import load_multilabel_folder
+
+        return load_multilabel_folder(Path(cfg.data), labels_file(cfg), recipe)
+    return load_folder(Path(cfg.data), recipe)
 
 
 def effective_amp(cfg: TrainConfig, device: torch.device, log: Callable[[str], None]) -> str:

@@ -54,11 +54,12 @@ class TrainState:
         self.skipped.update((m, m) for m in new)
         return new
 
-    def end_epoch(self, row: dict) -> bool:
-        """Record an epoch's metrics and move to the next epoch; True if it was the best so far."""
+    def end_epoch(self, row: dict, score: float) -> bool:
+        """Record an epoch's metrics and move to the next epoch; True if its ``score`` (the validation
+        metric: top-1, or mAP for multi-label; kept as ``best_acc1``) was the best so far."""
         self.history.append(row)
-        improved = row["val_acc1"] > self.best_acc1
-        self.best_acc1 = max(self.best_acc1, row["val_acc1"])
+        improved = score > self.best_acc1
+        self.best_acc1 = max(self.best_acc1, score)
         self.epoch += 1
         self.batch = 0
         self.totals = EpochTotals()

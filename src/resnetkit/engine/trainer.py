@@ -29,6 +29,7 @@ from . import distributed as D
 from .checkpoint import set_rng_state
 from .config import TrainConfig, train_size
 from .evaluate import EvalResult, autocast_context, eval_batches, evaluate
+from .multilabel import MultilabelResult, evaluate_multilabel
 from .opening import deterministic_algorithms, open_run, seed_everything
 from .setup import Components, build_components, set_crop_size
 from .state import TrainState
@@ -65,6 +66,7 @@ class Trainer:
         self.log = log if self.info.is_main else (lambda *_: None)
         self.on_step = on_step
         self.stop_requested, self.stop_reason = False, ""
+        self.thresholds: Optional[List[float]] = None  # multilabel: tuned on the validation data at the end
         self.rundir, self.cfg, checkpoint = open_run(cfg, resume, resume_overrides or {}, self.info, self.log)
         try:
             seed_everything(self.cfg.seed)
@@ -96,6 +98,8 @@ class Trainer:
             norm=self.cfg.norm,
             source="resnetkit train",
             data=data.source,
+            task=self.cfg.task,
+            thresholds=tuple(self.thresholds) if self.thresholds is not None else None,
         )
 
     # ---- checkpoints -------------------------------------------------------------------------------
@@ -183,7 +187,7 @@ class Trainer:
                 else:
                     share.backward()
             loss_sum += float(loss.detach()) * len(ys)
-            correct += int((logits.detach().argmax(1) == ys).sum())
+            correct += self._correct(logits.detach(), ys)
         if parts.scaler is not None:
             parts.scaler.unscale_(parts.optimizer)
         if cfg.clip_grad_norm:
@@ -195,6 +199,13 @@ class Trainer:
             parts.optimizer.step()
         self._update_ema(step)
         return loss_sum, correct
+
+    @staticmethod
+    def _correct(logits: torch.Tensor, y: torch.Tensor) -> int:
+        """Right answers in a batch: the top class, or (multi-label) the exact label set at 0.5."""
+        if y.dim() == 1:
+            return int((logits.argmax(1) == y).sum())
+        return int(((logits > 0) == (y > 0.5)).all(1).sum())
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The label loss: softmax cross-entropy, or (``loss bce``) binary cross-entropy of each class
@@ -289,9 +300,14 @@ class Trainer:
 
     # ---- epochs ------------------------------------------------------------------------------------
 
-    def _evaluate(self, model: nn.Module) -> EvalResult:
+    def _evaluate(self, model: nn.Module) -> EvalResult | MultilabelResult:
         per_rank = max(1, self.cfg.batch_size // self.info.world)
         batches = eval_batches(self.parts.data.val, per_rank, self.cfg.workers, self.info.rank, self.info.world)
+        if self.cfg.task == "multilabel":
+            return evaluate_multilabel(
+                model, batches, self.parts.num_classes, self.info.device, amp=self.parts.amp,
+                channels_last=self.cfg.channels_last, dist_info=self.info, on_skipped=self._note_skipped,
+            )  # fmt: skip
         return evaluate(
             model,
             batches,
@@ -312,19 +328,19 @@ class Trainer:
             "train_loss": loss_sum / max(1, images),
             "train_acc": 100.0 * correct / max(1, images),
             "val_loss": result.loss,
-            "val_acc1": result.acc1,
-            "val_acc5": result.acc5,
+            **_val_metrics(result),
             "lr": self.parts.optimizer.param_groups[0]["lr"],
             "images_per_s": images / max(1e-9, step_s / self.info.world),
             "data_share": data_s / max(1e-9, step_s),
             "epoch_seconds": epoch_seconds,
         }
         if self.parts.ema is not None:
-            row["ema_val_acc1"] = self._evaluate(self.parts.ema.module).acc1
+            ema = self._evaluate(self.parts.ema.module)
+            row["ema_val_mAP" if isinstance(ema, MultilabelResult) else "ema_val_acc1"] = ema.score
         return row
 
     def _end_epoch(self, row: dict, writer) -> None:
-        improved = self.state.end_epoch(row)
+        improved = self.state.end_epoch(row, row[score_key(self.cfg.task)])
         self._save("last.pt")
         if improved:
             self._save("best.pt")
@@ -333,9 +349,14 @@ class Trainer:
             for k, v in row.items():
                 if k != "epoch":
                     writer.add_scalar(k, v, row["epoch"])
+        val = (
+            f"mAP {row['val_mAP']:.2f}% exact {row['val_exact_match']:.2f}%"
+            if "val_mAP" in row
+            else f"acc@1 {row['val_acc1']:.2f}% acc@5 {row['val_acc5']:.2f}%"
+        )
         self.log(
             f"epoch {row['epoch']:>3}/{self.cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  "
-            f"val loss {row['val_loss']:.4f} acc@1 {row['val_acc1']:.2f}% acc@5 {row['val_acc5']:.2f}%  "
+            f"val loss {row['val_loss']:.4f} {val}  "
             f"lr {row['lr']:.3g}  {row['images_per_s']:.0f} img/s  {row['epoch_seconds']:.1f}s"
         )
 
@@ -406,7 +427,13 @@ class Trainer:
 
     def _finish(self) -> None:
         """The final weights (with their card), the summary and, for the digits, sample images."""
-        state, card = self.state, self.card()
+        state = self.state
+        if self.cfg.task == "multilabel":  # per-class thresholds for predict and serve, tuned on the val data
+            result = self._evaluate(self.parts.model)
+            assert isinstance(result, MultilabelResult)
+            self.thresholds = result.tuned
+        card = self.card()
+        metric = score_key(self.cfg.task)[len("val_") :]
         self.rundir.write_weights("model.safetensors", self.parts.model.state_dict(), card)
         if self.parts.ema is not None:
             self.rundir.write_weights("model_ema.safetensors", self.parts.ema.module.state_dict(), card)
@@ -414,8 +441,8 @@ class Trainer:
             "summary.json",
             {
                 "run_dir": str(self.rundir.path),
-                "final_val_acc1": round(state.history[-1]["val_acc1"], 3),
-                "best_val_acc1": round(state.best_acc1, 3),
+                f"final_val_{metric}": round(state.history[-1][f"val_{metric}"], 3),
+                f"best_val_{metric}": round(state.best_acc1, 3),
                 "train_seconds": round(state.train_seconds, 1),
                 "skipped_images": len(state.skipped),
                 "dropped_single_image_batches": state.tiny_batches,
@@ -423,7 +450,7 @@ class Trainer:
             },
         )
         if self.cfg.data is None:
-            self.rundir.write_samples()
+            self.rundir.write_samples(multilabel=self.cfg.task == "multilabel", image_size=self.cfg.image_size)
         if state.tiny_batches:
             self.log(
                 f"note: {state.tiny_batches} training batch(es) of a single image were dropped "
@@ -458,6 +485,17 @@ class Trainer:
     def close(self) -> None:
         self.rundir.release()
         D.teardown(self.info)
+
+
+def score_key(task: str) -> str:
+    """The validation metric a run keeps its best checkpoint by: top-1 accuracy, or mAP (multi-label)."""
+    return "val_mAP" if task == "multilabel" else "val_acc1"
+
+
+def _val_metrics(result: EvalResult | MultilabelResult) -> dict:
+    if isinstance(result, MultilabelResult):
+        return {"val_mAP": result.mAP, "val_exact_match": result.exact_match}
+    return {"val_acc1": result.acc1, "val_acc5": result.acc5}
 
 
 def train(

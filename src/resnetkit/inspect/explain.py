@@ -219,7 +219,8 @@ def _trace(net: ResNetBase, x: torch.Tensor):
 def _top(logits: Optional[torch.Tensor], card) -> List[Dict[str, Any]]:
     if logits is None:
         return []
-    probs = logits.float().softmax(1)[0]
+    # A multi-label model's classes are independent decisions: a sigmoid each, not a softmax over them.
+    probs = (logits.float().sigmoid() if getattr(card, "multilabel", False) else logits.float().softmax(1))[0]
     names = list(card.classes) if card.classes else None
     return [{"class": names[int(i)] if names else str(int(i)), "index": int(i), "p": round(float(p), 4)}
             for p, i in zip(*probs.topk(min(5, len(probs))))]  # fmt: skip

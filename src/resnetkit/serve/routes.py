@@ -41,6 +41,9 @@ class TopClass(BaseModel):
 class ImageResult(BaseModel):
     name: str = Field(description="the uploaded file's name ('body' for a raw image body)")
     top: Optional[List[TopClass]] = Field(None, description="most likely classes first")
+    labels: Optional[List[TopClass]] = Field(
+        None, description="a multi-label model: the classes above their thresholds (maybe none), most likely first"
+    )
     error: Optional[str] = Field(None, description="why this image got no prediction")
     cam_png: Optional[str] = Field(None, description="Grad-CAM overlay, base64 PNG (with ?cam=1)")
 
@@ -61,6 +64,7 @@ class ModelInfo(BaseModel):
     backend: str
     precision: str
     grad_cam: bool
+    task: str = Field(description="multiclass (answers: top) or multilabel (answers: labels)")
     limits: Dict[str, Any]
 
 
@@ -89,12 +93,19 @@ def get_service(request: Request) -> Service:
 
 
 @router.post("/v1/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=ERRORS)
-async def predict(request: Request, topk: int = 5, cam: bool = False, service: Service = Depends(get_service)):
-    """Top-k classes of each uploaded image (multipart files, or one raw image body)."""
+async def predict(
+    request: Request,
+    topk: int = 5,
+    cam: bool = False,
+    threshold: Optional[float] = None,
+    service: Service = Depends(get_service),
+):
+    """Top-k classes of each uploaded image (multipart files, or one raw image body); for a multi-label
+    model the labels above ``threshold`` (default: the model's tuned per-class thresholds), at most topk."""
     async with service.admission():
-        service.check_request(topk, cam)
+        service.check_request(topk, cam, threshold)
         files = await uploaded_images(request, service.body_limits, service.cfg.max_images)
-        return await service.predict(files, topk, cam)
+        return await service.predict(files, topk, cam, threshold)
 
 
 @router.get("/healthz", response_model=Status)

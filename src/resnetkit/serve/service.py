@@ -81,6 +81,7 @@ def load_service(cfg: ServeConfig, log: Callable[[str], None] = print) -> Served
         "backend": predictor.backend,
         "precision": predictor.precision,
         "grad_cam": predictor.pytorch_model is not None,
+        "task": card.task,
         "limits": cfg.limits(),
     }
     served = ServedModel(
@@ -189,11 +190,17 @@ class Service:
         finally:
             self.inflight -= 1
 
-    def check_request(self, topk: int, cam: bool) -> None:
+    def check_request(self, topk: int, cam: bool, threshold: Optional[float] = None) -> None:
         if not self.ready:
             raise RequestError(503, "the model is still loading; retry shortly", BUSY)
         if topk < 1:
             raise RequestError(422, f"topk must be >= 1, got {topk}")
+        from ..batch.predictor import check_threshold
+
+        try:
+            check_threshold(self.served.card, threshold)
+        except InvalidOption as exc:
+            raise RequestError(422, str(exc)) from None
         if cam and self.served.model is None:
             raise RequestError(
                 422, "Grad-CAM needs PyTorch weights; this server runs an exported model (serve the weights instead)"
@@ -201,9 +208,12 @@ class Service:
 
     # ---- a prediction ------------------------------------------------------------------------------
 
-    async def predict(self, files: List[Tuple[str, bytes]], topk: int, cam: bool) -> Dict[str, Any]:
-        """The answer to one request: top-k per image (an error entry for each unusable one)."""
-        from ..batch.predictor import top_k
+    async def predict(
+        self, files: List[Tuple[str, bytes]], topk: int, cam: bool, threshold: Optional[float] = None
+    ) -> Dict[str, Any]:
+        """The answer to one request: top-k per image, or (a multi-label model) the labels above the
+        thresholds; an error entry for each unusable image."""
+        from ..batch.predictor import answers
 
         decoded: List[Any] = []
         for name, data in files:  # decoded on worker threads, off the event loop
@@ -216,7 +226,8 @@ class Service:
             raise RequestError(422, f"no readable image: {'; '.join(str(d) for d in decoded)}")
         logits = torch.stack(await self._run(good))
         finite = torch.isfinite(logits).all(1).tolist()
-        tops = iter(top_k(torch.nan_to_num(logits), self.served.card, topk))
+        card = self.served.card
+        tops = iter(answers(torch.nan_to_num(logits), card, topk, threshold))
         heat = iter(await self.batcher.in_model_thread(self.cam_pngs, good) if cam else [])  # type: ignore[union-attr]
         results = []
         for (name, _), item in zip(files, decoded):
@@ -227,7 +238,8 @@ class Service:
             if not ok:
                 results.append({"name": name, "error": f"{name}: the model's output is not finite (NaN or Inf)"})
                 continue
-            entry: Dict[str, Any] = {"name": name, "top": [{"class": c, "prob": round(p, 6)} for _, c, p in top]}
+            classes = [{"class": c, "prob": round(p, 6)} for _, c, p in top]
+            entry: Dict[str, Any] = {"name": name, "labels" if card.multilabel else "top": classes}
             if overlay is not None:
                 entry["cam_png"] = overlay
             results.append(entry)

@@ -26,6 +26,7 @@ EXTRAS = tuple(dict.fromkeys(p for r in RUNTIME_ROWS for p in r.packages + r.int
     "ray",
     "huggingface_hub",
     "timm",
+    "webdataset",
 )
 PACKAGED = ("py.typed", "serve/page.html", "inspect/explain.html", "weights/data")
 
@@ -141,6 +142,8 @@ def main() -> int:
                 Image.new("RGB", (40, 40), (10, 200, 30)).save(work / "imgs" / split / name / "x.png")
         one_line(resnetkit("train", "--recipe", "rsb-a3", "--data", "imgs", "--out", "rsb", cwd=work), "resnetkit[rsb]",
                  "train --recipe rsb-a3 (timm's LAMB and RandAugment)")  # fmt: skip
+        one_line(resnetkit("train", "--data", "s-{000..003}.tar", "--val-data", "v-{0..1}.tar", cwd=work),
+                 "resnetkit[shards]", "train --data 'shards-{000..003}.tar' (WebDataset)")  # fmt: skip
         page = resnetkit("explain", "resnet18", "--input-size", "64", "--out", "e.html", cwd=work)
         if page.returncode != 0 or "layer4" not in (work / "e.html").read_text():
             raise SystemExit(f"explain failed on a base install: {page.stderr}")

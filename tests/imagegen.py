@@ -71,3 +71,52 @@ def write_small_weights(path, crop: int = 32, mean=(0.5,) * 3, std=(0.25,) * 3, 
         model = rk.resnet18(num_classes=len(classes))
     rk.save_safetensors(model.state_dict(), path, meta)
     return path
+
+
+def digit_pngs(size: int = 16):
+    """scikit-learn's digits as (split, index, label, PNG bytes), in the bundled train/val split."""
+    import io
+
+    from sklearn.datasets import load_digits
+
+    from resnetkit.data.datasets import _digits_split
+
+    bunch = load_digits()
+    for split, indices in zip(("train", "val"), _digits_split(bunch.target)):
+        for i in indices:
+            image = Image.fromarray((bunch.images[i] * 255 / 16).astype(np.uint8), mode="L").convert("RGB")
+            buf = io.BytesIO()
+            image.resize((size, size), Image.Resampling.BILINEAR).save(buf, format="PNG")
+            yield split, int(i), int(bunch.target[i]), buf.getvalue()
+
+
+def write_digit_folder(root: Path, size: int = 16) -> Path:
+    """The digits as an ImageFolder: root/train/<digit>/*.png and root/val/<digit>/*.png."""
+    for split, i, label, data in digit_pngs(size):
+        folder = root / split / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:04d}.png").write_bytes(data)
+    return root
+
+
+def write_digit_shards(root: Path, shards: dict, size: int = 16, label: str = "cls") -> Path:
+    """The digits as WebDataset shards, ``shards`` of each split ({"train": 4, "val": 2}):
+    root/train-000.tar ... with KEY.png and KEY.cls (or KEY.json {"label": "digit-N"})."""
+    import io
+    import json
+    import tarfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    samples = {"train": [], "val": []}
+    for split, i, digit, data in digit_pngs(size):
+        samples[split].append((f"d{i:04d}", digit, data))
+    for split, count in shards.items():
+        for s in range(count):
+            with tarfile.open(root / f"{split}-{s:03d}.tar", "w") as tar:
+                for key, digit, data in samples[split][s::count]:
+                    meta = str(digit).encode() if label == "cls" else json.dumps({"label": f"digit-{digit}"}).encode()
+                    for ext, payload in (("png", data), (label, meta)):
+                        info = tarfile.TarInfo(f"{key}.{ext}")
+                        info.size = len(payload)
+                        tar.addfile(info, io.BytesIO(payload))
+    return root

@@ -268,6 +268,17 @@ def start_training_until_checkpoint(args, run, threads=1):
     return proc
 
 
+def kill_mid_epoch(args, run, before_step: int) -> None:
+    """A training process (this process's thread count: float rounding depends on it) SIGKILLed after
+    its first step checkpoint, checked to have left a mid-epoch checkpoint before ``before_step``."""
+    proc = start_training_until_checkpoint([*args, "--save-every-steps", "5"], run, threads=torch.get_num_threads())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "model.safetensors").exists()
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert 0 < ckpt["global_step"] < before_step and ckpt["epoch"] == 0
+
+
 def test_sigint_in_a_real_process_saves_and_exits_130(tmp_path):
     run = tmp_path / "run"
     proc = start_training_until_checkpoint([*FAST_DIGITS, "--save-every-steps", "5"], run)
@@ -301,13 +312,7 @@ def test_resume_after_sigkill_gives_identical_weights(tmp_path):
     ok("train", *args, "--epochs", "1", "--max-steps", "14", "--out", ref)
 
     killed = tmp_path / "killed"
-    # The same thread count as this process: float rounding depends on it.
-    proc = start_training_until_checkpoint([*args, "--save-every-steps", "5"], killed, threads=torch.get_num_threads())
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "model.safetensors").exists()
-    ckpt = torch.load(killed / "last.pt", weights_only=True)
-    assert 0 < ckpt["global_step"] < 14 and ckpt["epoch"] == 0  # killed mid-epoch (22 steps per epoch)
+    kill_mid_epoch(args, killed, before_step=14)  # 22 steps an epoch
     ok("train", "--resume", killed, "--quiet", "--epochs", "1", "--max-steps", "14")
     ours, theirs = (torch.load(d / "last.pt", weights_only=True) for d in (ref, killed))
     assert ours["global_step"] == theirs["global_step"] == 14

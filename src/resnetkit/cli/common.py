@@ -166,13 +166,14 @@ def data_root(data: Optional[str], labels: Optional[str] = None) -> Optional[Pat
     weights' own run's validation split, else the digits)."""
     from ..data.cifar import parse
     from ..data.datasets import class_names
+    from ..data.shards import is_shards
     from ..errors import BadFile
 
     if data is None:
         if labels is not None:
             raise BadFile("--labels names the images of --data DIR: add --data")
         return None
-    if parse(data) is not None:
+    if parse(data) is not None or is_shards(data):
         return data
     root = Path(data)
     if labels is not None or (root / "labels.csv").is_file():
@@ -207,9 +208,17 @@ def _evaluation_data(root: Optional[Path | str], model, preprocess, policy: str)
     """(dataset, its class names, its description) before any check against the model."""
     from ..data.cifar import load_cifar, parse
     from ..data.datasets import FolderImages, class_names, find_images, load_digits
+    from ..data.shards import evaluation_shards, is_shards
     from ..errors import BadFile
 
     own = run_data(model) if root is None else None
+    if own is not None and is_shards(own["data"]):
+        root = own["val_data"]
+    if isinstance(root, str) and is_shards(root):
+        card = model.card
+        names = [card.class_name(i) for i in range(card.num_classes)]
+        transform = preprocess.transform(card.in_chans)
+        return evaluation_shards(root, names, transform, preprocess.resize_size, policy), names, root
     if own is not None and own.get("val_split") is not None:  # the held-out share of one folder, as trained
         from ..engine.config import TrainConfig
         from ..engine.setup import load_data

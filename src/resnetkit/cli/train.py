@@ -28,7 +28,12 @@ HELP = {
     "--data, multilabel trains on the bundled digits grid (1-3 digits an image)",
     "data": "ImageFolder root: DIR/train/<class>/* and DIR/val/<class>/*, or DIR/<class>/* with --val-split; "
     "or cifar10:DIR / cifar100:DIR (the python batches of cifar-10-python.tar.gz / cifar-100-python.tar.gz); "
-    "multilabel: the folder --labels' image paths are relative to",
+    "WebDataset shards 'DIR/train-{000..099}.tar' (local or http(s); KEY.jpg|png|webp + KEY.cls or KEY.json; "
+    "needs resnetkit[shards]); multilabel: the folder --labels' image paths are relative to",
+    "val_data": "WebDataset shards: the validation shards, 'DIR/val-{000..009}.tar'",
+    "classes": "WebDataset shards: a file of class names, one a line, in label order (default: the labels the "
+    "shards use: .cls indices named by number, or the sorted names of KEY.json labels)",
+    "shuffle_buffer": "WebDataset shards: samples each loader worker shuffles among",
     "labels": "multilabel: a CSV with the header image,labels (optionally ,split: train or val), the labels "
     "separated by spaces (default DATA/labels.csv)",
     "val_split": "fraction of a single folder held out for validation",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -13,7 +12,7 @@ from torch.utils.data import Dataset
 
 from ..errors import BadFile, InvalidOption
 from .decode import IMAGE_EXTENSIONS, ImageDecodeError, load_image
-from .sampling import sample_seed
+from .sampling import sample_seed, seeded
 from .transforms import Preprocess
 
 
@@ -203,15 +202,7 @@ class FolderImages(Dataset):
             return None, str(exc)
         if epoch is None:
             return self.transform(image), target
-        s = sample_seed(self.seed, epoch, i)
-        py_state = random.getstate()
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                random.seed(s)
-                return self.transform(image), target
-        finally:
-            random.setstate(py_state)
+        return seeded(self.transform, image, sample_seed(self.seed, epoch, i)), target
 
 
 def collate(items):

@@ -4,7 +4,7 @@ run sees exactly the batches an uninterrupted single-process run would."""
 from __future__ import annotations
 
 import math
-from typing import Iterator, List, Tuple
+from typing import Callable, Iterator, List, Tuple
 
 import torch
 
@@ -80,6 +80,21 @@ class BatchOrder:
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """Seed for one sample's augmentation in one epoch."""
     return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63)
+
+
+def seeded(transform: Callable, image, seed: int):
+    """``transform(image)`` with torch's and Python's random generators seeded by ``seed`` (one
+    sample's augmentation), both left as they were."""
+    import random
+
+    state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            return transform(image)
+    finally:
+        random.setstate(state)
 
 
 def shard(n: int, rank: int, world: int) -> List[int]:

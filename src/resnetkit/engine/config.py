@@ -29,6 +29,9 @@ class TrainConfig:
     task: str = "multiclass"  # multiclass (one label an image) | multilabel (any number: BCE, mAP, thresholds)
     data: Optional[str] = None  # None: the bundled sklearn digits (multilabel: the digits grid)
     labels: Optional[str] = None  # multilabel: the image,labels CSV (default DATA/labels.csv)
+    val_data: Optional[str] = None  # WebDataset shards: the validation shards ('DIR/val-{000..009}.tar')
+    classes: Optional[str] = None  # WebDataset shards: class names, one a line (default: from the shards' labels)
+    shuffle_buffer: int = 1000  # WebDataset shards: samples each loader worker shuffles among
     val_split: Optional[float] = None
     image_size: int = 32  # digits only
     pad_crop: int = 0  # digits only: random translation by up to this many pixels
@@ -325,6 +328,7 @@ INTEGER_MINIMUMS = {
             "step_size",
             "ema_steps",
             "accum_steps",
+            "shuffle_buffer",
         ),
         1,
     ),
@@ -352,6 +356,31 @@ def _check_drop_in_options(cfg: TrainConfig) -> None:
             field="milestones",
             related=("schedule",),
         )
+
+
+def _check_shards(cfg: TrainConfig) -> None:
+    """What WebDataset shards need (validation shards) and cannot do (repeated augmentation, a held-out
+    share, multi-label CSVs); shard-only settings without shards."""
+    from ..data.shards import is_shards
+
+    if not is_shards(cfg.data):
+        for key in ("val_data", "classes"):
+            if getattr(cfg, key) is not None:
+                raise InvalidOption(
+                    f"{key} belongs to WebDataset shards: pass --data 'DIR/train-{{000..099}}.tar'", field=key,
+                    related=("data",),
+                )  # fmt: skip
+        return
+    problems = [
+        (cfg.val_data is None, "val_data", "shards need --val-data 'DIR/val-{000..009}.tar' (validation shards)"),
+        (not is_shards(cfg.val_data), "val_data", "--val-data must name .tar shards too"),
+        (cfg.repeated_aug > 1, "repeated_aug", "repeated augmentation needs random access: use --repeated-aug 1"),
+        (cfg.val_split is not None, "val_split", "shards are not split: give the validation shards with --val-data"),
+        (cfg.task == "multilabel", "task", "multi-label training reads a labels CSV over a folder, not shards"),
+    ]  # fmt: skip
+    for wrong, key, message in problems:
+        if wrong:
+            raise InvalidOption(f"WebDataset shards: {message}", field=key, related=("data",))
 
 
 def _check_task(cfg: TrainConfig) -> None:
@@ -386,6 +415,7 @@ def validate(cfg: TrainConfig) -> None:
             raise InvalidOption(f"{key} must be an integer >= {low}, got {value!r}", field=key)
     _check_drop_in_options(cfg)
     _check_task(cfg)
+    _check_shards(cfg)
     _check_range(cfg, "drop_path_rate", 0, 1, high_open=True)
     _check_range(cfg, "lr", 0, INF, low_open=True)
     _check_range(cfg, "momentum", 0, 1, high_open=True)

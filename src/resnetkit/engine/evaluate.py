@@ -37,6 +37,12 @@ def eval_batches(dataset, batch_size: int, workers: int = 0, rank: int = 0, worl
         return (dataset.batch(b) + ([],) for b in batches)
     from torch.utils.data import DataLoader
 
+    from ..data.shards import ShardStream
+
+    if isinstance(dataset, ShardStream):  # streamed: each rank and worker reads shards of its own
+        dataset.arrange(batch_size, rank, world, workers)
+        return DataLoader(dataset, batch_size=None, num_workers=workers)
+
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate)
 
 

@@ -58,6 +58,14 @@ def resumed_config(checkpoint: dict, overrides: dict, out: Path, log: Callable[[
     """The configuration a resumed run continues with: the saved one, plus the settings that may
     change on resume."""
     values = dict(checkpoint["config"])
+    from ..data.shards import is_shards
+
+    if is_shards(values.get("data")) and overrides.get("workers", values["workers"]) != values["workers"]:
+        raise InvalidOption(
+            f"workers cannot change on --resume of a WebDataset run: the sample order is dealt to its "
+            f"{values['workers']} loader worker(s); resume with --workers {values['workers']}",
+            field="workers",
+        )
     for key, value in overrides.items():
         if key not in RESUME_OVERRIDABLE:
             raise InvalidOption(

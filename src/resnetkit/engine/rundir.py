@@ -168,6 +168,19 @@ def validation_images(run: Path, limit: int = 128) -> torch.Tensor | str:
         images = load_cifar(*cifar).val
         assert isinstance(images, TensorImages)
         return images.images[:limit]
+    from ..data.shards import is_shards
+
+    if is_shards(config["data"]):  # the first images of the validation shards, decoded
+        from .config import TrainConfig
+        from .evaluate import eval_batches
+        from .setup import load_data
+
+        decoded: List[torch.Tensor] = []
+        for x, _, _ in eval_batches(load_data(TrainConfig.from_dict(config)).val, 64):
+            decoded.append(x)
+            if sum(len(d) for d in decoded) >= limit:
+                break
+        return torch.cat(decoded)[:limit]
     root = Path(config["data"])
     return str(root / "val" if (root / "val").is_dir() else root)
 

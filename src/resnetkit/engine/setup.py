@@ -203,11 +203,14 @@ def load_data(cfg: TrainConfig) -> Split:
             return load_digits_grid(image_size=cfg.image_size)
         return load_digits(image_size=cfg.image_size)
     from ..data.cifar import load_cifar, parse
+    from ..data.shards import is_shards
 
     cifar = parse(cfg.data)
     if cifar is not None:
         return load_cifar(*cifar)
     preprocess = Preprocess(cfg.eval_resize, cfg.eval_crop, cfg.interpolation)
+    if is_shards(cfg.data):
+        return load_shard_data(cfg, preprocess)
     recipe = FolderRecipe(
         train_transform(
             cfg.train_crop, cfg.interpolation, auto_augment=cfg.auto_augment, random_erase=cfg.random_erase
@@ -223,6 +226,23 @@ def load_data(cfg: TrainConfig) -> Split:
 
         return load_multilabel_folder(Path(cfg.data), labels_file(cfg), recipe)
     return load_folder(Path(cfg.data), recipe)
+
+
+def load_shard_data(cfg: TrainConfig, preprocess: Preprocess) -> Split:
+    """WebDataset shards: the training stream (its class names from --classes or its labels) and the
+    validation stream over --val-data, with the same classes."""
+    from ..data.shards import load_shards
+
+    assert cfg.data is not None and cfg.val_data is not None
+    augment = train_transform(
+        cfg.train_crop, cfg.interpolation, auto_augment=cfg.auto_augment, random_erase=cfg.random_erase
+    )
+    train, classes = load_shards(cfg.data, cfg.classes, augment, cfg.seed, cfg.train_crop, buffer=cfg.shuffle_buffer)
+    val, _ = load_shards(
+        cfg.val_data, None, preprocess.transform(), cfg.seed, preprocess.resize_size, train=False,
+        names=(classes, train.mapping),
+    )  # fmt: skip
+    return Split(train=train, val=val, classes=classes, preprocess=preprocess, source=cfg.data)  # type: ignore[arg-type]
 
 
 def effective_amp(cfg: TrainConfig, device: torch.device, log: Callable[[str], None]) -> str:
@@ -282,7 +302,7 @@ class Components:
     ema: Optional[Any]  # torch.optim.swa_utils.AveragedModel
     scaler: Optional[Any]
     mixer: Optional[Callable]
-    order: BatchOrder
+    order: Any  # a BatchOrder, or the ShardStream itself (set_epoch, num_batches)
     loader: Optional[Any]  # a DataLoader for folder data; None when the data is in memory
     amp: str
     batch_norm: bool
@@ -352,6 +372,33 @@ def _distribute(model: nn.Module, cfg: TrainConfig, info: D.DistInfo, log: Calla
     return model
 
 
+def _batch_order(cfg: TrainConfig, data: Split, info: D.DistInfo) -> Any:
+    """The run's batch order: a BatchOrder over the data set's indices, or a shard stream itself."""
+    from ..data.shards import ShardStream
+
+    if isinstance(data.train, ShardStream):
+        return data.train.arrange(cfg.batch_size, info.rank, info.world, cfg.workers)
+    return BatchOrder(
+        len(data.train), cfg.batch_size, seed=cfg.seed, shuffle=True, drop_last=True,
+        rank=info.rank, world=info.world, repeats=cfg.repeated_aug,
+    )  # fmt: skip
+
+
+def _loader(cfg: TrainConfig, data: Split, order: Any, info: D.DistInfo):
+    """The DataLoader of data on disk. A stream makes its own batches, in its order; its workers are
+    started anew each epoch (they take the epoch and the batch to start at), as they are when a size
+    schedule changes the crop between epochs."""
+    from torch.utils.data import DataLoader
+
+    streamed = order is data.train
+    batching: Dict[str, Any] = dict(batch_size=None) if streamed else dict(batch_sampler=order, collate_fn=collate)
+    return DataLoader(
+        data.train, **batching, num_workers=cfg.workers, pin_memory=info.device.type == "cuda",
+        persistent_workers=cfg.workers > 0 and not cfg.train_size_schedule and not streamed,
+        worker_init_fn=_ignore_sigint_in_worker if cfg.workers > 0 else None,
+    )  # fmt: skip
+
+
 def build_components(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], None]) -> Components:
     """The data, model, optimizer, schedule, EMA, scaler, mixer, batch order and loader of ``cfg``."""
     data = load_data(cfg)
@@ -367,10 +414,7 @@ def build_components(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], No
     if info.enabled:
         ids = [info.device.index] if info.device.type == "cuda" else None
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    order = BatchOrder(
-        len(data.train), cfg.batch_size, seed=cfg.seed, shuffle=True, drop_last=True,
-        rank=info.rank, world=info.world, repeats=cfg.repeated_aug,
-    )  # fmt: skip
+    order = _batch_order(cfg, data, info)
     warn_short_run(cfg, order.num_batches(), log)
     scheduler = make_scheduler(
         optimizer,
@@ -382,16 +426,6 @@ def build_components(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], No
         cfg.gamma,
         milestones(cfg),
     )
-    loader = None
-    if not data.in_memory:
-        from torch.utils.data import DataLoader
-
-        loader = DataLoader(
-            data.train, batch_sampler=order, num_workers=cfg.workers, collate_fn=collate,
-            pin_memory=info.device.type == "cuda", # a size schedule changes the crop between epochs: workers are started anew each epoch to see it
-            persistent_workers=cfg.workers > 0 and not cfg.train_size_schedule,
-            worker_init_fn=_ignore_sigint_in_worker if cfg.workers > 0 else None,
-        )  # fmt: skip
     return Components(
         data=data,
         model=model,
@@ -403,7 +437,7 @@ def build_components(cfg: TrainConfig, info: D.DistInfo, log: Callable[[str], No
         scaler=torch.amp.GradScaler("cuda") if (cfg.amp == "fp16" and info.device.type == "cuda") else None,
         mixer=make_mixer(cfg, len(data.classes)),
         order=order,
-        loader=loader,
+        loader=None if data.in_memory else _loader(cfg, data, order, info),
         amp=effective_amp(cfg, info.device, log),
         batch_norm=batch_norm,
         teacher=load_teacher(cfg, data, info, progress=info.is_main),

@@ -54,8 +54,13 @@ def timm_config(card: ModelCard) -> Dict[str, Any]:
 def model_card_text(card: ModelCard, repo: str, facts: Dict[str, Any]) -> str:
     """README.md of a pushed run: what it is, how it was trained, how well it does, how to load it."""
     lines = ["---", "library_name: timm", "tags:", "- image-classification", "- resnetkit", "- timm", "---", ""]
+    task = (
+        " (multi-label: a sigmoid per class, thresholds tuned per class in the weights' card)"
+        if card.multilabel
+        else ""
+    )
     lines += [f"# {repo}", "", f"A {card.arch} trained with resnetkit ({card.data or 'its own data'}), "
-              f"{card.num_classes} classes.", ""]  # fmt: skip
+              f"{card.num_classes} classes{task}.", ""]  # fmt: skip
     if facts.get("metrics"):
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts["metrics"].items()] + [""]
     pre = card.preprocess
@@ -83,8 +88,8 @@ def run_facts(run: Path) -> Dict[str, Any]:
     """Metrics and configuration of a training run, for its model card (what the run has)."""
     facts: Dict[str, Any] = {"metrics": {}}
     for name, keys in (
-        ("summary.json", ("final_val_acc1", "best_val_acc1", "train_seconds")),
-        ("eval.json", ("acc1", "acc5", "images")),
+        ("summary.json", ("final_val_acc1", "best_val_acc1", "final_val_mAP", "best_val_mAP", "train_seconds")),
+        ("eval.json", ("acc1", "acc5", "mAP", "exact_match", "images")),
     ):
         try:
             data = json.loads((run / name).read_text())

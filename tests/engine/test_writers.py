@@ -47,6 +47,23 @@ HOLDER = textwrap.dedent(
 )
 
 
+def test_a_held_run_directory_refuses_train_resume_and_exist_ok(tmp_path):
+    """The run directory's lock held (an open lock file: another process, as far as the lock can tell),
+    every way into it is refused in one line naming the holder; once released, the run continues."""
+    out = tmp_path / "run"
+    assert cli("train", "--out", out, *TINY, "--max-steps", "2").returncode == 0
+    with fileio.OneWriter(out, "run directory"):
+        for args in (
+            ["train", "--out", out, *TINY],
+            ["train", "--resume", out],
+            ["train", "--out", out, "--exist-ok", *TINY],
+        ):
+            line = one_line_error(cli(*args))
+            assert f"run directory {out} is being written by another process (pid " in line, line
+    assert cli("train", "--resume", out, "--max-steps", "3").returncode == 0
+
+
+@pytest.mark.sweep  # a second real process: make test-scale (the same refusals in-process: above)
 def test_a_second_trainer_on_the_same_run_directory_is_refused(tmp_path):
     """A real second process: while one `train` runs in --out, another is refused in one line naming
     the first one's pid, and the first finishes with its files intact."""

@@ -127,6 +127,7 @@ def test_http_404_not_retried(served, cache):
     assert host.requests["resnet18-00000000.pth"] == 1
 
 
+@pytest.mark.sweep  # several real processes: make test-scale
 def test_parallel_processes_share_one_transfer(served, cache):
     host, name = served
     shared = name.replace("resnet18", "resnet18c")

@@ -92,6 +92,15 @@ def test_cli_export_and_bench(tmp_path, digits_model):
     assert "measured" in res["peak"]["assumptions"] and res["peak"]["gflops"] > 0
     proc = run("bench", "resnet18", "--modes", "fast")
     assert proc.returncode == 2 and "unknown mode" in proc.stderr
+    # --formats: the rows of the formats chosen, each at every precision it offers.
+    proc = run("bench", "--weights", path, "--formats", "pytorch", "--runs", "1", "--warmup", "0", "--max-images", "32",
+               "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert {r["format"] for r in json.loads(proc.stdout)["rows"]} == {"pytorch"}
+    proc = run("bench", "--weights", path, "--formats", "onnx,tflit")
+    assert proc.returncode == 2 and "unknown format(s) 'tflit'" in proc.stderr
+    proc = run("bench", "resnet18", "--formats", "onnx")
+    assert proc.returncode == 1 and "--formats chooses the files of --weights" in proc.stderr
 
 
 @pytest.mark.sweep  # every format x precision: make test-scale (tests/cli/test_seams.py benches an export)

@@ -219,3 +219,14 @@ def test_metrics_against_hand_computed_values():
     assert result.ap[0] == pytest.approx(100 * (1 + 2 / 3) / 2, abs=1e-3)
     assert result.tuned[0] == pytest.approx(0.4)  # F1 1.0 needs the threshold at the lowest positive
     assert result.f1[0] == pytest.approx(100 * 2 * 0.5 * 0.5 / 1.0, abs=1e-3)  # at 0.5: P 1/2, R 1/2
+
+
+def test_a_spreadsheets_labels_file_reads_the_same(tmp_path):
+    """A byte-order mark and labels separated by commas (what a spreadsheet writes) read as spaces do."""
+    (tmp_path / "images").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / "images" / name)
+    (tmp_path / "plain.csv").write_text("image,labels\nimages/a.png,cat dog\nimages/b.png,\n")
+    (tmp_path / "sheet.csv").write_bytes(b'\xef\xbb\xbfimage,labels\r\nimages/a.png,"cat, dog"\r\nimages/b.png,\r\n')
+    plain, sheet = (read_labels(tmp_path, tmp_path / f) for f in ("plain.csv", "sheet.csv"))
+    assert plain == sheet and plain[1] == ["cat", "dog"] and plain[0][1][1] == ()

@@ -31,6 +31,20 @@ def _modes(text: str):
     return modes
 
 
+def _formats(text: str) -> list:
+    """argparse type: a comma-separated list of the table's formats (bench --weights rows)."""
+    from ..deploy.compare import table_rows
+
+    known = list(dict.fromkeys(fmt for fmt, _ in table_rows()))
+    chosen = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in chosen if f not in known]
+    if bad or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown format(s) {', '.join(bad) or text!r}; choose from {', '.join(known)}"
+        )
+    return chosen
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bench",
@@ -71,6 +85,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="modes to compare (eager is always included; default: those installed of "
         "eager,fused,onnxruntime,openvino,openvino-bf16,openvino-int8,onnxruntime-int8)",
     )
+    b.add_argument(
+        "--formats",
+        type=_formats,
+        default=None,
+        metavar="pytorch,onnx,...",
+        help="with --weights: the formats to measure, each at every precision it offers (default: every format; "
+        "pytorch is the file run by PyTorch)",
+    )
     b.add_argument("--threads", type=int_at_least(1), help="intra-op threads (default: PyTorch's)")
     b.add_argument("--runs", type=int_at_least(1), default=10, help="timed calls per mode (default 10)")
     b.add_argument("--warmup", type=int_at_least(0), default=3, help="untimed calls first (default 3)")
@@ -90,6 +112,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return run_formats(args, log)
     if args.architecture is None:
         raise InvalidOption("bench needs an architecture (resnetkit bench resnet50) or --weights SRC")
+    if args.formats is not None:
+        raise InvalidOption("--formats chooses the files of --weights SRC; an architecture is timed by --modes")
     from ..deploy.bench import benchmark, default_modes, markdown_table, skipped_modes
     from ..models import get_constructor
     from .common import pick_device
@@ -143,7 +167,7 @@ def run_formats(args: argparse.Namespace, log) -> int:
     import torch
 
     from ..deploy.calibration import calibration_batches
-    from ..deploy.compare import compare_formats, format_table
+    from ..deploy.compare import compare_formats, format_table, table_rows
     from ..deploy.loading import is_exported
     from ..errors import InvalidOption
 
@@ -158,8 +182,9 @@ def run_formats(args: argparse.Namespace, log) -> int:
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
+        rows = [(f, p) for f, p in table_rows() if f in args.formats] if args.formats else None
         result = compare_formats(
-            model, card, x_all, y_all, calibration, batch=(args.batch_size or [16])[0], runs=args.runs,
+            model, card, x_all, y_all, calibration, rows=rows, batch=(args.batch_size or [16])[0], runs=args.runs,
             warmup=args.warmup, log=log, given=model if exported else None,
         )  # fmt: skip
     finally:

@@ -35,7 +35,7 @@ HELP = {
     "shards use: .cls indices named by number, or the sorted names of KEY.json labels)",
     "shuffle_buffer": "WebDataset shards: samples each loader worker shuffles among",
     "labels": "multilabel: a CSV with the header image,labels (optionally ,split: train or val), the labels "
-    "separated by spaces (default DATA/labels.csv)",
+    "separated by spaces or commas (default DATA/labels.csv)",
     "val_split": "fraction of a single folder held out for validation",
     "image_size": "digits only: image side in pixels",
     "pad_crop": "digits only: pad by N pixels (edge) and randomly crop back, per sample",

@@ -3,12 +3,13 @@ or the bundled digits laid out on a 2 x 2 grid (1 to 3 digits an image, the labe
 
 ``labels.csv`` has the header ``image,labels`` (and optionally ``split``, ``train`` or ``val`` per
 row); ``image`` is a path relative to the folder, ``labels`` the image's labels separated by spaces
-(empty: none of them). The classes are the sorted set of labels the file names. Targets are multi-hot
+or commas (empty: none of them). The classes are the sorted set of labels the file names. Targets are multi-hot
 float vectors."""
 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -45,7 +46,7 @@ def multi_hot(indices: Sequence[int], num_classes: int) -> torch.Tensor:
 
 def _rows(path: Path) -> List[Dict[str, str]]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
             reader = csv.DictReader(f)
             header = tuple(h.strip() for h in (reader.fieldnames or ()))
             if header[:2] != HEADER or not set(header[2:]) <= {"split"}:
@@ -82,7 +83,8 @@ def read_labels(root: Path, path: Path) -> Tuple[List[Tuple[str, Tuple[str, ...]
                 f"({', '.join(IMAGE_EXTENSIONS)}); image paths are relative to --data"
             )
         seen.add(name)
-        entries.append((str(image), tuple(sorted(set(row.get("labels", "").split()))), split))
+        names = re.split(r"[\s,]+", row.get("labels", "").strip())  # spaces (or commas, as spreadsheets write)
+        entries.append((str(image), tuple(sorted({n for n in names if n})), split))
     classes = sorted({label for _, labels, _ in entries for label in labels})
     if not entries:
         raise BadFile(f"labels file {path} lists no images; add image,labels rows")

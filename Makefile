@@ -20,8 +20,9 @@ test: $(STAMP)
 
 # Beyond one process: DDP training and torchrun ranks, Ray Data on a local Ray (Ray's start-up alone is seconds),
 # the artifact x reader matrix; then the sweeps make test leaves to one representative (pytest -m sweep).
+# Two test files at a time: each file's processes are its own, and no test races the clock.
 test-scale: $(STAMP)
-	$(BIN)/python -m pytest -q tests/scale
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests/scale
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --ignore tests/scale -m sweep
 
 # A base install (no extras) in a fresh venv: every feature that needs an extra names it in one line.

@@ -170,13 +170,16 @@ def validation_images(run: Path, limit: int = 128) -> torch.Tensor | str:
         return images.images[:limit]
     from ..data.shards import is_shards
 
-    if is_shards(config["data"]):  # the first images of the validation shards, decoded
-        from .config import TrainConfig
+    if is_shards(config["data"]):  # the first images of the validation shards, decoded (the training shards unread)
+        from ..card import Preprocess
+        from ..data.shards import evaluation_shards
         from .evaluate import eval_batches
-        from .setup import load_data
 
+        pre = Preprocess(config["eval_resize"], config["eval_crop"], config["interpolation"])
+        classes = json.loads((run / "classes.json").read_text())
+        val = evaluation_shards(config["val_data"], classes, pre.transform(), pre.resize_size, "resnetkit")
         decoded: List[torch.Tensor] = []
-        for x, _, _ in eval_batches(load_data(TrainConfig.from_dict(config)).val, 64):
+        for x, _, _ in eval_batches(val, 64):
             decoded.append(x)
             if sum(len(d) for d in decoded) >= limit:
                 break

@@ -67,6 +67,7 @@ class Trainer:
         self.on_step = on_step
         self.stop_requested, self.stop_reason = False, ""
         self.thresholds: Optional[List[float]] = None  # multilabel: tuned on the validation data at the end
+        self.last_eval: Optional[EvalResult | MultilabelResult] = None
         self.rundir, self.cfg, checkpoint = open_run(cfg, resume, resume_overrides or {}, self.info, self.log)
         try:
             seed_everything(self.cfg.seed)
@@ -323,6 +324,7 @@ class Trainer:
     def _epoch_row(self, epoch_seconds: float) -> dict:
         loss_sum, correct, images, data_s, step_s = D.all_sum(self.state.totals.as_list(), self.info)
         result = self._evaluate(self.parts.model)
+        self.last_eval = result  # the final model's, once the last epoch ends (_finish tunes thresholds on it)
         row = {
             "epoch": self.state.epoch + 1,
             "train_loss": loss_sum / max(1, images),
@@ -429,9 +431,8 @@ class Trainer:
         """The final weights (with their card), the summary and, for the digits, sample images."""
         state = self.state
         if self.cfg.task == "multilabel":  # per-class thresholds for predict and serve, tuned on the val data
-            result = self._evaluate(self.parts.model)
-            assert isinstance(result, MultilabelResult)
-            self.thresholds = result.tuned
+            assert isinstance(self.last_eval, MultilabelResult)  # the last epoch's evaluation of these weights
+            self.thresholds = self.last_eval.tuned
         card = self.card()
         metric = score_key(self.cfg.task)[len("val_") :]
         self.rundir.write_weights("model.safetensors", self.parts.model.state_dict(), card)
